@@ -1,0 +1,104 @@
+//! The `mirrorswap` command line: argument definitions and dispatch.
+
+mod check;
+mod rewrite;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::rewrite::{DockerHubMode, Options};
+use crate::rules_file::{self, Format, LoadError, Loaded};
+
+const FORMATS_HELP: &str = "\
+Rule formats (--format, default by extension: .yaml/.yml is yaml, anything else maps):
+  maps  imageswap's maps file: one SOURCE::TARGET per line, `#` comments. Also Palette's
+        MIRROR_REGISTRIES list: several SOURCE::TARGET pairs on one line, comma-separated.
+        Special keys: default::TARGET (fallback), noswap_wildcards::a,b (substrings the
+        fallback never touches), [EXACT]REF::TARGET, [REPLACE]GLOB::DIR.
+  yaml  a mapping of \"SOURCE\": \"TARGET\" (Registry Connect imageReplacementRules, Edge
+        registryMappingRules); the key \"all\" prefixes every image, registry included.
+SOURCE is a registry or registry/path prefix; the longest one on `/` boundaries wins.
+An empty TARGET leaves matching images alone; a TARGET ending in `-` gets the source
+registry appended. See docs/rules.md for the full semantics.";
+
+/// Rewrites container image references to mirror registries.
+#[derive(Debug, Parser)]
+#[command(name = "mirrorswap", version, about, after_help = FORMATS_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print each IMAGE as the rules rewrite it, one line each, in order.
+    #[command(after_help = FORMATS_HELP)]
+    Rewrite(rewrite::RewriteArgs),
+    /// Validate a rules file and summarize it: exit 0 clean, 1 warnings with --strict, 2 errors.
+    #[command(after_help = FORMATS_HELP)]
+    Check(check::CheckArgs),
+}
+
+/// How Docker Hub references are matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DockerHub {
+    /// As imageswap: `nginx` matches `docker.io` rules and never gains `library/`.
+    Compat,
+    /// As containerd pulls: `nginx` is `docker.io/library/nginx`; index.docker.io and
+    /// registry-1.docker.io are docker.io.
+    Canonical,
+}
+
+/// Where rules come from and how they are read; shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct RulesArgs {
+    /// Rules file (maps or YAML).
+    #[arg(long, env = "MIRRORSWAP_RULES", value_name = "FILE")]
+    pub rules: PathBuf,
+    /// Rules format; by default .yaml/.yml files are yaml and anything else is maps.
+    #[arg(long, env = "MIRRORSWAP_FORMAT", value_enum)]
+    pub format: Option<Format>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Engine options shared by every command that compiles rules.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct EngineArgs {
+    /// Skip bad rule lines with a warning each (as imageswap does) instead of failing.
+    #[arg(long, env = "MIRRORSWAP_LENIENT")]
+    pub lenient: bool,
+    /// Docker Hub matching mode.
+    #[arg(long, env = "MIRRORSWAP_DOCKER_HUB", value_enum, default_value_t = DockerHub::Compat)]
+    pub docker_hub: DockerHub,
+}
+
+impl EngineArgs {
+    /// The engine options these flags select.
+    pub fn options(&self) -> Options {
+        let docker_hub = match self.docker_hub {
+            DockerHub::Compat => DockerHubMode::Compat,
+            DockerHub::Canonical => DockerHubMode::Canonical,
+        };
+        Options { docker_hub, lenient: self.lenient }
+    }
+}
+
+impl RulesArgs {
+    /// Loads the rules file these flags name.
+    pub fn load(&self) -> Result<Loaded, LoadError> {
+        rules_file::load_file(&self.rules, self.format, self.engine.options())
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Rewrite(args) => rewrite::run(&args),
+        Command::Check(args) => check::run(&args),
+    }
+}

@@ -1,0 +1,66 @@
+//! `mirrorswap rewrite`: rewrite image references given as arguments or on stdin.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::RulesArgs;
+use crate::rewrite::{Decision, RuleSet, Unchanged};
+
+/// Arguments of `mirrorswap rewrite`.
+#[derive(Debug, Args)]
+pub struct RewriteArgs {
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// Images to rewrite; `-` reads images from stdin, one a line.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// Prints one line per image: the rewritten reference, or the image as given.
+pub fn run(args: &RewriteArgs) -> anyhow::Result<ExitCode> {
+    let loaded = match args.rules.load() {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            error.messages().iter().for_each(|message| eprintln!("{message}"));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    loaded.messages().for_each(|message| eprintln!("{message}"));
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    for image in &args.images {
+        if image == "-" {
+            for line in std::io::stdin().lock().lines() {
+                let line = line.context("reading images from stdin")?;
+                let image = line.trim();
+                if !image.is_empty() {
+                    write_one(&mut out, &loaded.rules, image)?;
+                }
+            }
+        } else {
+            write_one(&mut out, &loaded.rules, image)?;
+        }
+    }
+    out.flush().context("writing to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_one(out: &mut impl Write, rules: &RuleSet, image: &str) -> anyhow::Result<()> {
+    let decision = rules.rewrite(image);
+    match &decision {
+        Decision::Unchanged(Unchanged::InvalidReference(reason)) => {
+            eprintln!("warning: `{image}` left unchanged: not a valid image reference: {reason}");
+        }
+        Decision::Unchanged(Unchanged::InvalidResult { rule, reason }) => {
+            eprintln!(
+                "warning: `{image}` left unchanged: rule at line {} would give an invalid reference: {reason}",
+                rule.line
+            );
+        }
+        _ => {}
+    }
+    writeln!(out, "{}", decision.new_image().unwrap_or(image)).context("writing to stdout")
+}

@@ -1,0 +1,106 @@
+//! A deliberately naive linear-scan model of the matching semantics.
+//!
+//! It reads the same compiled rules as [`RuleSet`] but ignores the tries and
+//! hash maps: every lookup scans every rule with plain string comparisons.
+//! Property tests use it as the oracle for the trie, and the benchmarks use it
+//! as the baseline the trie is measured against. O(rules) per image.
+
+use super::engine::{Decision, PrefixMatch, RuleSet, Unchanged, View};
+use super::reference::{self, Reference};
+use super::render;
+use super::rules::{Rule, RuleKind, Target};
+
+/// The linear-scan model over a compiled rule set.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearModel<'r> {
+    set: &'r RuleSet,
+}
+
+impl<'r> LinearModel<'r> {
+    /// A model of `set`.
+    pub fn new(set: &'r RuleSet) -> Self {
+        Self { set }
+    }
+
+    /// Decides what `image` becomes, scanning every rule.
+    pub fn rewrite(&self, image: &str) -> Decision<'r> {
+        let set = self.set;
+        let reference = match reference::parse(image) {
+            Ok(reference) => reference,
+            Err(reason) => return Decision::Unchanged(Unchanged::InvalidReference(reason)),
+        };
+        if let Some(rule) = set.rules.iter().find(|rule| is_mirrored_by(rule, image, &reference)) {
+            return Decision::Unchanged(Unchanged::AlreadyMirrored(rule));
+        }
+        let of_kind = |kind: RuleKind| set.rules.iter().filter(move |rule| rule.kind == kind);
+        if let Some(rule) = of_kind(RuleKind::Exact).find(|rule| *rule.source == *image) {
+            return set.finish(image, rule, render::exact(rule));
+        }
+        if let Some((rule, _)) = of_kind(RuleKind::Replace)
+            .filter_map(|rule| Some((rule, super::glob::Glob::new(&rule.source).ok()?)))
+            .find(|(_, glob)| glob.matches(image))
+        {
+            return set.finish(image, rule, render::replace(rule, &reference));
+        }
+        let view = View::new(reference, set.docker_hub);
+        let mut candidates = vec![(view.registry_key, false)];
+        if reference.port.is_some() {
+            candidates.push((view.host, true));
+        }
+        for (registry, port_fallback) in candidates {
+            if let Some(found) = self.longest_prefix(&view, registry, port_fallback) {
+                let rule = set.rule(found.rule);
+                return set.finish(image, rule, render::prefix(rule, &view, &found));
+            }
+        }
+        if let Some((wildcard, _)) = set.noswap.iter().find(|(wildcard, _)| image.contains(&**wildcard)) {
+            return Decision::Unchanged(Unchanged::NoSwapWildcard(wildcard));
+        }
+        match set.rules.iter().find(|rule| matches!(rule.kind, RuleKind::Default | RuleKind::All)) {
+            Some(rule) => set.finish(image, rule, render::fallback(rule, &view)),
+            None => Decision::Unchanged(Unchanged::NoRule),
+        }
+    }
+
+    /// The prefix rule with the longest source that `registry/path` starts with, plus `/`.
+    fn longest_prefix<'a>(&self, view: &View<'a>, registry: &str, port_fallback: bool) -> Option<PrefixMatch<'a>> {
+        let path = view.reference.path;
+        let lookup =
+            if view.library_implied { format!("{registry}/library/{path}") } else { format!("{registry}/{path}") };
+        let (id, rule) = self
+            .set
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| rule.kind == RuleKind::Prefix)
+            .filter(|(_, rule)| lookup.strip_prefix(&*rule.source).is_some_and(|rest| rest.starts_with('/')))
+            .max_by_key(|(_, rule)| rule.source.len())?;
+        let rest = &lookup[rule.source.len() + 1..];
+        let (rest, library_in_rest) = if view.library_implied {
+            (path, view.canonical && rest.starts_with("library/"))
+        } else {
+            (&path[path.len() - rest.len()..], false)
+        };
+        Some(PrefixMatch { rule: u32::try_from(id).ok()?, rest, library_in_rest, port_fallback })
+    }
+}
+
+/// True when `rule`'s target says the image is already in the mirror.
+fn is_mirrored_by(rule: &Rule, image: &str, reference: &Reference<'_>) -> bool {
+    let target = match (&rule.target, rule.kind) {
+        (Target::Keep, _) => return false,
+        (Target::Plain(target), RuleKind::Exact) => return **target == *image,
+        (Target::Plain(target) | Target::Dash(target), _) => &**target,
+    };
+    let name = reference.name;
+    let bare = reference.registry.and_then(|registry| {
+        let (host, port) = reference::split_host_port(registry).ok()?;
+        port.map(|_| format!("{host}{}", &name[registry.len()..]))
+    });
+    [Some(name), bare.as_deref()].into_iter().flatten().any(|name| match &rule.target {
+        Target::Dash(_) => name
+            .strip_prefix(target)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && rest.contains('/')),
+        _ => name.strip_prefix(target).is_some_and(|rest| rest.starts_with('/') && rest.len() > 1),
+    })
+}

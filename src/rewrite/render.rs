@@ -1,0 +1,83 @@
+//! Builds the new reference once a rule has matched. `None` means the rule's
+//! target is empty: the image is left alone.
+//!
+//! - prefix rule, plain target: TARGET [`:`port] `/` rest-after-prefix tag
+//!   (the port is kept only when the rule matched through the bare host of a
+//!   `host:port` registry and TARGET is itself a bare host)
+//! - any rule, dash target: TARGET host `/` path tag (the host without its port)
+//! - `default`, plain target: TARGET `/` path tag (the registry is dropped)
+//! - `all`, plain target: TARGET `/` host `/` path tag
+//! - `[EXACT]`: TARGET; `[REPLACE]`: DIR `/` last-path-segment tag
+
+use super::engine::{PrefixMatch, View};
+use super::reference::{Reference, is_registry_like};
+use super::rules::{Rule, RuleKind, Target};
+
+/// `[EXACT]`: the target is the whole new reference.
+pub(crate) fn exact(rule: &Rule) -> Option<String> {
+    match &rule.target {
+        Target::Keep => None,
+        Target::Plain(target) | Target::Dash(target) => Some(target.to_string()),
+    }
+}
+
+/// `[REPLACE]`: DIR + `/` + the last path segment with its tag and digest.
+pub(crate) fn replace(rule: &Rule, reference: &Reference<'_>) -> Option<String> {
+    let dir = match &rule.target {
+        Target::Keep => return None,
+        Target::Plain(dir) | Target::Dash(dir) => dir,
+    };
+    let last = reference.raw.rsplit('/').next().unwrap_or(reference.raw);
+    Some(join(&[dir, "/", last]))
+}
+
+/// A prefix rule that matched `found`.
+pub(crate) fn prefix(rule: &Rule, view: &View<'_>, found: &PrefixMatch<'_>) -> Option<String> {
+    match &rule.target {
+        Target::Keep => None,
+        Target::Dash(target) => Some(dash(target, view)),
+        Target::Plain(target) => {
+            let port = match view.reference.port {
+                Some(port) if found.port_fallback && is_bare_host(target) => port,
+                _ => "",
+            };
+            let colon = if port.is_empty() { "" } else { ":" };
+            let library = if found.library_in_rest { "library/" } else { "" };
+            Some(join(&[target, colon, port, "/", library, found.rest, view.reference.suffix]))
+        }
+    }
+}
+
+/// The `default` or `all` fallback.
+pub(crate) fn fallback(rule: &Rule, view: &View<'_>) -> Option<String> {
+    let library = full_path_library(view);
+    let (path, suffix) = (view.reference.path, view.reference.suffix);
+    match (&rule.target, rule.kind) {
+        (Target::Keep, _) => None,
+        (Target::Dash(target), _) => Some(dash(target, view)),
+        (Target::Plain(target), RuleKind::All) => Some(join(&[target, "/", view.host, "/", library, path, suffix])),
+        (Target::Plain(target), _) => Some(join(&[target, "/", library, path, suffix])),
+    }
+}
+
+/// TARGET + host + `/` + path: the source registry is appended to a `-` target.
+fn dash(target: &str, view: &View<'_>) -> String {
+    let library = full_path_library(view);
+    join(&[target, view.host, "/", library, view.reference.path, view.reference.suffix])
+}
+
+/// `library/` when canonical mode writes out an implied official-image namespace.
+fn full_path_library(view: &View<'_>) -> &'static str {
+    if view.canonical && view.library_implied { "library/" } else { "" }
+}
+
+/// A target with no path and no port of its own, such as `registry.example.com`.
+fn is_bare_host(target: &str) -> bool {
+    !target.contains('/') && !target.contains(':') && is_registry_like(target)
+}
+
+fn join(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|part| part.len()).sum());
+    parts.iter().for_each(|part| out.push_str(part));
+    out
+}

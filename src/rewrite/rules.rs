@@ -1,0 +1,241 @@
+//! Rule vocabulary shared by every rule format: the raw `source → target`
+//! pairs a parser produces, the compiled [`Rule`]s, and the diagnostics
+//! (errors and warnings, each tied to a line) that parsing and compiling report.
+
+use std::fmt;
+
+/// The special key for the fallback rule applied when no specific rule matches.
+pub const KEY_DEFAULT: &str = "default";
+/// The special key for substrings that stop the fallback rule.
+pub const KEY_NOSWAP: &str = "noswap_wildcards";
+/// The Registry Connect / Edge key that prefixes every reference, registry included.
+pub const KEY_ALL: &str = "all";
+/// Key prefix for whole-reference replacement.
+pub const PREFIX_EXACT: &str = "[EXACT]";
+/// Key prefix for glob replacement.
+pub const PREFIX_REPLACE: &str = "[REPLACE]";
+
+/// One `source → target` pair as written in a rules file, before validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RulePair {
+    /// 1-based line the pair was read from (0 when the source has no lines).
+    pub line: u32,
+    /// The key: a registry/path prefix or a special key.
+    pub key: String,
+    /// The value: a target, a wildcard list or empty.
+    pub value: String,
+}
+
+/// What a rule matches and how it applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RuleKind {
+    /// `[EXACT]REF::TARGET`: the whole reference is replaced.
+    Exact,
+    /// `[REPLACE]GLOB::DIR`: the last path segment is moved under DIR.
+    Replace,
+    /// `registry[/path]::TARGET`: the longest matching prefix is replaced.
+    Prefix,
+    /// `default::TARGET`: the registry of an unmatched reference is replaced.
+    Default,
+    /// `all::TARGET`: an unmatched reference is put, registry and all, under TARGET.
+    All,
+}
+
+impl RuleKind {
+    /// Every kind, in precedence order.
+    pub const ALL: [RuleKind; 5] = [Self::Exact, Self::Replace, Self::Prefix, Self::Default, Self::All];
+
+    /// A short lowercase name for summaries and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Replace => "replace",
+            Self::Prefix => "prefix",
+            Self::Default => "default",
+            Self::All => "all",
+        }
+    }
+}
+
+/// Where a matched reference goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Empty target: the reference is left alone.
+    Keep,
+    /// The matched part is replaced by this name prefix.
+    Plain(Box<str>),
+    /// A target ending in `-`: the source registry is appended to it.
+    Dash(Box<str>),
+}
+
+impl Target {
+    /// The target as written in the rules file.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Keep => "",
+            Self::Plain(t) | Self::Dash(t) => t,
+        }
+    }
+}
+
+/// A validated rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Which kind of rule this is.
+    pub kind: RuleKind,
+    /// The key without its `[EXACT]`/`[REPLACE]` marker (`default`/`all` for fallbacks).
+    pub source: Box<str>,
+    /// Where matches go.
+    pub target: Target,
+    /// 1-based line in the rules file (0 when unknown).
+    pub line: u32,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let marker = match self.kind {
+            RuleKind::Exact => PREFIX_EXACT,
+            RuleKind::Replace => PREFIX_REPLACE,
+            _ => "",
+        };
+        write!(f, "{marker}{}::{}", self.source, self.target.as_str())
+    }
+}
+
+/// How serious a diagnostic is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The rules are loaded regardless.
+    Warning,
+    /// A bad line that `--lenient` skipped.
+    Skipped,
+    /// A bad line; the whole load fails.
+    Error,
+}
+
+/// A problem found in a rules file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// No separator at all.
+    #[error("no `::` separator between source and target")]
+    NoSeparator,
+    /// Several single colons and no `::`: ambiguous, as a port needs `::`.
+    #[error("several `:` and no `::`: a port in the source or target needs the `::` separator")]
+    PortNeedsDoubleColon,
+    /// `a::b::c`.
+    #[error("more than one `::` separator")]
+    TooManySeparators,
+    /// Nothing before the separator.
+    #[error("empty source")]
+    EmptySource,
+    /// Whitespace inside a reference.
+    #[error("whitespace inside the {0}")]
+    Whitespace(&'static str),
+    /// A specific key that is not `registry[/path]`.
+    #[error("invalid source `{key}`: {reason}")]
+    InvalidSource {
+        /// The key as written.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A target that would not give a valid reference.
+    #[error("invalid target `{target}`: {reason}")]
+    InvalidTarget {
+        /// The target as written.
+        target: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `[REPLACE]` pattern that does not compile.
+    #[error("invalid glob `{pattern}`: {reason}")]
+    BadGlob {
+        /// The pattern as written.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The same source twice with different targets.
+    #[error("duplicate source `{key}` with a different target (first at line {first_line})")]
+    ConflictingDuplicate {
+        /// The repeated key.
+        key: String,
+        /// Where it was first given.
+        first_line: u32,
+    },
+    /// Both fallbacks given.
+    #[error("`all` and `default` are both fallbacks: keep one (the other is at line {0})")]
+    AllAndDefault(u32),
+    /// A YAML document that is not a flat mapping of strings, or not YAML.
+    #[error("{0}")]
+    Yaml(String),
+    /// The deprecated single-colon separator.
+    #[error("`:` as separator is deprecated: write `::`")]
+    LegacySeparator,
+    /// The same rule twice.
+    #[error("duplicate of line {0}")]
+    Duplicate(u32),
+    /// `a,,b` or a trailing comma.
+    #[error("empty entry in a comma-separated list")]
+    EmptyEntry,
+    /// A rule that can never apply because its source lies inside a mirror target.
+    #[error(
+        "never applies: `{key}` lies inside the target `{target}` of line {line}, and references already there are left alone"
+    )]
+    ShadowedByTarget {
+        /// The shadowed key.
+        key: String,
+        /// The target that shadows it.
+        target: String,
+        /// The line of that target.
+        line: u32,
+    },
+    /// A `[REPLACE]` glob that an earlier glob always matches first.
+    #[error("never applies: the earlier glob `{earlier}` at line {line} matches every reference it matches")]
+    ShadowedGlob {
+        /// The earlier pattern.
+        earlier: String,
+        /// Its line.
+        line: u32,
+    },
+}
+
+/// A problem and the line it is on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// 1-based line (0 when the problem is not tied to a line).
+    pub line: u32,
+    /// How serious it is.
+    pub severity: Severity,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+impl Diagnostic {
+    /// An error on `line`.
+    pub fn error(line: u32, problem: Problem) -> Self {
+        Self { line, severity: Severity::Error, problem }
+    }
+
+    /// A warning on `line`.
+    pub fn warning(line: u32, problem: Problem) -> Self {
+        Self { line, severity: Severity::Warning, problem }
+    }
+
+    /// `LINE: reason`, with `warning: `/`skipped: ` before warnings and skipped lines.
+    /// Prefix it with `FILE:` for the `FILE:LINE: reason` form.
+    pub fn with_origin(&self, origin: &str) -> String {
+        format!("{origin}:{self}")
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = match self.severity {
+            Severity::Error => "",
+            Severity::Skipped => "skipped: ",
+            Severity::Warning => "warning: ",
+        };
+        write!(f, "{}: {label}{}", self.line, self.problem)
+    }
+}

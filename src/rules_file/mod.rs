@@ -1,0 +1,119 @@
+//! Reading rules from files and texts: picks the format, runs the right
+//! parser, compiles with the engine, and labels every diagnostic with its
+//! origin as `FILE:LINE: reason`. The only part of rule handling that does I/O.
+
+pub mod yaml;
+
+use std::fmt;
+use std::path::Path;
+
+use crate::rewrite::{self, Compiled, Diagnostic, Options, RuleSet, Severity};
+
+/// The rule formats mirrorswap reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// imageswap maps: `SOURCE::TARGET` per line, or Palette's comma-separated list.
+    Maps,
+    /// A YAML mapping of `"SOURCE": "TARGET"` (Registry Connect, Edge).
+    Yaml,
+}
+
+impl Format {
+    /// `.yaml`/`.yml` files are YAML, anything else is maps.
+    pub fn for_path(path: &Path) -> Self {
+        match path.extension().and_then(|ext| ext.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml") => Self::Yaml,
+            _ => Self::Maps,
+        }
+    }
+}
+
+/// A loaded rule set and the warnings its source produced.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The compiled rules.
+    pub rules: RuleSet,
+    /// Warnings and skipped lines, in line order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Where the rules came from (a path, or a label such as `env:MIRROR_REGISTRIES`).
+    pub origin: String,
+}
+
+impl Loaded {
+    /// Each diagnostic as `ORIGIN:LINE: …`.
+    pub fn messages(&self) -> impl Iterator<Item = String> + '_ {
+        self.diagnostics.iter().map(|diagnostic| diagnostic.with_origin(&self.origin))
+    }
+}
+
+/// Why rules could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file could not be read.
+    Io {
+        /// The file.
+        origin: String,
+        /// What the OS said.
+        error: std::io::Error,
+    },
+    /// The text has errors; every diagnostic (warnings too) in line order.
+    Invalid {
+        /// The file or label.
+        origin: String,
+        /// All diagnostics.
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+impl LoadError {
+    /// Every diagnostic as `ORIGIN:LINE: …` (for an I/O error, one line).
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            Self::Io { origin, error } => vec![format!("{origin}: {error}")],
+            Self::Invalid { origin, diagnostics } => {
+                diagnostics.iter().map(|diagnostic| diagnostic.with_origin(origin)).collect()
+            }
+        }
+    }
+}
+
+impl fmt::Display for LoadError {
+    /// The first error, as `FILE:LINE: reason`, and how many more there are.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { origin, error } => write!(f, "{origin}: {error}"),
+            Self::Invalid { origin, diagnostics } => {
+                let mut errors = diagnostics.iter().filter(|d| d.severity == Severity::Error);
+                match errors.next() {
+                    Some(first) => write!(f, "{}", first.with_origin(origin))?,
+                    None => write!(f, "{origin}: invalid rules")?,
+                }
+                match errors.count() {
+                    0 => Ok(()),
+                    more => write!(f, " (and {more} more error{})", if more == 1 { "" } else { "s" }),
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Reads and compiles a rules file; `format` `None` picks it by extension.
+pub fn load_file(path: &Path, format: Option<Format>, options: Options) -> Result<Loaded, LoadError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Io { origin: origin.clone(), error })?;
+    load_text(&text, &origin, format.unwrap_or_else(|| Format::for_path(path)), options)
+}
+
+/// Compiles rules from `text`, labelling diagnostics with `origin`.
+pub fn load_text(text: &str, origin: &str, format: Format, options: Options) -> Result<Loaded, LoadError> {
+    let (pairs, diagnostics) = match format {
+        Format::Maps => rewrite::maps::parse(text),
+        Format::Yaml => yaml::parse(text),
+    };
+    match rewrite::compile(pairs, diagnostics, options) {
+        Ok(Compiled { rules, diagnostics }) => Ok(Loaded { rules, diagnostics, origin: origin.to_owned() }),
+        Err(diagnostics) => Err(LoadError::Invalid { origin: origin.to_owned(), diagnostics }),
+    }
+}
