@@ -1,0 +1,204 @@
+//! The `mirrorswap rewrite` and `check` commands, run as a user runs them:
+//! the built binary, real files, exit codes and output.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const DIGEST: &str = "sha256:15d3b5c4f521a84896ed1ead1b14e4774d02202d5c65ab68f30eeaf310a3b1a7";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn mirrorswap(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mirrorswap")).args(args).output().expect("run mirrorswap")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn rules_file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn strip_ticks(cell: &str) -> &str {
+    cell.trim().trim_matches('`')
+}
+
+/// Every row of `examples/rules/README.md`'s table, through the CLI.
+#[test]
+fn every_documented_example_rewrite_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let readme = std::fs::read_to_string(root().join("examples/rules/README.md")).unwrap();
+    let mut rows = 0;
+    for line in readme.lines().filter(|line| line.starts_with('|')).skip(2) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
+        let [rules, image, expected] = cells[..] else { panic!("bad row {line}") };
+        let rules = strip_ticks(rules);
+        let rules_path = if rules.ends_with(".conf") || rules.ends_with(".yaml") {
+            root().join("examples/rules").join(rules).display().to_string()
+        } else {
+            rules_file(dir.path(), "inline.yaml", rules)
+        };
+        let image = strip_ticks(image).replace("sha256:<64 hex>", DIGEST);
+        let expected = strip_ticks(expected).replace("sha256:<64 hex>", DIGEST);
+        let output = mirrorswap(&["rewrite", "--rules", &rules_path, &image]);
+        assert!(output.status.success(), "{line}: {}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(stdout(&output), format!("{expected}\n"), "{line}");
+        rows += 1;
+    }
+    assert_eq!(rows, 6, "the README table has six rows");
+}
+
+#[test]
+fn palette_list_rewrites_kube_apiserver() {
+    let rules = root().join("examples/rules/palette-mirror-registries.conf");
+    let output = mirrorswap(&["rewrite", "--rules", rules.to_str().unwrap(), "registry.k8s.io/kube-apiserver:v1.30.0"]);
+    assert!(output.status.success());
+    assert_eq!(stdout(&output), "harbor.example.org/airgap-images/k8s.io/kube-apiserver:v1.30.0\n");
+}
+
+#[test]
+fn rewrite_prints_one_line_per_image_in_order_including_stdin() {
+    let rules = root().join("examples/rules/imageswap-maps.conf");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
+        .args(["rewrite", "--rules", rules.to_str().unwrap(), "nginx:1.27", "-", "ghcr.io/org/tool:v1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"quay.io/prometheus/node-exporter:v1.8.0\n\nBAD REF\nbusybox:1.36\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        stdout(&output),
+        "harbor.example.org/airgap-images/library/nginx:1.27\n\
+         mirror.example.org/cache-quay.io/prometheus/node-exporter:v1.8.0\n\
+         BAD REF\n\
+         harbor.example.org/pinned/busybox:1.36.1\n\
+         ghcr.io/org/tool:v1\n"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`BAD REF` left unchanged: not a valid image reference"), "{stderr}");
+}
+
+#[test]
+fn rewrite_fails_with_file_and_line_on_bad_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = rules_file(dir.path(), "bad.conf", "docker.io::ok.example.com\ngcr.io mirror.example.com\n");
+    let output = mirrorswap(&["rewrite", "--rules", &path, "nginx"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("{path}:2: no `::` separator between source and target")), "{stderr}");
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn lenient_skips_bad_lines_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = rules_file(dir.path(), "bad.conf", "docker.io::ok.example.com\ngcr.io mirror.example.com\n");
+    let output = mirrorswap(&["rewrite", "--lenient", "--rules", &path, "nginx"]);
+    assert!(output.status.success());
+    assert_eq!(stdout(&output), "ok.example.com/nginx\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("{path}:2: skipped: no `::` separator")), "{stderr}");
+}
+
+#[test]
+fn check_summarizes_a_clean_file() {
+    let rules = root().join("examples/rules/imageswap-maps.conf");
+    let output = mirrorswap(&["check", "--strict", "--rules", rules.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "{}: 11 rules (1 exact, 1 replace, 8 prefix, 1 default, 0 all), 2 noswap wildcards; \
+             0 shadowed, 0 duplicated, 0 skipped, 0 warnings in all\n",
+            rules.display()
+        )
+    );
+}
+
+#[test]
+fn check_exit_codes_and_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let warn = rules_file(
+        dir.path(),
+        "warn.conf",
+        "default:d.example.com\nquay.io::q.example.com\nquay.io::q.example.com\nq.example.com/team::x.example.com\n\
+         [REPLACE]*::r.example.com\n[REPLACE]a/*::s.example.com\n",
+    );
+    let output = mirrorswap(&["check", "--rules", &warn]);
+    assert_eq!(output.status.code(), Some(0));
+    let strict = mirrorswap(&["check", "--strict", "--rules", &warn]);
+    assert_eq!(strict.status.code(), Some(1));
+    let text = stdout(&strict);
+    for expected in [
+        format!("{warn}:1: warning: `:` as separator is deprecated: write `::`"),
+        format!("{warn}:3: warning: duplicate of line 2"),
+        format!("{warn}:4: warning: never applies: `q.example.com/team` lies inside the target `q.example.com` of line 2"),
+        format!("{warn}:6: warning: never applies: the earlier glob `*` at line 5"),
+        "2 shadowed".into(),
+        "1 duplicated".into(),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in\n{text}");
+    }
+    let missing = mirrorswap(&["check", "--rules", "/nonexistent/rules.conf"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/rules.conf: No such file"));
+}
+
+/// Each kind of error, with the line it is on, through `check`.
+#[test]
+fn malformed_rule_files_report_file_line_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let long_target = format!("m.example.com/{}", "a".repeat(260));
+    let long_line = format!("gcr.io::{long_target}");
+    // (file name, content, line, reason)
+    let table: &[(&str, &str, u32, &str)] = &[
+        ("no-separator.conf", "ok.io::m.io\ngcr.io mirror.io", 2, "no `::` separator between source and target"),
+        ("semicolon.conf", "gcr.io;mirror.io", 1, "no `::` separator"),
+        ("port-single-colon.conf", "gcr.io:443:mirror.io", 1, "a port in the source or target needs the `::` separator"),
+        ("two-separators.conf", "a.io::b.io::c.io", 1, "more than one `::` separator"),
+        ("empty-source.conf", "\n::mirror.io", 2, "empty source"),
+        ("space-source.conf", "gcr .io::mirror.io", 1, "whitespace inside the source"),
+        ("space-target.conf", "gcr.io::mirror .io", 1, "whitespace inside the target"),
+        ("space-wildcard.conf", "noswap_wildcards::a b,c", 1, "whitespace inside the wildcard list"),
+        ("not-registry.conf", "bitnami::mirror.io", 1, "invalid source `bitnami`: must start with a registry host"),
+        ("source-tag.conf", "gcr.io/app:v1::mirror.io", 1, "without tag or digest"),
+        ("source-digest.conf", "gcr.io/app@sha256:aa::mirror.io", 1, "without tag or digest"),
+        ("bad-host.conf", "gcr..io::mirror.io", 1, "invalid source `gcr..io`: malformed registry host or port"),
+        ("bad-port.conf", "gcr.io:http::mirror.io", 1, "malformed registry host or port"),
+        ("upper-source.conf", "gcr.io/Team::mirror.io", 1, "uppercase letter in repository path"),
+        ("upper-target.conf", "gcr.io::mirror.io/Team", 1, "invalid target `mirror.io/Team`"),
+        ("target-tag.conf", "gcr.io::mirror.io/app:v1", 1, "invalid target `mirror.io/app:v1`"),
+        ("long-target.conf", &long_line, 1, "longer than 253 characters"),
+        ("bad-glob.conf", "[REPLACE]a[bc::mirror.io", 1, "invalid glob `a[bc`: `[` without a closing `]`"),
+        ("bad-exact.conf", "[EXACT]Nginx::mirror.io/nginx", 1, "invalid source `Nginx`: uppercase letter"),
+        ("bad-exact-target.conf", "[EXACT]nginx::mirror.io/Nginx", 1, "invalid target `mirror.io/Nginx`"),
+        ("conflict.conf", "gcr.io::a.io\nquay.io::q.io\ngcr.io::b.io", 3, "duplicate source `gcr.io` with a different target (first at line 1)"),
+        ("two-defaults.conf", "default::a.io\ndefault::b.io", 2, "duplicate source `default` with a different target (first at line 1)"),
+        ("all-and-default.conf", "default::a.io\nall::b.io", 2, "`all` and `default` are both fallbacks: keep one (the other is at line 1)"),
+        ("list.yaml", "- gcr.io\n- quay.io\n", 1, "expected a mapping"),
+        ("nested.yaml", "\"gcr.io\": \"m.io\"\n\"quay.io\":\n  x: y\n", 3, "the value of `quay.io` must be a string"),
+        ("syntax.yaml", "\"gcr.io\": \"m.io\"\n\"quay.io: x\n", 2, "not YAML"),
+        ("bad-yaml-source.yaml", "\"gcr.io\": \"m.io\"\n\"Quay\": \"q.io\"\n", 2, "invalid source `Quay`"),
+    ];
+    for &(name, content, line, reason) in table {
+        let path = rules_file(dir.path(), name, content);
+        let output = mirrorswap(&["check", "--rules", &path]);
+        let text = stdout(&output);
+        assert_eq!(output.status.code(), Some(2), "{name}: {text}");
+        let prefix = format!("{path}:{line}: ");
+        assert!(
+            text.lines().any(|l| l.starts_with(&prefix) && l.contains(reason)),
+            "{name}: expected `{prefix}…{reason}…` in\n{text}"
+        );
+        assert!(text.trim_end().ends_with("no rules loaded"), "{name}: {text}");
+    }
+}
