@@ -72,7 +72,12 @@ fn rewrite_prints_one_line_per_image_in_order_including_stdin() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"quay.io/prometheus/node-exporter:v1.8.0\n\nBAD REF\nbusybox:1.36\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"quay.io/prometheus/node-exporter:v1.8.0\n\nBAD REF\nbusybox:1.36\n")
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
     assert_eq!(
@@ -141,7 +146,9 @@ fn check_exit_codes_and_warnings() {
     for expected in [
         format!("{warn}:1: warning: `:` as separator is deprecated: write `::`"),
         format!("{warn}:3: warning: duplicate of line 2"),
-        format!("{warn}:4: warning: never applies: `q.example.com/team` lies inside the target `q.example.com` of line 2"),
+        format!(
+            "{warn}:4: warning: never applies: `q.example.com/team` lies inside the target `q.example.com` of line 2"
+        ),
         format!("{warn}:6: warning: never applies: the earlier glob `*` at line 5"),
         "2 shadowed".into(),
         "1 duplicated".into(),
@@ -163,7 +170,12 @@ fn malformed_rule_files_report_file_line_reason() {
     let table: &[(&str, &str, u32, &str)] = &[
         ("no-separator.conf", "ok.io::m.io\ngcr.io mirror.io", 2, "no `::` separator between source and target"),
         ("semicolon.conf", "gcr.io;mirror.io", 1, "no `::` separator"),
-        ("port-single-colon.conf", "gcr.io:443:mirror.io", 1, "a port in the source or target needs the `::` separator"),
+        (
+            "port-single-colon.conf",
+            "gcr.io:443:mirror.io",
+            1,
+            "a port in the source or target needs the `::` separator",
+        ),
         ("two-separators.conf", "a.io::b.io::c.io", 1, "more than one `::` separator"),
         ("empty-source.conf", "\n::mirror.io", 2, "empty source"),
         ("space-source.conf", "gcr .io::mirror.io", 1, "whitespace inside the source"),
@@ -181,9 +193,24 @@ fn malformed_rule_files_report_file_line_reason() {
         ("bad-glob.conf", "[REPLACE]a[bc::mirror.io", 1, "invalid glob `a[bc`: `[` without a closing `]`"),
         ("bad-exact.conf", "[EXACT]Nginx::mirror.io/nginx", 1, "invalid source `Nginx`: uppercase letter"),
         ("bad-exact-target.conf", "[EXACT]nginx::mirror.io/Nginx", 1, "invalid target `mirror.io/Nginx`"),
-        ("conflict.conf", "gcr.io::a.io\nquay.io::q.io\ngcr.io::b.io", 3, "duplicate source `gcr.io` with a different target (first at line 1)"),
-        ("two-defaults.conf", "default::a.io\ndefault::b.io", 2, "duplicate source `default` with a different target (first at line 1)"),
-        ("all-and-default.conf", "default::a.io\nall::b.io", 2, "`all` and `default` are both fallbacks: keep one (the other is at line 1)"),
+        (
+            "conflict.conf",
+            "gcr.io::a.io\nquay.io::q.io\ngcr.io::b.io",
+            3,
+            "duplicate source `gcr.io` with a different target (first at line 1)",
+        ),
+        (
+            "two-defaults.conf",
+            "default::a.io\ndefault::b.io",
+            2,
+            "duplicate source `default` with a different target (first at line 1)",
+        ),
+        (
+            "all-and-default.conf",
+            "default::a.io\nall::b.io",
+            2,
+            "`all` and `default` are both fallbacks: keep one (the other is at line 1)",
+        ),
         ("list.yaml", "- gcr.io\n- quay.io\n", 1, "expected a mapping"),
         ("nested.yaml", "\"gcr.io\": \"m.io\"\n\"quay.io\":\n  x: y\n", 3, "the value of `quay.io` must be a string"),
         ("syntax.yaml", "\"gcr.io\": \"m.io\"\n\"quay.io: x\n", 2, "not YAML"),

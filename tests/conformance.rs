@@ -67,8 +67,12 @@ fn lenient_files_fail_strict_loading_with_line_numbers() {
     let messages = error.messages();
     let errors: Vec<&String> = messages.iter().filter(|m| !m.contains("warning:")).collect();
     assert_eq!(errors.len(), 3, "{messages:#?}");
-    assert!(errors[0].ends_with("map_file.conf:14: several `:` and no `::`: a port in the source or target needs the `::` separator"));
-    assert!(errors[1].ends_with("map_file.conf:15: several `:` and no `::`: a port in the source or target needs the `::` separator"));
+    assert!(errors[0].ends_with(
+        "map_file.conf:14: several `:` and no `::`: a port in the source or target needs the `::` separator"
+    ));
+    assert!(errors[1].ends_with(
+        "map_file.conf:15: several `:` and no `::`: a port in the source or target needs the `::` separator"
+    ));
     assert!(errors[2].ends_with("map_file.conf:16: no `::` separator between source and target"));
 }
 
@@ -88,7 +92,10 @@ fn missing_default_still_applies_specific_rules() {
     // The reference swaps nothing at all without a `default` key.
     let rules = load_map("map_file_no_default.conf", false);
     assert_eq!(rewrite(&rules, "quay.io/solo/gloo:v1"), "quay.example3.com/solo/gloo:v1");
-    assert_eq!(rewrite(&rules, "default.io/paulbower/hello-kubernetes:1.5"), "default.io/paulbower/hello-kubernetes:1.5");
+    assert_eq!(
+        rewrite(&rules, "default.io/paulbower/hello-kubernetes:1.5"),
+        "default.io/paulbower/hello-kubernetes:1.5"
+    );
     assert_eq!(rules.rewrite("default.io/x").rule(), None);
 }
 
@@ -171,7 +178,8 @@ fn rewriting_is_idempotent() {
 #[test]
 fn invalid_references_are_left_alone_with_a_reason() {
     let rules = rules("default::d.example.com");
-    for (image, reason) in [("Nginx", "uppercase letter in repository path"), ("a b", "whitespace, control or non-ASCII character")]
+    for (image, reason) in
+        [("Nginx", "uppercase letter in repository path"), ("a b", "whitespace, control or non-ASCII character")]
     {
         match rules.rewrite(image) {
             Decision::Unchanged(Unchanged::InvalidReference(found)) => assert_eq!(found.reason(), reason),
@@ -183,13 +191,35 @@ fn invalid_references_are_left_alone_with_a_reason() {
 #[test]
 fn canonical_docker_hub_mode_matches_what_containerd_pulls() {
     let text = "docker.io::h.example.org/hub\nindex.docker.io/bitnami::h.example.org/bitnami";
-    let canonical = load_text(text, "inline", Format::Maps, Options { docker_hub: DockerHubMode::Canonical, lenient: false })
-        .unwrap()
-        .rules;
+    let canonical =
+        load_text(text, "inline", Format::Maps, Options { docker_hub: DockerHubMode::Canonical, lenient: false })
+            .unwrap()
+            .rules;
     let compat = rules(text);
     assert_eq!(rewrite(&canonical, "nginx"), "h.example.org/hub/library/nginx");
     assert_eq!(rewrite(&compat, "nginx"), "h.example.org/hub/nginx");
     assert_eq!(rewrite(&canonical, "index.docker.io/library/nginx:1"), "h.example.org/hub/library/nginx:1");
     assert_eq!(rewrite(&canonical, "registry-1.docker.io/bitnami/redis"), "h.example.org/bitnami/redis");
     assert_eq!(rewrite(&canonical, "bitnami/redis"), "h.example.org/bitnami/redis");
+}
+
+#[test]
+fn empty_replace_directory_leaves_the_image_alone() {
+    // The reference yields the bare last segment: `os.path.join("", "app:1")` is `app:1`.
+    let rules = rules("[REPLACE]registry.example.net/*::\ndefault::d.example.com");
+    assert_eq!(rewrite(&rules, "registry.example.net/team/app:1"), "registry.example.net/team/app:1");
+    assert!(matches!(rules.rewrite("registry.example.net/team/app:1"), Decision::Unchanged(Unchanged::OptedOut(_))));
+}
+
+#[test]
+fn a_result_that_would_be_invalid_leaves_the_image_alone() {
+    let long_target = format!("m.example.com/{}", "a".repeat(200));
+    let rules = rules(&format!("gcr.io::{long_target}"));
+    let image = format!("gcr.io/{}/app:1", "b".repeat(60));
+    match rules.rewrite(&image) {
+        Decision::Unchanged(Unchanged::InvalidResult { reason, .. }) => {
+            assert_eq!(reason.reason(), "name longer than 255 characters")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -6,8 +6,21 @@ use std::path::Path;
 
 const ALLOWED_ROOTS: &[&str] = &["std", "core", "alloc", "crate", "super", "self", "thiserror"];
 const FORBIDDEN: &[&str] = &[
-    "std::fs", "std::net", "std::io", "std::process", "std::thread", "std::env", "std::time::SystemTime",
-    "tokio", "async ", ".await", "kube", "k8s_openapi", "serde", "println!", "eprintln!",
+    "std::fs",
+    "std::net",
+    "std::io",
+    "std::process",
+    "std::thread",
+    "std::env",
+    "std::time::SystemTime",
+    "tokio",
+    "async ",
+    ".await",
+    "kube",
+    "k8s_openapi",
+    "serde",
+    "println!",
+    "eprintln!",
 ];
 
 #[test]
@@ -24,7 +37,11 @@ fn rewrite_engine_uses_std_only() {
             let code = line.split("//").next().unwrap_or("").trim();
             if let Some(used) = code.strip_prefix("use ").or_else(|| code.strip_prefix("pub use ")) {
                 let root = used.split("::").next().unwrap_or("").trim_start_matches('{');
-                assert!(ALLOWED_ROOTS.contains(&root) || modules.iter().any(|m| m == root), "{name}:{}: `{code}` reaches outside std", number + 1);
+                assert!(
+                    ALLOWED_ROOTS.contains(&root) || modules.iter().any(|m| m == root),
+                    "{name}:{}: `{code}` reaches outside std",
+                    number + 1
+                );
             }
             for forbidden in FORBIDDEN {
                 assert!(!code.contains(forbidden), "{name}:{}: `{forbidden}` in the pure engine", number + 1);

@@ -25,9 +25,8 @@ fn path() -> impl Strategy<Value = String> {
 }
 
 fn source() -> impl Strategy<Value = String> {
-    (pick(HOSTS), proptest::collection::vec(pick(SEGMENTS), 0..3)).prop_map(|(host, segments)| {
-        std::iter::once(host).chain(segments).collect::<Vec<_>>().join("/")
-    })
+    (pick(HOSTS), proptest::collection::vec(pick(SEGMENTS), 0..3))
+        .prop_map(|(host, segments)| std::iter::once(host).chain(segments).collect::<Vec<_>>().join("/"))
 }
 
 fn reference() -> impl Strategy<Value = String> {
@@ -51,7 +50,8 @@ fn rule_line() -> impl Strategy<Value = String> {
 }
 
 fn rule_set() -> impl Strategy<Value = (String, bool)> {
-    (proptest::collection::vec(rule_line(), 0..12), any::<bool>()).prop_map(|(lines, canonical)| (lines.join("\n"), canonical))
+    (proptest::collection::vec(rule_line(), 0..12), any::<bool>())
+        .prop_map(|(lines, canonical)| (lines.join("\n"), canonical))
 }
 
 fn compile(text: &str, canonical: bool) -> RuleSet {
@@ -96,5 +96,34 @@ proptest! {
                 prop_assert_eq!(twice.new_image(), None, "rules:\n{}\n{} -> {} -> {:?}", text, image, once, twice);
             }
         }
+    }
+}
+
+/// Strings built from the characters references are made of (and a few they must not contain),
+/// long enough to cross the 16- and 64-byte boundaries of the bitmask parser.
+fn reference_like() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        4 => proptest::sample::select(vec!["a", "b", "z", "0", "9", "x1", "reg", "docker.io", "localhost", "library"]),
+        2 => proptest::sample::select(vec!["/", ":", ".", "-", "_", "__", "--", "@", ".-", "-.", "..", "._", "_.", "___"]),
+        1 => proptest::sample::select(vec!["a.-b.io/", "-a.io/", "a-.io/", "a..io/", "a.io-/", ".a.io/", "A.IO:1/", "a.io:/", "a.io:123456/"]),
+        1 => proptest::sample::select(vec!["A", "Z", "[", "]", "::1", " ", "\t", "\u{0}", "é", "+", "~", ":5000"]),
+        1 => proptest::sample::select(vec![
+            "@sha256:15d3b5c4f521a84896ed1ead1b14e4774d02202d5c65ab68f30eeaf310a3b1a7",
+            "@sha512:abc",
+            ":v1.2.3",
+            "reg.example.com:443/",
+            "0123456789abcdef0123456789abcdef",
+        ]),
+    ];
+    proptest::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 20000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bitmask_parser_agrees_with_scalar_parser(raw in reference_like()) {
+        use mirrorswap::rewrite::reference::{parse, parse_scalar};
+        prop_assert_eq!(parse(&raw), parse_scalar(&raw), "{:?}", raw);
     }
 }

@@ -199,8 +199,11 @@ impl Builder {
                 }
                 RuleKind::Default | RuleKind::All => continue,
             };
-            let name = reference::parse(&probe).map(|r| r.name).unwrap_or(&probe);
-            if let Some(shadow) = self.set.mirrored(name) {
+            let (name, bare_host) = match reference::parse(&probe) {
+                Ok(r) => (r.name, r.port.map(|_| r.host)),
+                Err(_) => (probe.as_str(), None),
+            };
+            if let Some(shadow) = self.set.mirrored(name, bare_host) {
                 let shadow = self.set.rule(shadow);
                 found.push(Diagnostic::warning(
                     rule.line,

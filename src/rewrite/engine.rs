@@ -10,9 +10,9 @@
 
 use super::fxhash::FxHashMap;
 use super::glob::Glob;
-use super::reference::{self, DOCKER_HUB, DOCKER_HUB_ALIASES, InvalidReference, Reference};
+use super::reference::{self, DOCKER_HUB, DOCKER_HUB_ALIASES, InvalidReference, MAX_NAME_LEN, Reference};
 use super::render;
-use super::rules::{Rule, RuleKind};
+use super::rules::{Rule, RuleKind, Target};
 use super::trie::{NodeId, SegmentTrie};
 
 /// Index of a rule in [`RuleSet::rules`].
@@ -194,21 +194,23 @@ impl RuleSet {
             Ok(reference) => reference,
             Err(reason) => return Decision::Unchanged(Unchanged::InvalidReference(reason)),
         };
-        if let Some(id) = self.mirrored(reference.name).or_else(|| self.exact_targets.get(image).copied()) {
+        let exact_target = || if self.exact_targets.is_empty() { None } else { self.exact_targets.get(image).copied() };
+        let bare_host = reference.port.map(|_| reference.host);
+        if let Some(id) = self.mirrored(reference.name, bare_host).or_else(exact_target) {
             return Decision::Unchanged(Unchanged::AlreadyMirrored(self.rule(id)));
         }
-        if let Some(&id) = self.exact.get(image) {
+        if let Some(&id) = if self.exact.is_empty() { None } else { self.exact.get(image) } {
             let rule = self.rule(id);
-            return self.finish(image, rule, render::exact(rule));
+            return self.finish(&reference, rule, render::exact(rule));
         }
         if let Some((_, id)) = self.replace.iter().find(|(glob, _)| glob.matches(image)) {
             let rule = self.rule(*id);
-            return self.finish(image, rule, render::replace(rule, &reference));
+            return self.finish(&reference, rule, render::replace(rule, &reference));
         }
         let view = View::new(reference, self.docker_hub);
         if let Some(found) = self.longest_prefix(&view) {
             let rule = self.rule(found.rule);
-            return self.finish(image, rule, render::prefix(rule, &view, &found));
+            return self.finish(&reference, rule, render::prefix(rule, &view, &found));
         }
         if let Some((wildcard, _)) = self.noswap.iter().find(|(wildcard, _)| image.contains(&**wildcard)) {
             return Decision::Unchanged(Unchanged::NoSwapWildcard(wildcard));
@@ -216,7 +218,7 @@ impl RuleSet {
         match self.fallback {
             Some(id) => {
                 let rule = self.rule(id);
-                self.finish(image, rule, render::fallback(rule, &view))
+                self.finish(&reference, rule, render::fallback(rule, &view))
             }
             None => Decision::Unchanged(Unchanged::NoRule),
         }
@@ -256,16 +258,36 @@ impl RuleSet {
         &self.rules[id as usize]
     }
 
-    pub(crate) fn finish<'r>(&'r self, image: &str, rule: &'r Rule, rendered: Option<String>) -> Decision<'r> {
+    /// Turns a rendered result into a decision, making sure it is a valid reference.
+    ///
+    /// Targets are validated when the rules compile and the other pieces come
+    /// from a valid reference, so a result can only go wrong in two ways: a name
+    /// over 255 characters, or a source host written into a path segment (`-`
+    /// targets and `all`), where uppercase or `[ipv6]` is not allowed. Only
+    /// those results are parsed again.
+    pub(crate) fn finish<'r>(
+        &'r self,
+        reference: &Reference<'_>,
+        rule: &'r Rule,
+        rendered: Option<String>,
+    ) -> Decision<'r> {
         let Some(new_image) = rendered else {
             return Decision::Unchanged(Unchanged::OptedOut(rule));
         };
-        if new_image == image {
+        if new_image == reference.raw {
             return Decision::Unchanged(Unchanged::Identity(rule));
         }
-        match reference::parse(&new_image) {
-            Ok(_) => Decision::Rewritten { image: new_image, rule },
-            Err(reason) => Decision::Unchanged(Unchanged::InvalidResult { rule, reason }),
+        let host_in_path = matches!(rule.target, Target::Dash(_)) || rule.kind == RuleKind::All;
+        let problem = if host_in_path {
+            reference::parse(&new_image).err()
+        } else if rule.kind != RuleKind::Exact && new_image.len() - reference.suffix.len() > MAX_NAME_LEN {
+            Some(InvalidReference::NameTooLong)
+        } else {
+            None
+        };
+        match problem {
+            None => Decision::Rewritten { image: new_image, rule },
+            Some(reason) => Decision::Unchanged(Unchanged::InvalidResult { rule, reason }),
         }
     }
 
@@ -301,8 +323,7 @@ impl RuleSet {
             return best;
         }
         let mut start = 0;
-        while let Some(len) = path[start..].find('/') {
-            let end = start + len;
+        while let Some(end) = next_slash(path, start) {
             node = match trie.child(node, &path[start..end]) {
                 Some(child) => child,
                 None => break,
@@ -315,16 +336,15 @@ impl RuleSet {
         best
     }
 
-    /// The rule whose target `name` already lies under, if any.
-    pub(crate) fn mirrored(&self, name: &str) -> Option<RuleId> {
+    /// The rule whose target `name` already lies under, if any; `bare_host` is
+    /// the registry without its port, for names whose registry has one.
+    pub(crate) fn mirrored(&self, name: &str, bare_host: Option<&str>) -> Option<RuleId> {
         if !self.has_mirrors {
             return None;
         }
-        let (first, rest) = name.split_once('/')?;
-        self.mirrored_from(first, rest).or_else(|| {
-            let (host, port) = reference::split_host_port(first).ok()?;
-            port.and_then(|_| self.mirrored_from(host, rest))
-        })
+        let slash = next_slash(name, 0)?;
+        let rest = &name[slash + 1..];
+        self.mirrored_from(&name[..slash], rest).or_else(|| self.mirrored_from(bare_host?, rest))
     }
 
     fn mirrored_from(&self, first: &str, rest: &str) -> Option<RuleId> {
@@ -349,13 +369,19 @@ impl RuleSet {
             if let Some(id) = whole(node) {
                 return Some(id);
             }
-            (segment, remaining) = match after.split_once('/') {
-                Some((next, more)) => (next, Some(more)),
+            (segment, remaining) = match next_slash(after, 0) {
+                Some(slash) => (&after[..slash], Some(&after[slash + 1..])),
                 None => (after, None),
             };
         }
         None
     }
+}
+
+/// The index of the first `/` at or after `from`: a plain loop beats `find` on short segments.
+#[inline]
+fn next_slash(text: &str, from: usize) -> Option<usize> {
+    text.as_bytes()[from..].iter().position(|&b| b == b'/').map(|i| from + i)
 }
 
 #[cfg(test)]

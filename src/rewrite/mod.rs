@@ -10,6 +10,7 @@ mod engine;
 mod fxhash;
 pub mod glob;
 pub mod maps;
+mod masks;
 pub mod model;
 pub mod reference;
 mod render;

@@ -34,13 +34,13 @@ impl<'r> LinearModel<'r> {
         }
         let of_kind = |kind: RuleKind| set.rules.iter().filter(move |rule| rule.kind == kind);
         if let Some(rule) = of_kind(RuleKind::Exact).find(|rule| *rule.source == *image) {
-            return set.finish(image, rule, render::exact(rule));
+            return set.finish(&reference, rule, render::exact(rule));
         }
         if let Some((rule, _)) = of_kind(RuleKind::Replace)
             .filter_map(|rule| Some((rule, super::glob::Glob::new(&rule.source).ok()?)))
             .find(|(_, glob)| glob.matches(image))
         {
-            return set.finish(image, rule, render::replace(rule, &reference));
+            return set.finish(&reference, rule, render::replace(rule, &reference));
         }
         let view = View::new(reference, set.docker_hub);
         let mut candidates = vec![(view.registry_key, false)];
@@ -50,14 +50,14 @@ impl<'r> LinearModel<'r> {
         for (registry, port_fallback) in candidates {
             if let Some(found) = self.longest_prefix(&view, registry, port_fallback) {
                 let rule = set.rule(found.rule);
-                return set.finish(image, rule, render::prefix(rule, &view, &found));
+                return set.finish(&reference, rule, render::prefix(rule, &view, &found));
             }
         }
         if let Some((wildcard, _)) = set.noswap.iter().find(|(wildcard, _)| image.contains(&**wildcard)) {
             return Decision::Unchanged(Unchanged::NoSwapWildcard(wildcard));
         }
         match set.rules.iter().find(|rule| matches!(rule.kind, RuleKind::Default | RuleKind::All)) {
-            Some(rule) => set.finish(image, rule, render::fallback(rule, &view)),
+            Some(rule) => set.finish(&reference, rule, render::fallback(rule, &view)),
             None => Decision::Unchanged(Unchanged::NoRule),
         }
     }

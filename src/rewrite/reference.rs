@@ -26,7 +26,7 @@ pub const DOCKER_HUB: &str = "docker.io";
 pub const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker.io"];
 /// The longest name (registry and path, without tag or digest) a reference may have.
 pub const MAX_NAME_LEN: usize = 255;
-const MAX_TAG_LEN: usize = 128;
+pub(crate) const MAX_TAG_LEN: usize = 128;
 
 /// An image reference split into borrowed parts of the original string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,49 +109,156 @@ impl fmt::Display for InvalidReference {
 
 impl std::error::Error for InvalidReference {}
 
+/// Character classes, one bit each, looked up by byte: one table read per character.
+const GRAPHIC: u8 = 1;
+const LOWER_ALNUM: u8 = 2;
+const UPPER: u8 = 4;
+const WORD: u8 = 8;
+const SEPARATOR: u8 = 16;
+/// `/ : @ . [`: the bytes the structural pass of [`parse`] must look at.
+const STRUCTURAL: u8 = 32;
+/// `[A-Za-z0-9-]`: what a DNS label is made of.
+const HOST: u8 = 64;
+
+static CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        let c = b as u8;
+        let mut class = GRAPHIC;
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            class |= LOWER_ALNUM | WORD;
+        }
+        if c.is_ascii_uppercase() {
+            class |= UPPER | WORD;
+        }
+        if c == b'_' {
+            class |= WORD | SEPARATOR;
+        }
+        if c == b'.' || c == b'-' {
+            class |= SEPARATOR;
+        }
+        if matches!(c, b'/' | b':' | b'@' | b'.' | b'[') {
+            class |= STRUCTURAL;
+        }
+        if c.is_ascii_alphanumeric() || c == b'-' {
+            class |= HOST;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
+};
+
+#[inline]
+fn class(b: u8) -> u8 {
+    CLASS[b as usize]
+}
+
 /// Splits and validates `raw`. Never allocates.
+///
+/// References whose name and tag fit in 64 bytes (nearly all) go through
+/// [`super::masks`]: bytes are classified 16 at a time into bitmasks and the
+/// grammar is checked with a few bit operations. Anything else takes
+/// [`parse_scalar`], which gives the same answer one byte at a time.
 pub fn parse(raw: &str) -> Result<Reference<'_>, InvalidReference> {
-    if raw.is_empty() {
+    match super::masks::parse(raw) {
+        Some(result) => result,
+        None => parse_scalar(raw),
+    }
+}
+
+/// The byte-at-a-time parser: the fallback for long names and `[ipv6]`
+/// registries, and the oracle the bitmask parser is tested against.
+///
+/// One pass finds the structure (`/`, the tag's `:`, `@`) and rejects bad
+/// characters; a second pass over the path validates its components.
+#[doc(hidden)]
+pub fn parse_scalar(raw: &str) -> Result<Reference<'_>, InvalidReference> {
+    let bytes = raw.as_bytes();
+    if bytes.is_empty() {
         return Err(InvalidReference::Empty);
     }
-    if !raw.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(InvalidReference::BadCharacter);
-    }
-    let (name_and_tag, digest) = match raw.find('@') {
-        Some(at) => (&raw[..at], Some(&raw[at + 1..])),
-        None => (raw, None),
-    };
-    let last_slash = name_and_tag.rfind('/');
-    let (name, tag) = match name_and_tag.rfind(':') {
-        Some(colon) if last_slash.is_none_or(|slash| colon > slash) => {
-            (&name_and_tag[..colon], Some(&name_and_tag[colon + 1..]))
+    let mut at = bytes.len();
+    let mut first_slash = usize::MAX;
+    let mut last_slash = usize::MAX;
+    let mut last_colon = usize::MAX;
+    let mut first_colon = usize::MAX;
+    let mut first_segment_registry_like = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        let c = class(b);
+        // The common case, one test: a graphic byte with no structural meaning.
+        if c & (GRAPHIC | STRUCTURAL) == GRAPHIC {
+            continue;
         }
-        _ => (name_and_tag, None),
+        if c == 0 {
+            return Err(InvalidReference::BadCharacter);
+        }
+        if at != bytes.len() {
+            continue;
+        }
+        if b == b'/' {
+            if first_slash == usize::MAX {
+                first_slash = i;
+            }
+            last_slash = i;
+        } else if b == b'@' {
+            at = i;
+        } else {
+            if b == b':' {
+                last_colon = i;
+                if first_colon == usize::MAX {
+                    first_colon = i;
+                }
+            }
+            first_segment_registry_like |= first_slash == usize::MAX;
+        }
+    }
+    let name_end = if last_colon != usize::MAX && (last_slash == usize::MAX || last_colon > last_slash) {
+        validate_tag(&bytes[last_colon + 1..at])?;
+        last_colon
+    } else {
+        at
     };
-    if name.len() > MAX_NAME_LEN {
+    if at < bytes.len() {
+        validate_digest(&raw[at + 1..])?;
+    }
+    if name_end > MAX_NAME_LEN {
         return Err(InvalidReference::NameTooLong);
     }
-    if let Some(tag) = tag {
-        validate_tag(tag)?;
-    }
-    if let Some(digest) = digest {
-        validate_digest(digest)?;
-    }
-    let (registry, path) = match name.find('/') {
-        Some(slash) if is_registry_like(&name[..slash]) => (Some(&name[..slash]), &name[slash + 1..]),
-        _ => (None, name),
-    };
+    let has_registry = first_slash < name_end && (first_segment_registry_like || &bytes[..first_slash] == b"localhost");
+    let (registry, path_start) = if has_registry { (Some(&raw[..first_slash]), first_slash + 1) } else { (None, 0) };
     let (host, port) = match registry {
+        // The structural pass already found the port's colon: no second scan.
+        Some(registry) if !registry.starts_with('[') => {
+            let (host, port) = if first_colon < first_slash {
+                (&raw[..first_colon], Some(&raw[first_colon + 1..first_slash]))
+            } else {
+                (registry, None)
+            };
+            if !is_valid_host(host.as_bytes()) || port.is_some_and(|port| !is_valid_port(port)) {
+                return Err(InvalidReference::BadRegistry);
+            }
+            (host, port)
+        }
         Some(registry) => split_host_port(registry)?,
         None => (DOCKER_HUB, None),
     };
-    validate_path(path)?;
-    Ok(Reference { raw, name, registry, host, port, path, suffix: &raw[name.len()..] })
+    validate_path_bytes(&bytes[path_start..name_end])?;
+    Ok(Reference {
+        raw,
+        name: &raw[..name_end],
+        registry,
+        host,
+        port,
+        path: &raw[path_start..name_end],
+        suffix: &raw[name_end..],
+    })
 }
 
 /// True when a leading `/`-segment names a registry rather than a Docker Hub namespace.
 pub fn is_registry_like(segment: &str) -> bool {
-    segment.contains('.') || segment.contains(':') || segment.starts_with('[') || segment == "localhost"
+    segment.bytes().any(|b| b == b'.' || b == b':') || segment.starts_with('[') || segment == "localhost"
 }
 
 /// Splits `host[:port]` and validates both parts.
@@ -170,106 +277,110 @@ pub fn split_host_port(registry: &str) -> Result<(&str, Option<&str>), InvalidRe
             },
         }
     } else {
-        match registry.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
+        match registry.bytes().position(|b| b == b':') {
+            Some(colon) => (&registry[..colon], Some(&registry[colon + 1..])),
             None => (registry, None),
         }
     };
-    if !host.starts_with('[') && !is_valid_host(host) {
+    if !host.starts_with('[') && !is_valid_host(host.as_bytes()) {
         return Err(InvalidReference::BadRegistry);
     }
-    if let Some(port) = port
-        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if port.is_some_and(|port| !is_valid_port(port)) {
         return Err(InvalidReference::BadRegistry);
     }
     Ok((host, port))
 }
 
+/// One to five digits.
+pub(crate) fn is_valid_port(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Dotted DNS labels: `[A-Za-z0-9]` at both ends of each label, `-` inside.
-fn is_valid_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.split('.').all(|label| {
-            let bytes = label.as_bytes();
-            match (bytes.first(), bytes.last()) {
-                (Some(first), Some(last)) => {
-                    first.is_ascii_alphanumeric()
-                        && last.is_ascii_alphanumeric()
-                        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-                }
-                _ => false,
+fn is_valid_host(host: &[u8]) -> bool {
+    let mut label_len = 0usize;
+    let mut last = b'.';
+    for &b in host {
+        if b == b'.' {
+            if label_len == 0 || last == b'-' {
+                return false;
             }
-        })
+            label_len = 0;
+        } else if class(b) & HOST == 0 || (label_len == 0 && b == b'-') {
+            return false;
+        } else {
+            label_len += 1;
+        }
+        last = b;
+    }
+    label_len > 0 && last != b'-'
 }
 
 /// Validates a `/`-separated repository path (no registry).
 pub fn validate_path(path: &str) -> Result<(), InvalidReference> {
-    path.split('/').try_for_each(validate_path_component)
+    validate_path_bytes(path.as_bytes())
 }
 
 /// `[a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*`
 pub fn validate_path_component(component: &str) -> Result<(), InvalidReference> {
-    let bytes = component.as_bytes();
-    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
-        return Err(InvalidReference::BadPathComponent);
-    };
-    if bytes.iter().any(u8::is_ascii_uppercase) {
-        return Err(InvalidReference::UppercasePath);
-    }
-    if !is_lower_alnum(*first) || !is_lower_alnum(*last) {
+    if component.contains('/') {
         return Err(InvalidReference::BadPathComponent);
     }
-    let mut run_start = None;
-    for (i, &b) in bytes.iter().enumerate() {
-        if is_lower_alnum(b) {
-            if let Some(start) = run_start.take() {
-                let separator = &bytes[start..i];
-                let ok = matches!(separator, b"." | b"_" | b"__") || separator.iter().all(|&c| c == b'-');
-                if !ok {
-                    return Err(InvalidReference::BadPathComponent);
-                }
+    validate_path_bytes(component.as_bytes())
+}
+
+/// One pass over `component ( "/" component )*`, a small state machine per byte.
+fn validate_path_bytes(path: &[u8]) -> Result<(), InvalidReference> {
+    // What the previous byte leaves us in: at a component start, inside an
+    // alphanumeric run, or inside a separator run of `separator` repeated `run` times.
+    let mut at_start = true;
+    let mut separator = 0u8;
+    let mut run = 0u8;
+    for &b in path {
+        let c = class(b);
+        if c & LOWER_ALNUM != 0 {
+            at_start = false;
+            separator = 0;
+        } else if c & SEPARATOR != 0 {
+            let repeat_ok = (b == b'-' && separator == b'-') || (b == b'_' && separator == b'_' && run == 1);
+            if at_start || (separator != 0 && !repeat_ok) {
+                return Err(InvalidReference::BadPathComponent);
             }
-        } else if matches!(b, b'.' | b'_' | b'-') {
-            run_start.get_or_insert(i);
+            run = if separator == 0 { 1 } else { run.saturating_add(1) };
+            separator = b;
+        } else if b == b'/' {
+            if at_start || separator != 0 {
+                return Err(InvalidReference::BadPathComponent);
+            }
+            at_start = true;
+        } else if c & UPPER != 0 {
+            return Err(InvalidReference::UppercasePath);
         } else {
             return Err(InvalidReference::BadPathComponent);
         }
     }
-    Ok(())
+    if at_start || separator != 0 { Err(InvalidReference::BadPathComponent) } else { Ok(()) }
 }
 
-fn is_lower_alnum(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
-}
-
-fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
-fn validate_tag(tag: &str) -> Result<(), InvalidReference> {
-    let bytes = tag.as_bytes();
-    let ok = bytes.len() <= MAX_TAG_LEN
-        && bytes.first().is_some_and(|&b| is_word(b))
-        && bytes.iter().all(|&b| is_word(b) || b == b'.' || b == b'-');
+fn validate_tag(tag: &[u8]) -> Result<(), InvalidReference> {
+    let ok = tag.len() <= MAX_TAG_LEN
+        && tag.first().is_some_and(|&b| class(b) & WORD != 0)
+        && tag.iter().all(|&b| class(b) & WORD != 0 || b == b'.' || b == b'-');
     if ok { Ok(()) } else { Err(InvalidReference::BadTag) }
 }
 
 /// `algorithm ":" hex{32,}`; sha256 and sha512 must have their exact lowercase length.
-fn validate_digest(digest: &str) -> Result<(), InvalidReference> {
+pub(crate) fn validate_digest(digest: &str) -> Result<(), InvalidReference> {
     let (algorithm, hex) = digest.split_once(':').ok_or(InvalidReference::BadDigest)?;
     let algorithm_ok = !algorithm.is_empty()
         && algorithm.split(['-', '_', '+', '.']).all(|part| {
             part.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
                 && part.bytes().all(|b| b.is_ascii_alphanumeric())
         });
-    let expected_len = match algorithm {
-        "sha256" => Some(64),
-        "sha512" => Some(128),
-        _ => None,
-    };
-    let hex_ok = match expected_len {
-        Some(len) => hex.len() == len && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-        None => hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+    let hex_ok = match algorithm {
+        "sha256" => hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "sha512" => hex.len() == 128 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        _ => hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
     };
     if algorithm_ok && hex_ok { Ok(()) } else { Err(InvalidReference::BadDigest) }
 }
@@ -287,7 +398,9 @@ mod tests {
         let at_digest = format!("@{SHA}");
         let tag_digest = format!(":v1@{SHA}");
         // (input, registry, host, port, path, suffix)
-        let table: &[(&str, Option<&str>, &str, Option<&str>, &str, &str)] = &[
+        // (input, registry, host, port, path, suffix)
+        type Row<'a> = (&'a str, Option<&'a str>, &'a str, Option<&'a str>, &'a str, &'a str);
+        let table: &[Row<'_>] = &[
             ("nginx", None, "docker.io", None, "nginx", ""),
             ("nginx:latest", None, "docker.io", None, "nginx", ":latest"),
             ("bitnami/redis:7", None, "docker.io", None, "bitnami/redis", ":7"),

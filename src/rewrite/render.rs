@@ -43,7 +43,7 @@ pub(crate) fn prefix(rule: &Rule, view: &View<'_>, found: &PrefixMatch<'_>) -> O
             };
             let colon = if port.is_empty() { "" } else { ":" };
             let library = if found.library_in_rest { "library/" } else { "" };
-            Some(join(&[target, colon, port, "/", library, found.rest, view.reference.suffix]))
+            Some(join(&[target, colon, port, "/", library, tail(view, found.rest)]))
         }
     }
 }
@@ -51,19 +51,26 @@ pub(crate) fn prefix(rule: &Rule, view: &View<'_>, found: &PrefixMatch<'_>) -> O
 /// The `default` or `all` fallback.
 pub(crate) fn fallback(rule: &Rule, view: &View<'_>) -> Option<String> {
     let library = full_path_library(view);
-    let (path, suffix) = (view.reference.path, view.reference.suffix);
+    let path = tail(view, view.reference.path);
     match (&rule.target, rule.kind) {
         (Target::Keep, _) => None,
         (Target::Dash(target), _) => Some(dash(target, view)),
-        (Target::Plain(target), RuleKind::All) => Some(join(&[target, "/", view.host, "/", library, path, suffix])),
-        (Target::Plain(target), _) => Some(join(&[target, "/", library, path, suffix])),
+        (Target::Plain(target), RuleKind::All) => Some(join(&[target, "/", view.host, "/", library, path])),
+        (Target::Plain(target), _) => Some(join(&[target, "/", library, path])),
     }
 }
 
 /// TARGET + host + `/` + path: the source registry is appended to a `-` target.
 fn dash(target: &str, view: &View<'_>) -> String {
     let library = full_path_library(view);
-    join(&[target, view.host, "/", library, view.reference.path, view.reference.suffix])
+    join(&[target, view.host, "/", library, tail(view, view.reference.path)])
+}
+
+/// `rest` (a suffix of the reference's path) through the end of the reference, tag and digest
+/// included: one contiguous slice of the input, so one copy.
+fn tail<'a>(view: &View<'a>, rest: &'a str) -> &'a str {
+    let raw = view.reference.raw;
+    &raw[raw.len() - rest.len() - view.reference.suffix.len()..]
 }
 
 /// `library/` when canonical mode writes out an implied official-image namespace.

@@ -1,0 +1,284 @@
+//! The fast path of [`super::reference::parse`]: bytes are classified into
+//! per-class bitmasks (bit `i` describes byte `i`), 16 at a time with SSE2 on
+//! x86_64 and one at a time elsewhere, and the reference grammar is then
+//! checked with a few dozen bit operations instead of per-byte branches.
+//!
+//! It handles references whose name and tag fit in the first 64 bytes (the
+//! digest may go further) and whose registry is not an `[ipv6]` literal, and
+//! answers `None` for anything else. For every input it handles, it gives the
+//! same answer as [`super::reference::parse_scalar`] (`tests/properties.rs`).
+
+use super::reference::{self, DOCKER_HUB, InvalidReference, MAX_TAG_LEN, Reference};
+
+/// Per-class bitmasks of up to 64 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Masks {
+    graphic: u64,
+    slash: u64,
+    colon: u64,
+    at: u64,
+    dot: u64,
+    dash: u64,
+    under: u64,
+    bracket: u64,
+    digit: u64,
+    lower: u64,
+    upper: u64,
+}
+
+/// Bits `from..to` set (`to <= 64`).
+#[inline]
+fn bits(from: usize, to: usize) -> u64 {
+    low(to) & !low(from)
+}
+
+/// Bits `0..n` set (`n <= 64`).
+#[inline]
+fn low(n: usize) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+}
+
+#[inline]
+fn bit(mask: u64, i: usize) -> bool {
+    i < 64 && (mask >> i) & 1 == 1
+}
+
+#[inline]
+fn first(mask: u64) -> usize {
+    mask.trailing_zeros() as usize
+}
+
+#[inline]
+fn last(mask: u64) -> usize {
+    63 - mask.leading_zeros() as usize
+}
+
+/// Classifies up to 64 bytes.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn classify(bytes: &[u8]) -> Masks {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128};
+    let mut buffer = [0u8; 64];
+    let len = bytes.len().min(64);
+    buffer[..len].copy_from_slice(&bytes[..len]);
+    let mut masks = Masks::default();
+    for chunk in 0..len.div_ceil(16) {
+        // SAFETY: `chunk * 16 + 16 <= 64`, so the unaligned 16-byte load stays inside
+        // `buffer`; SSE2 is part of the x86_64 baseline, so its functions may be called.
+        unsafe {
+            let lanes: __m128i = _mm_loadu_si128(buffer.as_ptr().add(chunk * 16).cast());
+            sse2::classify_chunk(lanes, chunk * 16, &mut masks);
+        }
+    }
+    masks.graphic &= low(len);
+    masks
+}
+
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    //! SSE2 classification of one 16-byte chunk (SSE2 is part of the x86_64 baseline).
+
+    use super::Masks;
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+
+    /// ORs the classes of the 16 bytes in `lanes` into `masks`, at bit `shift` onwards.
+    #[target_feature(enable = "sse2")]
+    pub(super) fn classify_chunk(lanes: __m128i, shift: usize, masks: &mut Masks) {
+        masks.graphic |= range(lanes, 0x21, 0x7e) << shift;
+        masks.slash |= eq(lanes, b'/') << shift;
+        masks.colon |= eq(lanes, b':') << shift;
+        masks.at |= eq(lanes, b'@') << shift;
+        masks.dot |= eq(lanes, b'.') << shift;
+        masks.dash |= eq(lanes, b'-') << shift;
+        masks.under |= eq(lanes, b'_') << shift;
+        masks.bracket |= eq(lanes, b'[') << shift;
+        masks.digit |= range(lanes, b'0', b'9') << shift;
+        masks.lower |= range(lanes, b'a', b'z') << shift;
+        masks.upper |= range(lanes, b'A', b'Z') << shift;
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn eq(lanes: __m128i, byte: u8) -> u64 {
+        u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(lanes, _mm_set1_epi8(byte as i8))) as u16)
+    }
+
+    /// Bytes in `lo..=hi` (ASCII): bytes >= 0x80 are negative as i8 and fall outside.
+    #[target_feature(enable = "sse2")]
+    fn range(lanes: __m128i, lo: u8, hi: u8) -> u64 {
+        let above = _mm_cmpgt_epi8(lanes, _mm_set1_epi8((lo - 1) as i8));
+        let below = _mm_cmplt_epi8(lanes, _mm_set1_epi8((hi + 1) as i8));
+        u64::from(_mm_movemask_epi8(_mm_and_si128(above, below)) as u16)
+    }
+}
+
+/// Classifies up to 64 bytes, one at a time.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn classify(bytes: &[u8]) -> Masks {
+    classify_scalar(bytes)
+}
+
+/// The portable classifier; on x86_64 it only serves as the SSE2 version's oracle.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+pub(crate) fn classify_scalar(bytes: &[u8]) -> Masks {
+    let mut masks = Masks::default();
+    for (i, &b) in bytes.iter().take(64).enumerate() {
+        let one = 1u64 << i;
+        let set = |mask: &mut u64, yes: bool| *mask |= if yes { one } else { 0 };
+        set(&mut masks.graphic, b.is_ascii_graphic());
+        set(&mut masks.slash, b == b'/');
+        set(&mut masks.colon, b == b':');
+        set(&mut masks.at, b == b'@');
+        set(&mut masks.dot, b == b'.');
+        set(&mut masks.dash, b == b'-');
+        set(&mut masks.under, b == b'_');
+        set(&mut masks.bracket, b == b'[');
+        set(&mut masks.digit, b.is_ascii_digit());
+        set(&mut masks.lower, b.is_ascii_lowercase());
+        set(&mut masks.upper, b.is_ascii_uppercase());
+    }
+    masks
+}
+
+/// Parses `raw` from its bitmasks, or `None` when it is not a case this path handles.
+pub(crate) fn parse(raw: &str) -> Option<Result<Reference<'_>, InvalidReference>> {
+    let bytes = raw.as_bytes();
+    let len = bytes.len();
+    if len == 0 {
+        return Some(Err(InvalidReference::Empty));
+    }
+    let head = len.min(64);
+    let m = classify(&bytes[..head]);
+    // Every byte must be printable ASCII: the head from its mask, a long digest one by one.
+    let tail_graphic = bytes[head..].iter().fold(true, |ok, b| ok & b.is_ascii_graphic());
+    if m.graphic != low(head) || !tail_graphic {
+        return Some(Err(InvalidReference::BadCharacter));
+    }
+    let at = match m.at {
+        0 if len <= 64 => len,
+        0 => return None,
+        at => first(at),
+    };
+    let region = low(at);
+    let slash = m.slash & region;
+    let colon = m.colon & region;
+    // A `:` after the last `/` starts the tag.
+    let name_end = if colon != 0 && (slash == 0 || last(colon) > last(slash)) { last(colon) } else { at };
+    if name_end < at {
+        let tag = bits(name_end + 1, at);
+        let word = m.digit | m.lower | m.upper | m.under;
+        let tag_ok = at - name_end - 1 <= MAX_TAG_LEN && bit(word, name_end + 1) && tag & !(word | m.dot | m.dash) == 0;
+        if !tag_ok {
+            return Some(Err(InvalidReference::BadTag));
+        }
+    }
+    if at < len
+        && let Err(error) = reference::validate_digest(&raw[at + 1..])
+    {
+        return Some(Err(error));
+    }
+    let (registry, host, port, path_start) = match slash {
+        0 => (None, DOCKER_HUB, None, 0),
+        _ => {
+            let first_slash = first(slash);
+            let segment = low(first_slash);
+            let registry_like = (m.dot | m.colon | m.bracket) & segment != 0 || &bytes[..first_slash] == b"localhost";
+            if !registry_like {
+                (None, DOCKER_HUB, None, 0)
+            } else if bytes[0] == b'[' {
+                return None;
+            } else {
+                let port_colon = colon & segment;
+                let host_end = if port_colon != 0 { first(port_colon) } else { first_slash };
+                if !host_ok(&m, host_end) {
+                    return Some(Err(InvalidReference::BadRegistry));
+                }
+                let port = (port_colon != 0).then(|| &raw[host_end + 1..first_slash]);
+                if port.is_some_and(|port| !reference::is_valid_port(port)) {
+                    return Some(Err(InvalidReference::BadRegistry));
+                }
+                (Some(&raw[..first_slash]), &raw[..host_end], port, first_slash + 1)
+            }
+        }
+    };
+    if let Err(error) = path_ok(&m, path_start, name_end) {
+        return Some(Err(error));
+    }
+    Some(Ok(Reference {
+        raw,
+        name: &raw[..name_end],
+        registry,
+        host,
+        port,
+        path: &raw[path_start..name_end],
+        suffix: &raw[name_end..],
+    }))
+}
+
+/// Bytes `0..end` are dotted DNS labels: `[A-Za-z0-9]` at both ends of each label, `-` inside.
+fn host_ok(m: &Masks, end: usize) -> bool {
+    let host = low(end);
+    let label_chars = m.digit | m.lower | m.upper | m.dash;
+    let edge = m.dot | m.dash;
+    end > 0
+        && host & !(label_chars | m.dot) == 0
+        && !bit(edge, 0)
+        && !bit(edge, end - 1)
+        // No `..`, `-.` or `.-`.
+        && host & m.dot & ((m.dot | m.dash) << 1) == 0
+        && host & m.dash & (m.dot << 1) == 0
+}
+
+/// Bytes `start..end` are `component ( "/" component )*`, each
+/// `[a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*`. The error is the
+/// one the byte-at-a-time parser meets first.
+fn path_ok(m: &Masks, start: usize, end: usize) -> Result<(), InvalidReference> {
+    if start >= end {
+        return Err(InvalidReference::BadPathComponent);
+    }
+    let path = bits(start, end);
+    let separators = m.dot | m.dash | m.under;
+    let boundary = (separators | m.slash) & path;
+    let bad_char = path & !(m.lower | m.digit | separators | m.slash);
+    let component_starts = ((m.slash << 1) | (1u64 << start)) & path;
+    let empty_or_separator_first = component_starts & boundary;
+    let allowed_pairs = (m.dash & (m.dash << 1)) | (m.under & (m.under << 1));
+    let bad_pairs = boundary & (boundary << 1) & !allowed_pairs;
+    let triple_underscore = path & m.under & (m.under << 1) & (m.under << 2);
+    let violations = bad_char | empty_or_separator_first | bad_pairs | triple_underscore;
+    if violations != 0 {
+        let at = first(violations);
+        return Err(if bit(m.upper, at) {
+            InvalidReference::UppercasePath
+        } else {
+            InvalidReference::BadPathComponent
+        });
+    }
+    if bit(boundary, end - 1) {
+        return Err(InvalidReference::BadPathComponent);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse2_and_scalar_classifiers_agree() {
+        let samples: &[&[u8]] = &[
+            b"",
+            b"registry.example.com:5000/a_b/c--d/e.f:tag",
+            b"\x00\x7f\x80\xff /:@.-_[09azAZ`{",
+            &[b'x'; 64],
+            b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ/:@.-_[]!~ \t",
+        ];
+        for sample in samples {
+            assert_eq!(classify(sample), classify_scalar(sample), "{sample:?}");
+        }
+        for b in 0..=255u8 {
+            let bytes = [b; 17];
+            assert_eq!(classify(&bytes), classify_scalar(&bytes), "byte {b}");
+        }
+    }
+}
