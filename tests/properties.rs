@@ -123,7 +123,9 @@ proptest! {
 
     #[test]
     fn bitmask_parser_agrees_with_scalar_parser(raw in reference_like()) {
-        use mirrorswap::rewrite::reference::{parse, parse_scalar};
+        use mirrorswap::rewrite::reference::{parse, parse_scalar, split_host_port, split_host_port_scalar};
         prop_assert_eq!(parse(&raw), parse_scalar(&raw), "{:?}", raw);
+        let registry = raw.split('/').next().unwrap_or(&raw);
+        prop_assert_eq!(split_host_port(registry), split_host_port_scalar(registry), "{:?}", registry);
     }
 }

@@ -44,13 +44,14 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let skipped = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Skipped).count();
     let warnings = loaded.diagnostics.len();
     println!(
-        "{origin}: {} rule{} ({}), {} noswap wildcard{}; {shadowed} shadowed, {duplicated} duplicated, {skipped} skipped, {warnings} warning{} in all",
+        "{origin}: {} rule{} ({}), {} noswap wildcard{}; {shadowed} shadowed, {duplicated} duplicated, {skipped} skipped, {warnings} warning{} in all; ~{} KiB compiled",
         rules.len(),
         plural(rules.len()),
         by_kind.join(", "),
         rules.noswap_wildcards().count(),
         plural(rules.noswap_wildcards().count()),
         plural(warnings),
+        rules.heap_bytes().div_ceil(1024),
     );
     Ok(if args.strict && warnings > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

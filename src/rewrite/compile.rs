@@ -2,7 +2,7 @@
 //! validates every key and target, reports each problem with its line, finds
 //! duplicates and rules that can never apply, and builds the tries.
 
-use super::engine::DockerHubMode;
+use super::engine::{DockerHubMode, segments};
 use super::engine::{MirrorMark, Options, RuleId, RuleSet};
 use super::fxhash::FxHashMap;
 use super::glob::Glob;
@@ -33,12 +33,17 @@ pub fn compile(
 ) -> Result<Compiled, Vec<Diagnostic>> {
     let mut builder = Builder {
         set: RuleSet { docker_hub: options.docker_hub, ..RuleSet::default() },
-        seen: FxHashMap::default(),
+        replace_patterns: FxHashMap::default(),
         diagnostics,
     };
+    // Size the big tables once: growing them by doubling rehashes and copies everything.
+    let source_bytes: usize = pairs.iter().map(|pair| pair.key.len()).sum();
+    builder.set.rules.reserve_exact(pairs.len());
+    builder.set.prefixes.reserve(pairs.len() * 2, source_bytes);
     for pair in pairs {
-        if let Err(problem) = builder.add(&pair) {
-            builder.diagnostics.push(Diagnostic::error(pair.line, problem));
+        let line = pair.line;
+        if let Err(problem) = builder.add(pair) {
+            builder.diagnostics.push(Diagnostic::error(line, problem));
         }
     }
     builder.warn_shadowed();
@@ -58,29 +63,30 @@ pub fn compile(
 
 struct Builder {
     set: RuleSet,
-    /// First rule of each (kind, normalized source); fallbacks share one slot.
-    seen: FxHashMap<(RuleKind, String), RuleId>,
+    /// First rule of each `[REPLACE]` pattern (other kinds find theirs in the tries and maps).
+    replace_patterns: FxHashMap<Box<str>, RuleId>,
     diagnostics: Vec<Diagnostic>,
 }
 
 impl Builder {
-    fn add(&mut self, pair: &RulePair) -> Result<(), Problem> {
-        let (key, value, line) = (pair.key.trim(), pair.value.trim(), pair.line);
+    fn add(&mut self, pair: RulePair) -> Result<(), Problem> {
+        let line = pair.line;
+        let (key, value) = (trimmed(pair.key), trimmed(pair.value));
         if key.is_empty() {
             return Err(Problem::EmptySource);
         }
-        if key.contains(char::is_whitespace) {
+        if has_whitespace(&key) {
             return Err(Problem::Whitespace("source"));
         }
         if key == KEY_NOSWAP {
-            return self.add_wildcards(value, line);
+            return self.add_wildcards(&value, line);
         }
-        if value.contains(char::is_whitespace) {
+        if has_whitespace(&value) {
             return Err(Problem::Whitespace("target"));
         }
         let (kind, source, target) = if key == KEY_DEFAULT || key == KEY_ALL {
             let kind = if key == KEY_ALL { RuleKind::All } else { RuleKind::Default };
-            (kind, key.to_owned(), parse_target(value)?)
+            (kind, key, parse_target(value)?)
         } else if let Some(source) = key.strip_prefix(PREFIX_EXACT) {
             (RuleKind::Exact, parse_exact_source(source.trim_start())?, parse_exact_target(value)?)
         } else if let Some(pattern) = key.strip_prefix(PREFIX_REPLACE) {
@@ -88,17 +94,18 @@ impl Builder {
             let glob = Glob::new(pattern)
                 .map_err(|e| Problem::BadGlob { pattern: pattern.to_owned(), reason: e.to_string() })?;
             let rule =
-                Rule { kind: RuleKind::Replace, source: pattern.into(), target: parse_replace_dir(value)?, line };
+                Rule { kind: RuleKind::Replace, source: pattern.into(), target: parse_replace_dir(&value)?, line };
             return self.insert(rule, Some(glob));
         } else {
-            (RuleKind::Prefix, normalize_source(key, self.set.docker_hub)?, parse_target(value)?)
+            let normalized = normalize_source(&key, self.set.docker_hub)?;
+            (RuleKind::Prefix, normalized.unwrap_or(key), parse_target(value)?)
         };
-        self.insert(Rule { kind, source: source.into(), target, line }, None)
+        self.insert(Rule { kind, source: source.into_boxed_str(), target, line }, None)
     }
 
     fn add_wildcards(&mut self, list: &str, line: u32) -> Result<(), Problem> {
-        let entries: Vec<&str> = list.split(',').map(str::trim).filter(|entry| !entry.is_empty()).collect();
-        if entries.iter().any(|entry| entry.contains(char::is_whitespace)) {
+        let entries: Vec<&str> = list.split(',').map(str::trim_ascii).filter(|entry| !entry.is_empty()).collect();
+        if entries.iter().any(|entry| has_whitespace(entry)) {
             return Err(Problem::Whitespace("wildcard list"));
         }
         for entry in entries {
@@ -111,10 +118,25 @@ impl Builder {
 
     /// Adds a validated rule; `glob` is the compiled pattern of a `[REPLACE]` rule.
     fn insert(&mut self, rule: Rule, glob: Option<Glob>) -> Result<(), Problem> {
-        let slot_kind = if rule.kind == RuleKind::All { RuleKind::Default } else { rule.kind };
-        let slot_source = if slot_kind == RuleKind::Default { String::new() } else { rule.source.to_string() };
-        if let Some(&first) = self.seen.get(&(slot_kind, slot_source.clone())) {
-            let earlier = self.set.rule(first);
+        let id = RuleId::try_from(self.set.rules.len()).map_err(|_| Problem::InvalidSource {
+            key: rule.source.to_string(),
+            reason: "more than 4 billion rules".into(),
+        })?;
+        // The slot the rule goes into tells whether its source was already given.
+        let earlier = match rule.kind {
+            RuleKind::Exact => self.set.exact.get(&*rule.source).copied(),
+            RuleKind::Replace => self.replace_patterns.get(&*rule.source).copied(),
+            RuleKind::Prefix => {
+                // One walk: claim the slot now; a duplicate leaves it as it was.
+                let slot = self.set.prefixes.node_mut(segments(&rule.source));
+                let earlier = *slot;
+                slot.get_or_insert(id);
+                earlier
+            }
+            RuleKind::Default | RuleKind::All => self.set.fallback,
+        };
+        if let Some(earlier) = earlier {
+            let earlier = self.set.rule(earlier);
             if earlier.kind != rule.kind {
                 return Err(Problem::AllAndDefault(earlier.line));
             }
@@ -124,11 +146,6 @@ impl Builder {
             self.diagnostics.push(Diagnostic::warning(rule.line, Problem::Duplicate(earlier.line)));
             return Ok(());
         }
-        let id = RuleId::try_from(self.set.rules.len()).map_err(|_| Problem::InvalidSource {
-            key: rule.source.to_string(),
-            reason: "more than 4 billion rules".into(),
-        })?;
-        self.seen.insert((slot_kind, slot_source), id);
         match rule.kind {
             RuleKind::Exact => {
                 self.set.exact.insert(rule.source.clone(), id);
@@ -140,12 +157,10 @@ impl Builder {
                 if let Some(glob) = glob {
                     self.set.replace.push((glob, id));
                 }
+                self.replace_patterns.insert(rule.source.clone(), id);
                 self.mark_mirror(&rule.target, id);
             }
-            RuleKind::Prefix => {
-                *self.set.prefixes.node_mut(rule.source.split('/')) = Some(id);
-                self.mark_mirror(&rule.target, id);
-            }
+            RuleKind::Prefix => self.mark_mirror(&rule.target, id),
             RuleKind::Default | RuleKind::All => {
                 self.set.fallback = Some(id);
                 self.mark_mirror(&rule.target, id);
@@ -161,18 +176,23 @@ impl Builder {
         match target {
             Target::Keep => return,
             Target::Plain(target) => {
-                let mark = mirrors.node_mut(target.split('/')).get_or_insert_with(MirrorMark::default);
+                let mark = mirrors.node_mut(segments(target)).get_or_insert_with(MirrorMark::default);
                 mark.whole.get_or_insert(id);
+                let first = segments(target).next().unwrap_or(target);
+                self.set.mirror_first_lengths |= 1u64 << first.len().min(63);
             }
             Target::Dash(target) => {
                 let (parent, last) = match target.rsplit_once('/') {
                     Some((parent, last)) => (Some(parent), last),
                     None => (None, &**target),
                 };
-                let mark = mirrors
-                    .node_mut(parent.into_iter().flat_map(|p| p.split('/')))
-                    .get_or_insert_with(MirrorMark::default);
+                let mark =
+                    mirrors.node_mut(parent.into_iter().flat_map(segments)).get_or_insert_with(MirrorMark::default);
                 mark.dash.push((last.into(), id));
+                self.set.mirror_first_lengths |= match parent {
+                    Some(parent) => 1u64 << segments(parent).next().unwrap_or(parent).len().min(63),
+                    None => u64::MAX,
+                };
             }
         }
         self.set.has_mirrors = true;
@@ -183,9 +203,12 @@ impl Builder {
         let mut found = Vec::new();
         let mut everything: Option<&Rule> = None;
         for rule in &self.set.rules {
-            let probe = match rule.kind {
-                RuleKind::Prefix => format!("{}/x", rule.source),
-                RuleKind::Exact => rule.source.to_string(),
+            let shadow = match rule.kind {
+                RuleKind::Prefix => self.set.shadowing_target(&rule.source),
+                RuleKind::Exact => reference::parse(&rule.source).ok().and_then(|r| match r.registry {
+                    Some(registry) => self.set.mirrored_split(registry, r.path, r.port.map(|_| r.host)),
+                    None => self.set.mirrored(r.name, None),
+                }),
                 RuleKind::Replace => {
                     if let Some(earlier) = everything {
                         found.push(Diagnostic::warning(
@@ -199,11 +222,7 @@ impl Builder {
                 }
                 RuleKind::Default | RuleKind::All => continue,
             };
-            let (name, bare_host) = match reference::parse(&probe) {
-                Ok(r) => (r.name, r.port.map(|_| r.host)),
-                Err(_) => (probe.as_str(), None),
-            };
-            if let Some(shadow) = self.set.mirrored(name, bare_host) {
+            if let Some(shadow) = shadow {
                 let shadow = self.set.rule(shadow);
                 found.push(Diagnostic::warning(
                     rule.line,
@@ -219,57 +238,85 @@ impl Builder {
     }
 }
 
-/// A prefix rule's source: `registry[:port][/path…]`, normalized for the Docker Hub mode.
-fn normalize_source(key: &str, mode: DockerHubMode) -> Result<String, Problem> {
+/// A prefix rule's source: `registry[:port][/path…]`. Returns the source rewritten for the
+/// Docker Hub mode, or `None` when it stands as written.
+fn normalize_source(key: &str, mode: DockerHubMode) -> Result<Option<String>, Problem> {
     let invalid = |reason: String| Problem::InvalidSource { key: key.to_owned(), reason };
-    if key.contains('@') {
-        return Err(invalid("a source is a registry or registry/path prefix, without tag or digest".into()));
-    }
     let (registry, path) = match key.split_once('/') {
         Some((registry, path)) => (registry, Some(path)),
         None => (key, None),
     };
-    if !is_registry_like(registry) {
-        return Err(invalid(format!(
-            "must start with a registry host such as `docker.io` (`{registry}` has no `.` or `:` and is not `localhost`)"
-        )));
+    // Fast path: with a path, a valid source is a valid reference name with a registry.
+    let valid_name = path.is_some() && reference::parse(key).is_ok_and(|r| r.suffix.is_empty() && r.registry.is_some());
+    if !valid_name {
+        explain_invalid_source(registry, path).map_err(invalid)?;
     }
-    let (host, port) = reference::split_host_port(registry).map_err(|e| invalid(e.to_string()))?;
+    let host = registry.split_once(':').map_or(registry, |(host, _)| host);
+    if mode == DockerHubMode::Canonical && DOCKER_HUB_ALIASES.contains(&host) {
+        let port = &registry[host.len()..];
+        let path = path.map(|path| format!("/{path}")).unwrap_or_default();
+        return Ok(Some(format!("{DOCKER_HUB}{port}{path}")));
+    }
+    Ok(None)
+}
+
+/// The detailed check of a source, for a precise error message.
+fn explain_invalid_source(registry: &str, path: Option<&str>) -> Result<(), String> {
+    const NO_TAG: &str = "a source is a registry or registry/path prefix, without tag or digest";
+    if registry.contains('@') || path.is_some_and(|path| path.contains('@')) {
+        return Err(NO_TAG.into());
+    }
+    if !is_registry_like(registry) {
+        return Err(format!(
+            "must start with a registry host such as `docker.io` (`{registry}` has no `.` or `:` and is not `localhost`)"
+        ));
+    }
+    reference::split_host_port(registry).map_err(|e| e.to_string())?;
     for segment in path.into_iter().flat_map(|path| path.split('/')) {
         if segment.contains(':') {
-            return Err(invalid("a source is a registry or registry/path prefix, without tag or digest".into()));
+            return Err(NO_TAG.into());
         }
-        reference::validate_path_component(segment).map_err(|e| invalid(format!("`{segment}`: {e}")))?;
+        reference::validate_path_component(segment).map_err(|e| format!("`{segment}`: {e}"))?;
     }
-    if mode == DockerHubMode::Canonical && DOCKER_HUB_ALIASES.contains(&host) {
-        let port = port.map(|port| format!(":{port}")).unwrap_or_default();
-        let path = path.map(|path| format!("/{path}")).unwrap_or_default();
-        return Ok(format!("{DOCKER_HUB}{port}{path}"));
-    }
-    Ok(key.to_owned())
+    Ok(())
+}
+
+/// True when `s` has an ASCII whitespace character (anything else non-ASCII is rejected
+/// later as an invalid character).
+fn has_whitespace(s: &str) -> bool {
+    s.bytes().any(|b| b.is_ascii_whitespace())
+}
+
+/// `s` without surrounding whitespace, reusing its allocation when there is none.
+fn trimmed(s: String) -> String {
+    if s.trim_ascii().len() == s.len() { s } else { s.trim_ascii().to_owned() }
 }
 
 /// A prefix, `default` or `all` target: empty, a name prefix, or a name prefix ending in `-`.
-fn parse_target(value: &str) -> Result<Target, Problem> {
+fn parse_target(value: String) -> Result<Target, Problem> {
     if value.is_empty() {
         return Ok(Target::Keep);
     }
-    let invalid = |reason: String| Problem::InvalidTarget { target: value.to_owned(), reason };
+    let invalid = |reason: String| Problem::InvalidTarget { target: value.clone(), reason };
     if value.len() > MAX_NAME_LEN - 2 {
         return Err(invalid(format!("longer than {} characters", MAX_NAME_LEN - 2)));
     }
     if value.ends_with('-') {
         // `mirror-` must form a valid segment once the registry is appended.
         validate_name_prefix(&format!("{value}x")).map_err(invalid)?;
-        Ok(Target::Dash(value.into()))
+        Ok(Target::Dash(value.into_boxed_str()))
     } else {
-        validate_name_prefix(value).map_err(invalid)?;
-        Ok(Target::Plain(value.into()))
+        validate_name_prefix(&value).map_err(invalid)?;
+        Ok(Target::Plain(value.into_boxed_str()))
     }
 }
 
 /// `registry[:port][/path…]` or a Docker Hub `namespace[/path…]`, with no tag.
 fn validate_name_prefix(value: &str) -> Result<(), String> {
+    // Fast path: with a `/`, a valid prefix is a valid reference name without tag or digest.
+    if value.bytes().any(|b| b == b'/') && reference::parse(value).is_ok_and(|r| r.suffix.is_empty()) {
+        return Ok(());
+    }
     let (first, rest) = match value.split_once('/') {
         Some((first, rest)) => (first, Some(rest)),
         None => (value, None),
@@ -291,13 +338,14 @@ fn parse_exact_source(source: &str) -> Result<String, Problem> {
         .map_err(|e| Problem::InvalidSource { key: source.to_owned(), reason: e.to_string() })
 }
 
-fn parse_exact_target(value: &str) -> Result<Target, Problem> {
+fn parse_exact_target(value: String) -> Result<Target, Problem> {
     if value.is_empty() {
         return Ok(Target::Keep);
     }
-    reference::parse(value)
-        .map(|_| Target::Plain(value.into()))
-        .map_err(|e| Problem::InvalidTarget { target: value.to_owned(), reason: e.to_string() })
+    match reference::parse(&value) {
+        Ok(_) => Ok(Target::Plain(value.into_boxed_str())),
+        Err(e) => Err(Problem::InvalidTarget { reason: e.to_string(), target: value }),
+    }
 }
 
 /// `[REPLACE]` directory: trailing `/` are dropped (as `os.path.join` would); empty means keep.

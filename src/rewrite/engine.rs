@@ -13,7 +13,7 @@ use super::glob::Glob;
 use super::reference::{self, DOCKER_HUB, DOCKER_HUB_ALIASES, InvalidReference, MAX_NAME_LEN, Reference};
 use super::render;
 use super::rules::{Rule, RuleKind, Target};
-use super::trie::{NodeId, SegmentTrie};
+use super::trie::SegmentTrie;
 
 /// Index of a rule in [`RuleSet::rules`].
 pub type RuleId = u32;
@@ -57,6 +57,9 @@ pub struct RuleSet {
     pub(crate) prefixes: SegmentTrie<RuleId>,
     pub(crate) mirrors: SegmentTrie<MirrorMark>,
     pub(crate) has_mirrors: bool,
+    /// Bit `n` set when some target's first segment is `n` bytes long (63: 63 or more);
+    /// all ones when a `-` target has no `/` and so may start any first segment.
+    pub(crate) mirror_first_lengths: u64,
     pub(crate) noswap: Vec<(Box<str>, u32)>,
     pub(crate) fallback: Option<RuleId>,
     pub(crate) docker_hub: DockerHubMode,
@@ -195,8 +198,7 @@ impl RuleSet {
             Err(reason) => return Decision::Unchanged(Unchanged::InvalidReference(reason)),
         };
         let exact_target = || if self.exact_targets.is_empty() { None } else { self.exact_targets.get(image).copied() };
-        let bare_host = reference.port.map(|_| reference.host);
-        if let Some(id) = self.mirrored(reference.name, bare_host).or_else(exact_target) {
+        if let Some(id) = self.mirrored_reference(&reference).or_else(exact_target) {
             return Decision::Unchanged(Unchanged::AlreadyMirrored(self.rule(id)));
         }
         if let Some(&id) = if self.exact.is_empty() { None } else { self.exact.get(image) } {
@@ -247,6 +249,16 @@ impl RuleSet {
     /// The Docker Hub mode the set was compiled with.
     pub fn docker_hub(&self) -> DockerHubMode {
         self.docker_hub
+    }
+
+    /// Approximate heap bytes the compiled rules hold.
+    pub fn heap_bytes(&self) -> usize {
+        let text: usize = self.rules.iter().map(|rule| rule.source.len() + rule.target.as_str().len()).sum();
+        self.rules.capacity() * std::mem::size_of::<Rule>()
+            + text
+            + self.prefixes.heap_bytes()
+            + self.mirrors.heap_bytes()
+            + (self.exact.capacity() + self.exact_targets.capacity()) * 24
     }
 
     /// Number of rules of `kind`.
@@ -336,6 +348,19 @@ impl RuleSet {
         best
     }
 
+    /// [`Self::mirrored`] for a parsed reference, whose registry and path are already split.
+    fn mirrored_reference(&self, reference: &Reference<'_>) -> Option<RuleId> {
+        match reference.registry {
+            Some(registry) => {
+                let bare_host = reference.port.map(|_| reference.host);
+                self.mirrored_split(registry, reference.path, bare_host)
+            }
+            // `name` with no registry: a target needs a segment after it.
+            None if reference.nested => self.mirrored(reference.name, None),
+            None => None,
+        }
+    }
+
     /// The rule whose target `name` already lies under, if any; `bare_host` is
     /// the registry without its port, for names whose registry has one.
     pub(crate) fn mirrored(&self, name: &str, bare_host: Option<&str>) -> Option<RuleId> {
@@ -343,45 +368,92 @@ impl RuleSet {
             return None;
         }
         let slash = next_slash(name, 0)?;
-        let rest = &name[slash + 1..];
-        self.mirrored_from(&name[..slash], rest).or_else(|| self.mirrored_from(bare_host?, rest))
+        self.mirrored_split(&name[..slash], &name[slash + 1..], bare_host)
+    }
+
+    /// The rule whose target every reference under the prefix `source` lies under:
+    /// a prefix rule that can never apply. Allocation-free walk over the source's segments.
+    pub(crate) fn shadowing_target(&self, source: &str) -> Option<RuleId> {
+        let (first, rest) = match next_slash(source, 0) {
+            Some(slash) => (&source[..slash], Some(&source[slash + 1..])),
+            None => (source, None),
+        };
+        if !self.has_mirrors {
+            return None;
+        }
+        let bare_host = first.split_once(':').map(|(host, _)| host);
+        // References under `source` have at least one segment more: append a stand-in for it.
+        let walk = |first: &str| {
+            if self.mirror_first_lengths & (1u64 << first.len().min(63)) == 0 {
+                return None;
+            }
+            let segments = std::iter::once(first).chain(rest.into_iter().flat_map(segments));
+            self.mirrored_segments(segments.chain(std::iter::once("x")))
+        };
+        walk(first).or_else(|| walk(bare_host?))
+    }
+
+    /// [`Self::mirrored`] for a name already split at its first `/`.
+    pub(crate) fn mirrored_split(&self, first: &str, rest: &str, bare_host: Option<&str>) -> Option<RuleId> {
+        if !self.has_mirrors {
+            return None;
+        }
+        // Most images start with a registry no target starts with: skip the hash lookup.
+        let may_start = |first: &str| self.mirror_first_lengths & (1u64 << first.len().min(63)) != 0;
+        let direct = if may_start(first) { self.mirrored_from(first, rest) } else { None };
+        direct.or_else(|| bare_host.filter(|host| may_start(host)).and_then(|host| self.mirrored_from(host, rest)))
+    }
+
+    /// The mirror-trie walk over `segments`: a target covering all but the last one.
+    fn mirrored_segments<'s>(&self, segments: impl Iterator<Item = &'s str>) -> Option<RuleId> {
+        let trie = &self.mirrors;
+        let mut node = SegmentTrie::<MirrorMark>::ROOT;
+        let mut segments = segments.peekable();
+        while let Some(segment) = segments.next() {
+            segments.peek()?;
+            let mark = trie.value(node);
+            let dash = mark.and_then(|mark| {
+                mark.dash.iter().find(|(prefix, _)| segment.len() > prefix.len() && segment.starts_with(&**prefix))
+            });
+            if let Some((_, id)) = dash {
+                return Some(*id);
+            }
+            node = trie.child(node, segment)?;
+            if let Some(id) = trie.value(node).and_then(|mark| mark.whole) {
+                return Some(id);
+            }
+        }
+        None
     }
 
     fn mirrored_from(&self, first: &str, rest: &str) -> Option<RuleId> {
-        let trie = &self.mirrors;
-        let dash = |node: NodeId, segment: &str| {
-            trie.value(node)?
-                .dash
-                .iter()
-                .find(|(prefix, _)| segment.len() > prefix.len() && segment.starts_with(&**prefix))
-                .map(|(_, id)| *id)
-        };
-        let whole = |node: NodeId| trie.value(node).and_then(|mark| mark.whole);
-        let mut node = SegmentTrie::<MirrorMark>::ROOT;
-        let mut segment = first;
-        let mut remaining = Some(rest);
-        // Every segment but the last: a target must be followed by at least one more segment.
-        while let Some(after) = remaining {
-            if let Some(id) = dash(node, segment) {
-                return Some(id);
-            }
-            node = trie.child(node, segment)?;
-            if let Some(id) = whole(node) {
-                return Some(id);
-            }
-            (segment, remaining) = match next_slash(after, 0) {
-                Some(slash) => (&after[..slash], Some(&after[slash + 1..])),
-                None => (after, None),
-            };
-        }
-        None
+        self.mirrored_segments(std::iter::once(first).chain(segments(rest)))
     }
 }
 
 /// The index of the first `/` at or after `from`: a plain loop beats `find` on short segments.
 #[inline]
-fn next_slash(text: &str, from: usize) -> Option<usize> {
+pub(crate) fn next_slash(text: &str, from: usize) -> Option<usize> {
     text.as_bytes()[from..].iter().position(|&b| b == b'/').map(|i| from + i)
+}
+
+/// The `/`-separated segments of `text`, found with a plain byte loop (`str::split` calls
+/// `memchr`, whose set-up costs more than a short segment).
+pub(crate) fn segments(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match next_slash(current, 0) {
+            Some(slash) => {
+                rest = Some(&current[slash + 1..]);
+                Some(&current[..slash])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
 }
 
 #[cfg(test)]

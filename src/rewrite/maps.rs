@@ -16,61 +16,89 @@ use super::rules::{Diagnostic, KEY_NOSWAP, Problem, RulePair};
 
 /// Splits a maps-format text into pairs, and the syntax problems found on the way.
 pub fn parse(text: &str) -> (Vec<RulePair>, Vec<Diagnostic>) {
-    let mut pairs = Vec::new();
+    let mut pairs = Vec::with_capacity(text.len() / 48);
     let mut diagnostics = Vec::new();
     for (index, raw_line) in text.lines().enumerate() {
         let line = u32::try_from(index + 1).unwrap_or(u32::MAX);
-        let content = match raw_line.find('#') {
-            Some(hash) => &raw_line[..hash],
-            None => raw_line,
-        };
-        let content = content.trim();
+        // One scan finds the comment and whether the line is a comma list.
+        let mut end = raw_line.len();
+        let mut comma = false;
+        for (i, &b) in raw_line.as_bytes().iter().enumerate() {
+            if b == b'#' {
+                end = i;
+                break;
+            }
+            comma |= b == b',';
+        }
+        let content = raw_line[..end].trim_ascii();
         if content.is_empty() {
             continue;
         }
-        parse_line(line, content, &mut pairs, &mut diagnostics);
+        if comma {
+            parse_line(line, content, &mut pairs, &mut diagnostics);
+        } else {
+            parse_item(line, content, &mut pairs, &mut diagnostics);
+        }
     }
     (pairs, diagnostics)
+}
+
+/// One `key::value` item: a pair, or a syntax error.
+fn parse_item(line: u32, item: &str, pairs: &mut Vec<RulePair>, diagnostics: &mut Vec<Diagnostic>) {
+    match split_pair(item, find_double_colon(item)) {
+        Ok((key, value, legacy)) => {
+            if legacy {
+                diagnostics.push(Diagnostic::warning(line, Problem::LegacySeparator));
+            }
+            pairs.push(RulePair { line, key: key.to_owned(), value: value.to_owned() });
+        }
+        Err(problem) => diagnostics.push(Diagnostic::error(line, problem)),
+    }
 }
 
 fn parse_line(line: u32, content: &str, pairs: &mut Vec<RulePair>, diagnostics: &mut Vec<Diagnostic>) {
     // Index into `pairs` of a noswap_wildcards pair that later entries extend.
     let mut open_wildcards: Option<usize> = None;
-    let items: Vec<&str> = content.split(',').map(str::trim).collect();
-    let many = items.len() > 1;
-    for item in items {
+    let many = content.bytes().any(|b| b == b',');
+    for item in content.split(',').map(str::trim_ascii) {
         if item.is_empty() {
             if many && open_wildcards.is_none() {
                 diagnostics.push(Diagnostic::warning(line, Problem::EmptyEntry));
             }
             continue;
         }
-        if let (Some(index), false) = (open_wildcards, item.contains("::")) {
+        let separator = find_double_colon(item);
+        if let (Some(index), None) = (open_wildcards, separator) {
             let list = &mut pairs[index].value;
             list.push(',');
             list.push_str(item);
             continue;
         }
-        open_wildcards = None;
-        match split_pair(item) {
-            Ok((key, value, legacy)) => {
-                if legacy {
-                    diagnostics.push(Diagnostic::warning(line, Problem::LegacySeparator));
-                }
-                if key == KEY_NOSWAP {
-                    open_wildcards = Some(pairs.len());
-                }
-                pairs.push(RulePair { line, key: key.to_owned(), value: value.to_owned() });
-            }
-            Err(problem) => diagnostics.push(Diagnostic::error(line, problem)),
-        }
+        let before = pairs.len();
+        parse_item(line, item, pairs, diagnostics);
+        open_wildcards = (pairs.len() > before && pairs[before].key == KEY_NOSWAP).then_some(before);
     }
 }
 
-/// Splits one `key::value` (or legacy `key:value`) item; the flag is true for the legacy form.
-fn split_pair(item: &str) -> Result<(&str, &str, bool), Problem> {
-    let (key, value, legacy) = match item.split_once("::") {
-        Some((_, value)) if value.contains("::") => return Err(Problem::TooManySeparators),
+/// Index of the first `::` in `item`.
+fn find_double_colon(item: &str) -> Option<usize> {
+    let bytes = item.as_bytes();
+    let mut from = 0;
+    while let Some(offset) = bytes[from..].iter().position(|&b| b == b':') {
+        let at = from + offset;
+        if bytes.get(at + 1) == Some(&b':') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Splits one `key::value` (or legacy `key:value`) item, whose first `::` is at `separator`;
+/// the flag is true for the legacy form.
+fn split_pair(item: &str, separator: Option<usize>) -> Result<(&str, &str, bool), Problem> {
+    let (key, value, legacy) = match separator.map(|at| (&item[..at], &item[at + 2..])) {
+        Some((_, value)) if find_double_colon(value).is_some() => return Err(Problem::TooManySeparators),
         Some((key, value)) => (key, value, false),
         None => match item.matches(':').count() {
             0 => return Err(Problem::NoSeparator),
@@ -81,7 +109,7 @@ fn split_pair(item: &str) -> Result<(&str, &str, bool), Problem> {
             _ => return Err(Problem::PortNeedsDoubleColon),
         },
     };
-    let (key, value) = (key.trim(), value.trim());
+    let (key, value) = (key.trim_ascii(), value.trim_ascii());
     if key.is_empty() {
         return Err(Problem::EmptySource);
     }

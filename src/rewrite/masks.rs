@@ -20,9 +20,8 @@ pub(crate) struct Masks {
     dot: u64,
     dash: u64,
     under: u64,
-    bracket: u64,
-    digit: u64,
-    lower: u64,
+    /// `[a-z0-9]`.
+    lower_digit: u64,
     upper: u64,
 }
 
@@ -56,20 +55,27 @@ fn last(mask: u64) -> usize {
 /// Classifies up to 64 bytes.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn classify(bytes: &[u8]) -> Masks {
-    use std::arch::x86_64::{__m128i, _mm_loadu_si128};
-    let mut buffer = [0u8; 64];
+    use std::arch::x86_64::_mm_loadu_si128;
     let len = bytes.len().min(64);
-    buffer[..len].copy_from_slice(&bytes[..len]);
     let mut masks = Masks::default();
-    for chunk in 0..len.div_ceil(16) {
-        // SAFETY: `chunk * 16 + 16 <= 64`, so the unaligned 16-byte load stays inside
-        // `buffer`; SSE2 is part of the x86_64 baseline, so its functions may be called.
-        unsafe {
-            let lanes: __m128i = _mm_loadu_si128(buffer.as_ptr().add(chunk * 16).cast());
-            sse2::classify_chunk(lanes, chunk * 16, &mut masks);
+    if len >= 16 {
+        // Whole chunks, then the last 16 bytes again (overlapping) for a partial tail:
+        // classes are per byte, so classifying a byte twice changes nothing.
+        let mut start = 0;
+        while start < len {
+            let at = start.min(len - 16);
+            // SAFETY: `at + 16 <= len <= bytes.len()`, so the unaligned 16-byte load is in
+            // bounds; SSE2 is part of the x86_64 baseline, so its functions may be called.
+            unsafe { sse2::classify_chunk(_mm_loadu_si128(bytes.as_ptr().add(at).cast()), at, &mut masks) };
+            start += 16;
         }
+    } else {
+        let mut buffer = [0u8; 16];
+        buffer[..len].copy_from_slice(&bytes[..len]);
+        // SAFETY: `buffer` has exactly 16 bytes; SSE2 is part of the x86_64 baseline.
+        unsafe { sse2::classify_chunk(_mm_loadu_si128(buffer.as_ptr().cast()), 0, &mut masks) };
+        // The zero padding is not graphic and matches no class.
     }
-    masks.graphic &= low(len);
     masks
 }
 
@@ -92,9 +98,7 @@ mod sse2 {
         masks.dot |= eq(lanes, b'.') << shift;
         masks.dash |= eq(lanes, b'-') << shift;
         masks.under |= eq(lanes, b'_') << shift;
-        masks.bracket |= eq(lanes, b'[') << shift;
-        masks.digit |= range(lanes, b'0', b'9') << shift;
-        masks.lower |= range(lanes, b'a', b'z') << shift;
+        masks.lower_digit |= (range(lanes, b'a', b'z') | range(lanes, b'0', b'9')) << shift;
         masks.upper |= range(lanes, b'A', b'Z') << shift;
     }
 
@@ -132,9 +136,7 @@ pub(crate) fn classify_scalar(bytes: &[u8]) -> Masks {
         set(&mut masks.dot, b == b'.');
         set(&mut masks.dash, b == b'-');
         set(&mut masks.under, b == b'_');
-        set(&mut masks.bracket, b == b'[');
-        set(&mut masks.digit, b.is_ascii_digit());
-        set(&mut masks.lower, b.is_ascii_lowercase());
+        set(&mut masks.lower_digit, b.is_ascii_lowercase() || b.is_ascii_digit());
         set(&mut masks.upper, b.is_ascii_uppercase());
     }
     masks
@@ -166,7 +168,7 @@ pub(crate) fn parse(raw: &str) -> Option<Result<Reference<'_>, InvalidReference>
     let name_end = if colon != 0 && (slash == 0 || last(colon) > last(slash)) { last(colon) } else { at };
     if name_end < at {
         let tag = bits(name_end + 1, at);
-        let word = m.digit | m.lower | m.upper | m.under;
+        let word = m.lower_digit | m.upper | m.under;
         let tag_ok = at - name_end - 1 <= MAX_TAG_LEN && bit(word, name_end + 1) && tag & !(word | m.dot | m.dash) == 0;
         if !tag_ok {
             return Some(Err(InvalidReference::BadTag));
@@ -182,7 +184,8 @@ pub(crate) fn parse(raw: &str) -> Option<Result<Reference<'_>, InvalidReference>
         _ => {
             let first_slash = first(slash);
             let segment = low(first_slash);
-            let registry_like = (m.dot | m.colon | m.bracket) & segment != 0 || &bytes[..first_slash] == b"localhost";
+            let registry_like =
+                (m.dot | m.colon) & segment != 0 || bytes[0] == b'[' || &bytes[..first_slash] == b"localhost";
             if !registry_like {
                 (None, DOCKER_HUB, None, 0)
             } else if bytes[0] == b'[' {
@@ -212,13 +215,29 @@ pub(crate) fn parse(raw: &str) -> Option<Result<Reference<'_>, InvalidReference>
         port,
         path: &raw[path_start..name_end],
         suffix: &raw[name_end..],
+        nested: slash & !low(path_start) != 0,
     }))
+}
+
+/// `host[:port]` of at most 64 bytes, not an `[ipv6]` literal, split and validated from its
+/// bitmasks; `None` for registries this path does not handle.
+pub(crate) fn split_host_port(registry: &str) -> Option<Result<(&str, Option<&str>), InvalidReference>> {
+    if registry.len() > 64 || registry.starts_with('[') {
+        return None;
+    }
+    let m = classify(registry.as_bytes());
+    let host_end = if m.colon != 0 { first(m.colon) } else { registry.len() };
+    let port = (m.colon != 0).then(|| &registry[host_end + 1..]);
+    if !host_ok(&m, host_end) || port.is_some_and(|port| !reference::is_valid_port(port)) {
+        return Some(Err(InvalidReference::BadRegistry));
+    }
+    Some(Ok((&registry[..host_end], port)))
 }
 
 /// Bytes `0..end` are dotted DNS labels: `[A-Za-z0-9]` at both ends of each label, `-` inside.
 fn host_ok(m: &Masks, end: usize) -> bool {
     let host = low(end);
-    let label_chars = m.digit | m.lower | m.upper | m.dash;
+    let label_chars = m.lower_digit | m.upper | m.dash;
     let edge = m.dot | m.dash;
     end > 0
         && host & !(label_chars | m.dot) == 0
@@ -239,7 +258,7 @@ fn path_ok(m: &Masks, start: usize, end: usize) -> Result<(), InvalidReference> 
     let path = bits(start, end);
     let separators = m.dot | m.dash | m.under;
     let boundary = (separators | m.slash) & path;
-    let bad_char = path & !(m.lower | m.digit | separators | m.slash);
+    let bad_char = path & !(m.lower_digit | separators | m.slash);
     let component_starts = ((m.slash << 1) | (1u64 << start)) & path;
     let empty_or_separator_first = component_starts & boundary;
     let allowed_pairs = (m.dash & (m.dash << 1)) | (m.under & (m.under << 1));
@@ -277,8 +296,10 @@ mod tests {
             assert_eq!(classify(sample), classify_scalar(sample), "{sample:?}");
         }
         for b in 0..=255u8 {
-            let bytes = [b; 17];
-            assert_eq!(classify(&bytes), classify_scalar(&bytes), "byte {b}");
+            for len in [1, 15, 16, 17, 33, 64, 70] {
+                let bytes = vec![b; len];
+                assert_eq!(classify(&bytes), classify_scalar(&bytes), "byte {b} x {len}");
+            }
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct Reference<'a> {
     pub path: &'a str,
     /// Tag and/or digest with their leading `:`/`@` (`:v1`, `@sha256:…`), or empty.
     pub suffix: &'a str,
+    /// The path has more than one segment (known from the parse, so no rescan).
+    pub(crate) nested: bool,
 }
 
 impl<'a> Reference<'a> {
@@ -60,7 +62,7 @@ impl<'a> Reference<'a> {
 
     /// True when the repository path is a single segment (`nginx`), i.e. an official image.
     pub fn single_segment(&self) -> bool {
-        !self.path.contains('/')
+        !self.nested
     }
 }
 
@@ -115,7 +117,7 @@ const LOWER_ALNUM: u8 = 2;
 const UPPER: u8 = 4;
 const WORD: u8 = 8;
 const SEPARATOR: u8 = 16;
-/// `/ : @ . [`: the bytes the structural pass of [`parse`] must look at.
+/// `/ : @ .`: the bytes the structural pass of [`parse_scalar`] must look at.
 const STRUCTURAL: u8 = 32;
 /// `[A-Za-z0-9-]`: what a DNS label is made of.
 const HOST: u8 = 64;
@@ -138,7 +140,7 @@ static CLASS: [u8; 256] = {
         if c == b'.' || c == b'-' {
             class |= SEPARATOR;
         }
-        if matches!(c, b'/' | b':' | b'@' | b'.' | b'[') {
+        if matches!(c, b'/' | b':' | b'@' | b'.') {
             class |= STRUCTURAL;
         }
         if c.is_ascii_alphanumeric() || c == b'-' {
@@ -161,6 +163,7 @@ fn class(b: u8) -> u8 {
 /// [`super::masks`]: bytes are classified 16 at a time into bitmasks and the
 /// grammar is checked with a few bit operations. Anything else takes
 /// [`parse_scalar`], which gives the same answer one byte at a time.
+#[inline]
 pub fn parse(raw: &str) -> Result<Reference<'_>, InvalidReference> {
     match super::masks::parse(raw) {
         Some(result) => result,
@@ -226,7 +229,8 @@ pub fn parse_scalar(raw: &str) -> Result<Reference<'_>, InvalidReference> {
     if name_end > MAX_NAME_LEN {
         return Err(InvalidReference::NameTooLong);
     }
-    let has_registry = first_slash < name_end && (first_segment_registry_like || &bytes[..first_slash] == b"localhost");
+    let has_registry = first_slash < name_end
+        && (first_segment_registry_like || bytes[0] == b'[' || &bytes[..first_slash] == b"localhost");
     let (registry, path_start) = if has_registry { (Some(&raw[..first_slash]), first_slash + 1) } else { (None, 0) };
     let (host, port) = match registry {
         // The structural pass already found the port's colon: no second scan.
@@ -241,7 +245,7 @@ pub fn parse_scalar(raw: &str) -> Result<Reference<'_>, InvalidReference> {
             }
             (host, port)
         }
-        Some(registry) => split_host_port(registry)?,
+        Some(registry) => split_host_port_scalar(registry)?,
         None => (DOCKER_HUB, None),
     };
     validate_path_bytes(&bytes[path_start..name_end])?;
@@ -253,6 +257,7 @@ pub fn parse_scalar(raw: &str) -> Result<Reference<'_>, InvalidReference> {
         port,
         path: &raw[path_start..name_end],
         suffix: &raw[name_end..],
+        nested: last_slash != usize::MAX && last_slash >= path_start,
     })
 }
 
@@ -263,6 +268,16 @@ pub fn is_registry_like(segment: &str) -> bool {
 
 /// Splits `host[:port]` and validates both parts.
 pub fn split_host_port(registry: &str) -> Result<(&str, Option<&str>), InvalidReference> {
+    if let Some(result) = super::masks::split_host_port(registry) {
+        return result;
+    }
+    split_host_port_scalar(registry)
+}
+
+/// The byte-at-a-time [`split_host_port`], for `[ipv6]` literals and long names, and the
+/// oracle of the bitmask version.
+#[doc(hidden)]
+pub fn split_host_port_scalar(registry: &str) -> Result<(&str, Option<&str>), InvalidReference> {
     let (host, port) = if registry.starts_with('[') {
         let close = registry.find(']').ok_or(InvalidReference::BadRegistry)?;
         let inner = &registry[1..close];
@@ -371,17 +386,21 @@ fn validate_tag(tag: &[u8]) -> Result<(), InvalidReference> {
 
 /// `algorithm ":" hex{32,}`; sha256 and sha512 must have their exact lowercase length.
 pub(crate) fn validate_digest(digest: &str) -> Result<(), InvalidReference> {
+    let lower_hex = |hex: &str| hex.bytes().fold(true, |ok, b| ok & (b.is_ascii_digit() | (b'a'..=b'f').contains(&b)));
+    // The two registered algorithms first: nearly every digest is sha256.
+    if let Some(hex) = digest.strip_prefix("sha256:") {
+        return if hex.len() == 64 && lower_hex(hex) { Ok(()) } else { Err(InvalidReference::BadDigest) };
+    }
+    if let Some(hex) = digest.strip_prefix("sha512:") {
+        return if hex.len() == 128 && lower_hex(hex) { Ok(()) } else { Err(InvalidReference::BadDigest) };
+    }
     let (algorithm, hex) = digest.split_once(':').ok_or(InvalidReference::BadDigest)?;
     let algorithm_ok = !algorithm.is_empty()
         && algorithm.split(['-', '_', '+', '.']).all(|part| {
             part.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
                 && part.bytes().all(|b| b.is_ascii_alphanumeric())
         });
-    let hex_ok = match algorithm {
-        "sha256" => hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-        "sha512" => hex.len() == 128 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-        _ => hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
-    };
+    let hex_ok = hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
     if algorithm_ok && hex_ok { Ok(()) } else { Err(InvalidReference::BadDigest) }
 }
 

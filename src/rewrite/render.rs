@@ -83,8 +83,16 @@ fn is_bare_host(target: &str) -> bool {
     !target.contains('/') && !target.contains(':') && is_registry_like(target)
 }
 
+/// Concatenates `parts` into one exactly-sized allocation. Empty parts are skipped and
+/// one-byte parts pushed directly: a `memcpy` call per `/` costs more than the byte.
 fn join(parts: &[&str]) -> String {
     let mut out = String::with_capacity(parts.iter().map(|part| part.len()).sum());
-    parts.iter().for_each(|part| out.push_str(part));
+    for part in parts {
+        match part.as_bytes() {
+            [] => {}
+            [byte] => out.push(char::from(*byte)),
+            _ => out.push_str(part),
+        }
+    }
     out
 }
