@@ -5,6 +5,8 @@
 //!   mirrored) against N realistic rules; throughput is in images.
 //! - `rewrite/linear/N`: the same mix through the linear-scan model, the
 //!   baseline measured in the same run.
+//! - `image/<label>`: each image of the mix alone, against 10k rules: the
+//!   median of these is the median cost per image.
 //! - `compile/N`: parsing and compiling N rules.
 //!
 //! `cargo bench --bench rewrite`; `scripts/bench-summary.py` turns the
@@ -18,7 +20,7 @@ use mirrorswap::rewrite::model::LinearModel;
 use mirrorswap::rewrite::{Options, RuleSet, compile_maps};
 
 const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
-include!("mix.rs");
+include!("common/mix.rs");
 
 fn compile(n: usize) -> RuleSet {
     compile_maps(&rules_text(n), Options::default()).expect("generated rules compile").rules
@@ -51,6 +53,19 @@ fn bench_rewrite(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_each_image(c: &mut Criterion) {
+    let n = 10_000;
+    let rules = compile(n);
+    let mut group = c.benchmark_group("image");
+    group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
+    for (label, image) in labelled_images(n) {
+        group.bench_with_input(BenchmarkId::from_parameter(label), &image, |b, image| {
+            b.iter(|| black_box(rules.rewrite(black_box(image))))
+        });
+    }
+    group.finish();
+}
+
 fn bench_compile(c: &mut Criterion) {
     let mut group = c.benchmark_group("compile");
     group.sample_size(10).measurement_time(Duration::from_secs(10));
@@ -76,6 +91,7 @@ fn sanity() {
 fn benches(c: &mut Criterion) {
     sanity();
     bench_rewrite(c);
+    bench_each_image(c);
     bench_compile(c);
 }
 

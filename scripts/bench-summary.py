@@ -20,6 +20,19 @@ def median_ns(group, name):
     return json.loads(path.read_text())["median"]["point_estimate"]
 
 
+def per_image():
+    """Median ns of each `image/<label>` bench (10k rules), and their median."""
+    folder = ROOT / "image"
+    if not folder.exists():
+        return {}
+    rows = {}
+    for bench in sorted(folder.iterdir()):
+        estimates = bench / "new" / "estimates.json"
+        if estimates.exists():
+            rows[bench.name] = json.loads(estimates.read_text())["median"]["point_estimate"]
+    return rows
+
+
 def main():
     sizes = [10, 1000, 10000, 100000]
     trie = {n: median_ns("rewrite", f"trie/{n}") for n in sizes}
@@ -41,6 +54,17 @@ def main():
             f"{compile_[n] / 1e6:.2f}" if compile_[n] else "-",
         ]
         print("| " + " | ".join(row) + " |")
+    images = per_image()
+    if images:
+        ordered = sorted(images.values())
+        middle = len(ordered) // 2
+        median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+        print()
+        print("| image (10k rules) | median ns |")
+        print("| --- | ---: |")
+        for label, ns in sorted(images.items(), key=lambda item: item[1]):
+            print(f"| {label} | {ns:.1f} |")
+        print(f"| **median of {len(ordered)} images** | **{median:.1f}** |")
 
 
 if __name__ == "__main__":

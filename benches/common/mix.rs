@@ -31,24 +31,31 @@ fn last_of_shape(n: usize, shape: usize) -> usize {
     top - (top + 4 - shape) % 4
 }
 
-fn images(n: usize) -> Vec<String> {
+/// The image mix, each with a label saying what it exercises.
+fn labelled_images(n: usize) -> Vec<(&'static str, String)> {
     let [a, b, c, d] = [0, 1, 2, 3].map(|shape| last_of_shape(n, shape));
     vec![
-        format!("reg{a}.example.com/app/server:1.2.3"),
-        format!("reg{b}.example.com:5000/app:2"),
-        format!("reg{b}.example.com/app:2"),
-        format!("gcr.io/project-{c}/tools/img@{DIGEST}"),
-        format!("org{d}/team/app:1"),
-        "nginx:1.27".into(),
-        "bitnami/redis:7.2".into(),
-        format!("library/busybox@{DIGEST}"),
-        "quay.io/prometheus/node-exporter:v1.8.0".into(),
-        "registry.k8s.io/kube-apiserver:v1.30.0".into(),
-        "unknown.example.net/a/b:1".into(),
-        "ghcr.io/org/tool:v1".into(),
-        "registry.local:5000/z".into(),
-        format!("gcr.io/other/img@{DIGEST}"),
-        "mirror.example.org/hub/library/nginx:1.27".into(),
-        "Not/A/Valid:Reference!".into(),
+        ("hit-host", format!("reg{a}.example.com/app/server:1.2.3")),
+        ("hit-host-port", format!("reg{b}.example.com:5000/app:2")),
+        ("miss-host-without-port-rule", format!("reg{b}.example.com/app:2")),
+        ("hit-path-digest", format!("gcr.io/project-{c}/tools/img@{DIGEST}")),
+        ("hit-hub-path", format!("org{d}/team/app:1")),
+        ("hit-hub-short", "nginx:1.27".into()),
+        ("hit-hub-namespace", "bitnami/redis:7.2".into()),
+        ("hit-hub-library-digest", format!("library/busybox@{DIGEST}")),
+        ("hit-dash-target", "quay.io/prometheus/node-exporter:v1.8.0".into()),
+        ("hit-k8s", "registry.k8s.io/kube-apiserver:v1.30.0".into()),
+        ("miss-unknown", "unknown.example.net/a/b:1".into()),
+        ("miss-ghcr", "ghcr.io/org/tool:v1".into()),
+        ("miss-port", "registry.local:5000/z".into()),
+        ("miss-digest", format!("gcr.io/other/img@{DIGEST}")),
+        ("mirrored", "mirror.example.org/hub/library/nginx:1.27".into()),
+        ("invalid", "Not/A/Valid:Reference!".into()),
     ]
+}
+
+/// The image mix without labels.
+#[allow(dead_code)]
+fn images(n: usize) -> Vec<String> {
+    labelled_images(n).into_iter().map(|(_, image)| image).collect()
 }
