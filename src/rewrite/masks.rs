@@ -31,10 +31,10 @@ fn bits(from: usize, to: usize) -> u64 {
     low(to) & !low(from)
 }
 
-/// Bits `0..n` set (`n <= 64`).
+/// Bits `0..n` set (`n <= 64`), without a branch.
 #[inline]
 fn low(n: usize) -> u64 {
-    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+    ((1u128 << n.min(64)) - 1) as u64
 }
 
 #[inline]
@@ -100,6 +100,12 @@ mod sse2 {
         masks.under |= eq(lanes, b'_') << shift;
         masks.lower_digit |= (range(lanes, b'a', b'z') | range(lanes, b'0', b'9')) << shift;
         masks.upper |= range(lanes, b'A', b'Z') << shift;
+    }
+
+    /// True when all 16 bytes are `[0-9a-f]`.
+    #[target_feature(enable = "sse2")]
+    pub(super) fn lower_hex(lanes: __m128i) -> bool {
+        (range(lanes, b'0', b'9') | range(lanes, b'a', b'f')) == 0xffff
     }
 
     #[target_feature(enable = "sse2")]
@@ -175,7 +181,7 @@ pub(crate) fn parse(raw: &str) -> Option<Result<Reference<'_>, InvalidReference>
         }
     }
     if at < len
-        && let Err(error) = reference::validate_digest(&raw[at + 1..])
+        && let Err(error) = validate_digest(&raw[at + 1..])
     {
         return Some(Err(error));
     }
@@ -217,6 +223,38 @@ pub(crate) fn parse(raw: &str) -> Option<Result<Reference<'_>, InvalidReference>
         suffix: &raw[name_end..],
         nested: slash & !low(path_start) != 0,
     }))
+}
+
+/// [`reference::validate_digest`], with the 64 hex digits of a sha256 checked 16 at a time.
+fn validate_digest(digest: &str) -> Result<(), InvalidReference> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 => {
+            if lower_hex(hex.as_bytes()) {
+                Ok(())
+            } else {
+                Err(InvalidReference::BadDigest)
+            }
+        }
+        _ => reference::validate_digest(digest),
+    }
+}
+
+/// True when all of `hex` (a multiple of 16 bytes long) is `[0-9a-f]`.
+#[cfg(target_arch = "x86_64")]
+fn lower_hex(hex: &[u8]) -> bool {
+    use std::arch::x86_64::_mm_loadu_si128;
+    hex.len() % 16 == 0
+        && (0..hex.len()).step_by(16).all(|start| {
+            // SAFETY: `start + 16 <= hex.len()`, so the unaligned load is in bounds; SSE2 is
+            // part of the x86_64 baseline, so its functions may be called.
+            unsafe { sse2::lower_hex(_mm_loadu_si128(hex.as_ptr().add(start).cast())) }
+        })
+}
+
+/// True when all of `hex` is `[0-9a-f]`.
+#[cfg(not(target_arch = "x86_64"))]
+fn lower_hex(hex: &[u8]) -> bool {
+    hex.iter().all(|&b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// `host[:port]` of at most 64 bytes, not an `[ipv6]` literal, split and validated from its
@@ -282,6 +320,19 @@ fn path_ok(m: &Masks, start: usize, end: usize) -> Result<(), InvalidReference> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_hex_check_matches_the_scalar_one() {
+        let valid = "15d3b5c4f521a84896ed1ead1b14e4774d02202d5c65ab68f30eeaf310a3b1a7";
+        for b in 0..=255u8 {
+            for position in [0, 15, 16, 47, 63] {
+                let mut digest = valid.as_bytes().to_vec();
+                digest[position] = b;
+                let expected = b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+                assert_eq!(lower_hex(&digest), expected, "byte {b} at {position}");
+            }
+        }
+    }
 
     #[test]
     fn sse2_and_scalar_classifiers_agree() {

@@ -14,8 +14,6 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::fxhash::FxHasher;
-
 /// Index of a node in a [`SegmentTrie`].
 pub type NodeId = u32;
 
@@ -35,12 +33,15 @@ struct Node<V> {
     len: u32,
     /// The next node whose (parent, segment) hashes alike; `ROOT` (never a child) ends the chain.
     collision: NodeId,
+    /// Leaves skip the hash lookup altogether.
+    has_children: bool,
     value: Option<V>,
 }
 
 impl<V> Default for SegmentTrie<V> {
     fn default() -> Self {
-        let root = Node { parent: Self::ROOT, start: 0, len: 0, collision: Self::ROOT, value: None };
+        let root =
+            Node { parent: Self::ROOT, start: 0, len: 0, collision: Self::ROOT, has_children: false, value: None };
         Self { nodes: vec![root], text: String::new(), children: HashMap::default() }
     }
 }
@@ -65,7 +66,8 @@ impl<V> SegmentTrie<V> {
         let mut node = Self::ROOT;
         for segment in segments {
             let hash = key(node, segment);
-            node = match self.find(hash, node, segment) {
+            let existing = if self.nodes[node as usize].has_children { self.find(hash, node, segment) } else { None };
+            node = match existing {
                 Some(child) => child,
                 None => self.add_child(hash, node, segment),
             };
@@ -79,18 +81,22 @@ impl<V> SegmentTrie<V> {
         let len = u32::try_from(segment.len()).expect("segment longer than 4 GiB");
         self.text.push_str(segment);
         let collision = self.children.insert(hash, id).unwrap_or(Self::ROOT);
-        self.nodes.push(Node { parent, start, len, collision, value: None });
+        self.nodes.push(Node { parent, start, len, collision, has_children: false, value: None });
+        self.nodes[parent as usize].has_children = true;
         id
     }
 
     /// The child of `node` reached by `segment`, if any.
     #[inline]
     pub fn child(&self, node: NodeId, segment: &str) -> Option<NodeId> {
+        if !self.nodes[node as usize].has_children {
+            return None;
+        }
         self.find(key(node, segment), node, segment)
     }
 
     /// The child of `node` reached by `segment`, whose key is `hash`.
-    #[inline]
+    #[inline(always)]
     fn find(&self, hash: u64, node: NodeId, segment: &str) -> Option<NodeId> {
         let mut candidate = *self.children.get(&hash)?;
         loop {
@@ -120,17 +126,27 @@ impl<V> SegmentTrie<V> {
     }
 }
 
-/// The map key of `segment` under `parent`: FxHash, then a final mix so that the
-/// low bits hashbrown indexes by depend on every input byte.
-#[inline]
+/// The map key of `segment` under `parent`: one multiply-rotate round per 8 bytes
+/// (FxHash-style), then a final mix so that the low bits hashbrown indexes by depend on
+/// every input byte. Built for segments of a few to a few dozen bytes.
+#[inline(always)]
 fn key(parent: NodeId, segment: &str) -> u64 {
-    let mut hasher = FxHasher::default();
-    hasher.write_u32(parent);
-    hasher.write(segment.as_bytes());
-    let mut x = hasher.finish();
-    x ^= x >> 32;
-    x = x.wrapping_mul(0xd6e8_feb8_6659_fd93);
-    x ^ (x >> 32)
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let bytes = segment.as_bytes();
+    let mut hash = (u64::from(parent) << 32 | bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = chunk.iter().rev().fold(0u64, |word, &b| word << 8 | u64::from(b));
+        hash = (hash ^ word).wrapping_mul(K).rotate_left(23);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let word = rest.iter().rev().fold(0u64, |word, &b| word << 8 | u64::from(b));
+        hash = (hash ^ word).wrapping_mul(K).rotate_left(23);
+    }
+    hash ^= hash >> 32;
+    hash = hash.wrapping_mul(0xd6e8_feb8_6659_fd93);
+    hash ^ (hash >> 32)
 }
 
 /// The children map's keys are already hashes: pass them through.
