@@ -243,7 +243,7 @@ fn validate_digest(digest: &str) -> Result<(), InvalidReference> {
 #[cfg(target_arch = "x86_64")]
 fn lower_hex(hex: &[u8]) -> bool {
     use std::arch::x86_64::_mm_loadu_si128;
-    hex.len() % 16 == 0
+    hex.len().is_multiple_of(16)
         && (0..hex.len()).step_by(16).all(|start| {
             // SAFETY: `start + 16 <= hex.len()`, so the unaligned load is in bounds; SSE2 is
             // part of the x86_64 baseline, so its functions may be called.

@@ -37,7 +37,7 @@ pub(crate) fn prefix(rule: &Rule, view: &View<'_>, found: &PrefixMatch<'_>) -> O
         Target::Keep => None,
         Target::Dash(target) => Some(dash(target, view)),
         // The common case, written out: TARGET `/` rest-of-reference.
-        Target::Plain(target) if !found.library_in_rest && !(found.port_fallback && is_bare_host(target)) => {
+        Target::Plain(target) if !(found.library_in_rest || found.port_fallback && is_bare_host(target)) => {
             let tail = tail(view, found.rest);
             let mut out = String::with_capacity(target.len() + 1 + tail.len());
             out.push_str(target);
