@@ -41,6 +41,9 @@ pub enum Command {
     /// Validate a rules file and summarize it: exit 0 clean, 1 warnings with --strict, 2 errors.
     #[command(after_help = FORMATS_HELP)]
     Check(check::CheckArgs),
+    /// Serve the HTTPS admission webhook (rules and certificate reloaded when they change).
+    #[command(after_help = FORMATS_HELP)]
+    Serve(Box<crate::server::ServeArgs>),
 }
 
 /// How Docker Hub references are matched.
@@ -100,5 +103,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Rewrite(args) => rewrite::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(crate::server::run(*args))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -1,0 +1,77 @@
+//! `mirrorswap serve` flags; each can also be set through its `MIRRORSWAP_*`
+//! environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::logging::LogFormat;
+use crate::cli::EngineArgs;
+use crate::rules_file::Format;
+
+/// Arguments of `mirrorswap serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS webhook listener (`POST /mutate`, `POST /`).
+    #[arg(long, env = "MIRRORSWAP_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Address of the plain-HTTP admin listener (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, env = "MIRRORSWAP_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub admin_listen: SocketAddr,
+    /// Serving certificate chain (PEM), reloaded when it changes. Without it and --tls-key,
+    /// a development certificate for localhost/127.0.0.1 is generated.
+    #[arg(long, env = "MIRRORSWAP_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM), reloaded with it.
+    #[arg(long, env = "MIRRORSWAP_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Where the development CA is written when no certificate is given
+    /// [default: $TMPDIR/mirrorswap-dev-ca.pem, /tmp/mirrorswap-dev-ca.pem on Linux].
+    #[arg(long, env = "MIRRORSWAP_DEV_CA_OUT", value_name = "FILE")]
+    pub dev_ca_out: Option<PathBuf>,
+    /// Rules file (maps or YAML), reloaded when it changes. Without it and --rules-env, a
+    /// built-in example rule set (Palette's mirror list) is used.
+    #[arg(long, env = "MIRRORSWAP_RULES", value_name = "FILE", conflicts_with = "rules_env")]
+    pub rules: Option<PathBuf>,
+    /// Read rules once at start from this environment variable (e.g. MIRROR_REGISTRIES).
+    #[arg(long, env = "MIRRORSWAP_RULES_ENV", value_name = "VAR")]
+    pub rules_env: Option<String>,
+    /// Rules format; by default .yaml/.yml files are yaml, anything else (and --rules-env) maps.
+    #[arg(long, env = "MIRRORSWAP_FORMAT", value_enum)]
+    pub format: Option<Format>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Record the original images in the `mirrorswap.io/original-images` annotation.
+    #[arg(long, env = "MIRRORSWAP_ANNOTATE_ORIGINAL")]
+    pub annotate_original: bool,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[arg(long, env = "MIRRORSWAP_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Longest time one request (body included) may take; the API server's own timeout is 10 s at most.
+    #[arg(long, env = "MIRRORSWAP_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Largest accepted request body (the API server sends at most 3 MiB).
+    #[arg(long, env = "MIRRORSWAP_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most simultaneous webhook connections; more are closed at once.
+    #[arg(long, env = "MIRRORSWAP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// How often watched files are re-read even without a change event.
+    #[arg(long, env = "MIRRORSWAP_RELOAD_POLL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub reload_poll: Duration,
+    /// Log line format.
+    #[arg(long, env = "MIRRORSWAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level or filter (`info`, `debug`, `mirrorswap=debug`); RUST_LOG wins when set.
+    #[arg(long, env = "MIRRORSWAP_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl ServeArgs {
+    /// Where the development CA goes.
+    pub fn dev_ca_path(&self) -> PathBuf {
+        self.dev_ca_out.clone().unwrap_or_else(|| std::env::temp_dir().join("mirrorswap-dev-ca.pem"))
+    }
+}

@@ -1,0 +1,165 @@
+//! The two HTTP surfaces: the webhook (`POST /mutate`, `POST /`) with its
+//! body limit, per-request timeout and connection cap, and the admin
+//! endpoints (`/metrics`, `/healthz`, `/readyz`).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, State as Shared};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum_server::accept::Accept;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::{BoxError, Service, ServiceBuilder};
+
+use super::admission;
+use super::state::State;
+
+/// Bodies larger than this are answered on the blocking pool, off the async workers.
+const INLINE_BODY_LIMIT: usize = 64 * 1024;
+
+/// Request limits of the webhook listener.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest accepted body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Longest a request may take, body included; slower ones get 408.
+    pub request_timeout: Duration,
+}
+
+/// The webhook routes.
+pub fn webhook_router(state: Arc<State>, limits: Limits) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/", post(mutate))
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async {
+                    (StatusCode::REQUEST_TIMEOUT, "the request took too long\n")
+                }))
+                .timeout(limits.request_timeout),
+        )
+}
+
+/// The admin routes.
+pub fn admin_router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn mutate(Shared(state): Shared<Arc<State>>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    if !is_json(&headers) {
+        state.metrics.requests.with_label_values(&["-", "-", "invalid"]).inc();
+        return (StatusCode::BAD_REQUEST, "the content type must be application/json\n").into_response();
+    }
+    let rules = state.rules();
+    let answer = if body.len() <= INLINE_BODY_LIMIT {
+        admission::answer(&body, &rules, state.settings, &state.metrics)
+    } else {
+        let state = Arc::clone(&state);
+        match tokio::task::spawn_blocking(move || admission::answer(&body, &rules, state.settings, &state.metrics))
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::error!(%error, "admission task failed");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response();
+            }
+        }
+    };
+    state.metrics.requests.with_label_values(&[&answer.kind, answer.operation, answer.result]).inc();
+    state.metrics.duration.observe(started.elapsed().as_secs_f64());
+    let content_type = if answer.status == StatusCode::OK { "application/json" } else { "text/plain; charset=utf-8" };
+    (answer.status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], answer.body).into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn metrics(Shared(state): Shared<Arc<State>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+async fn readyz(Shared(state): Shared<Arc<State>>) -> impl IntoResponse {
+    if state.is_ready() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
+}
+
+/// Caps simultaneous connections: each accepted connection holds a permit until it closes,
+/// and a connection over the cap is closed before its TLS handshake.
+#[derive(Clone, Debug)]
+pub struct ConnectionLimit<A> {
+    inner: A,
+    permits: Arc<Semaphore>,
+}
+
+impl<A> ConnectionLimit<A> {
+    /// At most `max` connections through `inner`.
+    pub fn new(inner: A, max: usize) -> Self {
+        Self { inner, permits: Arc::new(Semaphore::new(max.max(1))) }
+    }
+}
+
+impl<A, I, S> Accept<I, S> for ConnectionLimit<A>
+where
+    A: Accept<I, WithPermit<S>>,
+    A::Future: Send + 'static,
+    A::Stream: Send + 'static,
+    A::Service: Send + 'static,
+{
+    type Stream = A::Stream;
+    type Service = A::Service;
+    type Future = Pin<Box<dyn Future<Output = io::Result<(Self::Stream, Self::Service)>> + Send>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => Box::pin(self.inner.accept(stream, WithPermit { inner: service, _permit: Arc::new(permit) })),
+            Err(_) => {
+                drop(stream);
+                Box::pin(std::future::ready(Err(io::Error::other("connection limit reached"))))
+            }
+        }
+    }
+}
+
+/// A connection's service, holding its connection permit.
+#[derive(Clone, Debug)]
+pub struct WithPermit<S> {
+    inner: S,
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
+impl<S, R> Service<R> for WithPermit<S>
+where
+    S: Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.inner.call(request)
+    }
+}

@@ -1,0 +1,111 @@
+//! Prometheus metrics of the webhook, in one registry served on `/metrics`.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric mirrorswap exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Admission requests by object kind, operation and result.
+    pub requests: IntCounterVec,
+    /// Time to answer an admission request, body parsing included.
+    pub duration: Histogram,
+    /// Images rewritten, by the source key of the rule that decided.
+    pub rewritten: IntCounterVec,
+    /// Images left alone, by reason.
+    pub unchanged: IntCounterVec,
+    /// Rules in the active rule set.
+    pub rules_loaded: IntGauge,
+    /// Reloads by what was reloaded (`rules`, `certificate`) and result (`success`, `failure`).
+    pub reloads: IntCounterVec,
+    /// Unix time of the last successful load, by what was loaded.
+    pub last_reload: GaugeVec,
+    /// Unix time at which the serving certificate expires.
+    pub certificate_expiry: Gauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("mirrorswap_admission_requests_total", "Admission requests by kind, operation and result."),
+            &["kind", "operation", "result"],
+        )?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new("mirrorswap_admission_duration_seconds", "Time to answer an admission request.")
+                .buckets(vec![0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0]),
+        )?;
+        let rewritten = IntCounterVec::new(
+            Opts::new("mirrorswap_images_rewritten_total", "Images rewritten, by the source key of the deciding rule."),
+            &["rule"],
+        )?;
+        let unchanged = IntCounterVec::new(
+            Opts::new("mirrorswap_images_unchanged_total", "Images left alone, by reason."),
+            &["reason"],
+        )?;
+        let rules_loaded = IntGauge::new("mirrorswap_rules_loaded", "Rules in the active rule set.")?;
+        let reloads = IntCounterVec::new(
+            Opts::new("mirrorswap_reloads_total", "Loads of rules or certificate, by result."),
+            &["what", "result"],
+        )?;
+        let last_reload = GaugeVec::new(
+            Opts::new("mirrorswap_last_reload_timestamp_seconds", "Unix time of the last successful load."),
+            &["what"],
+        )?;
+        let certificate_expiry = Gauge::new(
+            "mirrorswap_certificate_expiry_timestamp_seconds",
+            "Unix time at which the serving certificate expires.",
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("mirrorswap_build_info", "Always 1; the labels describe the build."),
+            &["version"],
+        )?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(rewritten.clone()))?;
+        registry.register(Box::new(unchanged.clone()))?;
+        registry.register(Box::new(rules_loaded.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(last_reload.clone()))?;
+        registry.register(Box::new(certificate_expiry.clone()))?;
+        registry.register(Box::new(build_info))?;
+        Ok(Self {
+            registry,
+            requests,
+            duration,
+            rewritten,
+            unchanged,
+            rules_loaded,
+            reloads,
+            last_reload,
+            certificate_expiry,
+        })
+    }
+
+    /// Records a load of `what` (`rules` or `certificate`).
+    pub fn record_reload(&self, what: &str, success: bool) {
+        self.reloads.with_label_values(&[what, if success { "success" } else { "failure" }]).inc();
+        if success {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_secs_f64())
+                .unwrap_or_default();
+            self.last_reload.with_label_values(&[what]).set(now);
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec only fails on invalid metric families, which `new` cannot build.
+        if TextEncoder::new().encode(&self.registry.gather(), &mut out).is_err() {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

@@ -1,0 +1,221 @@
+//! `mirrorswap serve`: the HTTPS admission webhook. A thin shell around the
+//! rewrite engine: it loads rules and the certificate, keeps both fresh,
+//! serves `AdmissionReview`s, and exports metrics.
+//!
+//! - [`admission`]: request body in, response out (no I/O)
+//! - [`workload`]: where the images are in each kind
+//! - [`http`]: routes, limits, the connection cap
+//! - [`tls`]: rustls configuration and the swappable certificate
+//! - [`watch`]: reloading files through their parent directory
+//! - [`metrics`], [`state`], [`logging`], [`args`]
+
+pub mod admission;
+pub mod args;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod state;
+pub mod tls;
+pub mod watch;
+pub mod workload;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum_server::Handle;
+use axum_server::accept::DefaultAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use tracing::{error, info, warn};
+
+pub use args::ServeArgs;
+
+use crate::rewrite::RuleSet;
+use crate::rules_file::{self, Format, LoadError};
+use state::State;
+
+/// The example rule set served when no rules are given: Palette's mirror list.
+pub const BUILTIN_RULES: &str = include_str!("../../examples/rules/palette-mirror-registries.conf");
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A started server.
+pub struct Running {
+    /// The webhook's bound address (useful with port 0).
+    pub webhook_addr: SocketAddr,
+    /// The admin listener's bound address.
+    pub admin_addr: SocketAddr,
+    /// Shared state, for tests and the load bench.
+    pub state: Arc<State>,
+    webhook: Handle<SocketAddr>,
+    admin: Handle<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish within `grace`, then returns.
+    pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
+        self.webhook.graceful_shutdown(Some(grace));
+        self.admin.graceful_shutdown(Some(grace));
+        for task in self.tasks {
+            task.await.context("server task")?.context("server")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `serve` until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    logging::init(args.log_format, &args.log_level);
+    let grace = args.shutdown_grace;
+    let running = start(args).await?;
+    wait_for_signal().await?;
+    info!(grace = ?grace, "shutting down: finishing in-flight requests");
+    running.shutdown(grace).await?;
+    info!("stopped");
+    Ok(())
+}
+
+/// Loads rules and certificate, binds both listeners and starts serving.
+pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
+    let metrics = metrics::Metrics::new().context("creating metrics")?;
+    let (rules, rules_file) = initial_rules(&args)?;
+    metrics.record_reload("rules", true);
+    let settings = admission::Settings { annotate_original: args.annotate_original };
+    let state = Arc::new(State::new(rules, settings, metrics));
+
+    let admin = Handle::new();
+    let admin_task = tokio::spawn(
+        axum_server::bind(args.admin_listen)
+            .handle(admin.clone())
+            .serve(http::admin_router(Arc::clone(&state)).into_make_service()),
+    );
+    let admin_addr = listening(&admin, "admin").await?;
+
+    let certificate = initial_certificate(&args)?;
+    state.metrics.certificate_expiry.set(certificate.not_after as f64);
+    state.metrics.record_reload("certificate", true);
+    let certs = Arc::new(tls::SwappableCert::new(certificate.key));
+    let rustls = RustlsConfig::from_config(Arc::new(tls::server_config(Arc::clone(&certs))?));
+    let acceptor = RustlsAcceptor::new(rustls)
+        .handshake_timeout(TLS_HANDSHAKE_TIMEOUT)
+        .acceptor(http::ConnectionLimit::new(DefaultAcceptor, args.max_connections));
+    let limits = http::Limits { max_body_bytes: args.max_body_bytes, request_timeout: args.request_timeout };
+    let webhook = Handle::new();
+    let webhook_task = tokio::spawn(
+        axum_server::bind(args.listen)
+            .acceptor(acceptor)
+            .handle(webhook.clone())
+            .serve(http::webhook_router(Arc::clone(&state), limits).into_make_service()),
+    );
+    let webhook_addr = listening(&webhook, "webhook").await?;
+
+    if let Some(path) = rules_file {
+        watch_rules(path, &args, Arc::clone(&state))?;
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        watch_certificate(cert.clone(), key.clone(), args.reload_poll, certs, Arc::clone(&state))?;
+    }
+    state.set_ready();
+    info!(webhook = %webhook_addr, admin = %admin_addr, rules = state.rules().len(), "mirrorswap serving");
+    Ok(Running { webhook_addr, admin_addr, state, webhook, admin, tasks: vec![webhook_task, admin_task] })
+}
+
+async fn listening(handle: &Handle<SocketAddr>, name: &str) -> anyhow::Result<SocketAddr> {
+    match handle.listening().await {
+        Some(addr) => Ok(addr),
+        None => bail!("the {name} listener could not bind"),
+    }
+}
+
+/// The rules to start with, and the file to watch if they came from one.
+fn initial_rules(args: &ServeArgs) -> anyhow::Result<(RuleSet, Option<PathBuf>)> {
+    let options = args.engine.options();
+    let loaded = if let Some(path) = &args.rules {
+        rules_file::load_file(path, args.format, options).map_err(describe)?
+    } else if let Some(var) = &args.rules_env {
+        let text = std::env::var(var).with_context(|| format!("--rules-env {var}: the variable is not set"))?;
+        rules_file::load_text(&text, &format!("env:{var}"), args.format.unwrap_or(Format::Maps), options)
+            .map_err(describe)?
+    } else {
+        warn!(
+            "no --rules or --rules-env: serving the built-in example rules (Palette's mirror list to harbor.example.org)"
+        );
+        rules_file::load_text(BUILTIN_RULES, "built-in", Format::Maps, options).map_err(describe)?
+    };
+    loaded.messages().for_each(|message| warn!("{message}"));
+    info!(origin = %loaded.origin, rules = loaded.rules.len(), "rules loaded");
+    Ok((loaded.rules, args.rules.clone()))
+}
+
+fn describe(error: LoadError) -> anyhow::Error {
+    anyhow::anyhow!(error.messages().join("\n"))
+}
+
+fn initial_certificate(args: &ServeArgs) -> anyhow::Result<tls::Loaded> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return tls::from_files(cert, key);
+    }
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let issued = crate::certs::issue("mirrorswap development CA", &names, 30).context("generating a certificate")?;
+    let ca_path = args.dev_ca_path();
+    std::fs::write(&ca_path, &issued.ca_pem)
+        .with_context(|| format!("writing the development CA to {}", ca_path.display()))?;
+    warn!(
+        ca = %ca_path.display(),
+        "NO --tls-cert/--tls-key: serving a self-signed DEVELOPMENT certificate for localhost and 127.0.0.1; \
+         clients must trust the CA written to {}. Never use this in a cluster.",
+        ca_path.display()
+    );
+    tls::from_pem(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())
+}
+
+fn watch_rules(path: PathBuf, args: &ServeArgs, state: Arc<State>) -> anyhow::Result<()> {
+    let (format, options) = (args.format, args.engine.options());
+    let file = path.clone();
+    watch::spawn("rules", vec![path], args.reload_poll, move || match rules_file::load_file(&file, format, options) {
+        Ok(loaded) => {
+            loaded.messages().for_each(|message| warn!("{message}"));
+            info!(origin = %loaded.origin, rules = loaded.rules.len(), "rules reloaded");
+            state.replace_rules(loaded.rules);
+            state.metrics.record_reload("rules", true);
+        }
+        Err(error) => {
+            error.messages().iter().for_each(|message| error!("{message}"));
+            error!(file = %file.display(), "rules reload failed; keeping the last good rules");
+            state.metrics.record_reload("rules", false);
+        }
+    })
+}
+
+fn watch_certificate(
+    cert: PathBuf,
+    key: PathBuf,
+    poll: Duration,
+    certs: Arc<tls::SwappableCert>,
+    state: Arc<State>,
+) -> anyhow::Result<()> {
+    let files = vec![cert.clone(), key.clone()];
+    watch::spawn("certificate", files, poll, move || match tls::from_files(&cert, &key) {
+        Ok(loaded) => {
+            certs.store(loaded.key);
+            state.metrics.certificate_expiry.set(loaded.not_after as f64);
+            state.metrics.record_reload("certificate", true);
+            info!(cert = %cert.display(), "certificate reloaded");
+        }
+        Err(error) => {
+            error!(error = format!("{error:#}"), "certificate reload failed; keeping the current certificate");
+            state.metrics.record_reload("certificate", false);
+        }
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => info!("SIGTERM received"),
+        result = tokio::signal::ctrl_c() => { result?; info!("SIGINT received"); }
+    }
+    Ok(())
+}

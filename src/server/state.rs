@@ -1,0 +1,51 @@
+//! What every request handler shares: the active rules, settings, metrics
+//! and readiness. Rules are swapped atomically; a request keeps the rule set
+//! it started with.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+
+use super::admission::Settings;
+use super::metrics::Metrics;
+use crate::rewrite::RuleSet;
+
+/// Shared server state.
+pub struct State {
+    rules: ArcSwap<RuleSet>,
+    /// Request-handling switches.
+    pub settings: Settings,
+    /// Every exported metric.
+    pub metrics: Metrics,
+    ready: AtomicBool,
+}
+
+impl State {
+    /// A state serving `rules`, not yet ready.
+    pub fn new(rules: RuleSet, settings: Settings, metrics: Metrics) -> Self {
+        metrics.rules_loaded.set(i64::try_from(rules.len()).unwrap_or(i64::MAX));
+        Self { rules: ArcSwap::from_pointee(rules), settings, metrics, ready: AtomicBool::new(false) }
+    }
+
+    /// The rule set to use for one request.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.load_full()
+    }
+
+    /// Swaps in a new rule set; requests already running finish on the old one.
+    pub fn replace_rules(&self, rules: RuleSet) {
+        self.metrics.rules_loaded.set(i64::try_from(rules.len()).unwrap_or(i64::MAX));
+        self.rules.store(Arc::new(rules));
+    }
+
+    /// Marks the server ready (rules and certificate loaded, listener bound).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// True once [`Self::set_ready`] was called.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
