@@ -1,0 +1,133 @@
+//! Hot reload under load: the rules file is replaced 100 times (atomic rename,
+//! then Kubernetes' `..data` symlink swap) while a client keeps sending
+//! requests. Every response must be well formed and use the old or the new
+//! rules; the new rules must show within 1 s; a broken file keeps the last
+//! good rules. The certificate is rotated the same way.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Client, Protocol, TestServer, eventually, patched_object, sample};
+
+const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
+
+fn rules_to(mirror: &str) -> String {
+    format!("docker.io::{mirror}/hub\nquay.io::{mirror}/quay\nregistry.k8s.io::{mirror}/k8s\n")
+}
+
+/// The nginx image the server currently turns `nginx:1.27` into.
+async fn current_nginx(client: &mut Client) -> String {
+    let request = sample("pod.json");
+    let response = client.review(&request).await;
+    patched_object(&request, &response)["spec"]["containers"][0]["image"].as_str().unwrap().to_owned()
+}
+
+fn replace_by_rename(dir: &Path, name: &str, text: &str) {
+    let temporary = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, dir.join(name)).unwrap();
+}
+
+/// What the kubelet does for a ConfigMap volume: a new timestamped directory, a `..data_tmp`
+/// symlink to it renamed over `..data`, and `name` itself a symlink to `..data/name`.
+fn replace_by_symlink_swap(dir: &Path, name: &str, text: &str, generation: usize) {
+    let version = format!("..v{generation}");
+    std::fs::create_dir(dir.join(&version)).unwrap();
+    std::fs::write(dir.join(&version).join(name), text).unwrap();
+    let _ = std::fs::remove_file(dir.join("..data_tmp"));
+    std::os::unix::fs::symlink(&version, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_swapped_100_times_under_load_never_fail_a_request() {
+    let server = Arc::new(TestServer::start_with_rules(&rules_to("m0.example.org"), "rules.conf", &[]).await);
+    let dir = server.dir.path().to_path_buf();
+    let mirrors: Vec<String> = (0..=100).map(|i| format!("m{i}.example.org")).collect();
+
+    // A background client that never stops asking while the files change.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let background = {
+        let (server, stop, answered, allowed) =
+            (Arc::clone(&server), Arc::clone(&stop), Arc::clone(&answered), mirrors.clone());
+        tokio::spawn(async move {
+            let mut client = server.connect(Protocol::Http2).await;
+            while !stop.load(Ordering::Relaxed) {
+                let image = current_nginx(&mut client).await;
+                let known = allowed.iter().any(|mirror| image == format!("{mirror}/hub/nginx:1.27"));
+                assert!(known, "unexpected rewrite {image}");
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let mut client = server.connect(Protocol::Http1).await;
+    // 50 swaps by atomic rename of a regular file.
+    for (generation, mirror) in mirrors.iter().enumerate().skip(1).take(50) {
+        replace_by_rename(&dir, "rules.conf", &rules_to(mirror));
+        let wanted = format!("{mirror}/hub/nginx:1.27");
+        assert!(
+            eventually(VISIBLE_WITHIN, async || current_nginx(&mut client).await == wanted).await,
+            "rename {generation}: new rules not visible within 1 s"
+        );
+    }
+    // Switch to the ConfigMap layout, then 50 swaps of the `..data` symlink.
+    replace_by_symlink_swap(&dir, "rules.conf", &rules_to(&mirrors[50]), 0);
+    std::os::unix::fs::symlink("..data/rules.conf", dir.join("rules.conf.link")).unwrap();
+    std::fs::rename(dir.join("rules.conf.link"), dir.join("rules.conf")).unwrap();
+    for (generation, mirror) in mirrors.iter().enumerate().skip(51) {
+        replace_by_symlink_swap(&dir, "rules.conf", &rules_to(mirror), generation);
+        let wanted = format!("{mirror}/hub/nginx:1.27");
+        assert!(
+            eventually(VISIBLE_WITHIN, async || current_nginx(&mut client).await == wanted).await,
+            "symlink swap {generation}: new rules not visible within 1 s"
+        );
+    }
+
+    // A broken file keeps the last good rules and counts a failed reload.
+    let failures = "mirrorswap_reloads_total{result=\"failure\",what=\"rules\"}";
+    assert_eq!(server.metric(failures).await, 0.0);
+    replace_by_symlink_swap(&dir, "rules.conf", "docker.io mirror-without-separator\n", 1000);
+    assert!(eventually(Duration::from_secs(2), async || server.metric(failures).await == 1.0).await);
+    assert_eq!(current_nginx(&mut client).await, format!("{}/hub/nginx:1.27", mirrors[100]));
+    assert_eq!(server.admin_get("/readyz").await.0, 200, "a bad reload keeps the server ready");
+
+    stop.store(true, Ordering::Relaxed);
+    background.await.expect("every background response was well formed");
+    assert!(answered.load(Ordering::Relaxed) > 100, "the background client kept being answered");
+    let successes = server.metric("mirrorswap_reloads_total{result=\"success\",what=\"rules\"}").await;
+    assert!(successes >= 101.0, "{successes} successful reloads");
+    if let Ok(server) = Arc::try_unwrap(server) {
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_certificate_is_served_to_new_connections_within_a_second() {
+    let server = TestServer::start(&[]).await;
+    let first = server.connect(Protocol::Http1).await.peer_certificate;
+    let rotated = mirrorswap::certs::issue("rotated CA", &["localhost".into(), "127.0.0.1".into()], 1).unwrap();
+    let trusted = format!("{}{}", server.ca.ca_pem, rotated.ca_pem);
+    let rotated_leaf = {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::from_pem_slice(rotated.cert_pem.as_bytes()).unwrap().to_vec()
+    };
+    assert_ne!(first, rotated_leaf);
+    // cert-manager updates the Secret volume: key and certificate change together.
+    replace_by_rename(server.dir.path(), "tls.key", &rotated.key_pem);
+    replace_by_rename(server.dir.path(), "tls.crt", &rotated.cert_pem);
+    let seen = eventually(VISIBLE_WITHIN, async || {
+        Client::connect(server.addr, &trusted, Protocol::Http2).await.peer_certificate == rotated_leaf
+    })
+    .await;
+    assert!(seen, "the new certificate was not served within 1 s");
+    let mut client = Client::connect(server.addr, &rotated.ca_pem, Protocol::Http1).await;
+    assert!(current_nginx(&mut client).await.starts_with("harbor.example.org/hub/"));
+    assert!(server.metric("mirrorswap_reloads_total{result=\"success\",what=\"certificate\"}").await >= 2.0);
+    server.stop().await;
+}
