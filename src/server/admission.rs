@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use axum::http::StatusCode;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionResponse, Operation};
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use super::metrics::Metrics;
+use super::review::{Metadata, Object, Request, Review};
 use super::workload::{self, ImageField};
 use crate::rewrite::{Decision, RuleSet, Unchanged};
 
@@ -56,29 +56,158 @@ impl Answer {
 
 /// Answers one admission request body.
 pub fn answer(body: &[u8], rules: &RuleSet, settings: Settings, metrics: &Metrics) -> Answer {
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+    let review: Review<'_> = match serde_json::from_slice(body) {
         Ok(review) => review,
         Err(error) => return undecodable(body, &error),
     };
-    if review.types.api_version != API_VERSION || review.types.kind != REVIEW_KIND {
+    if review.api_version != API_VERSION || review.kind != REVIEW_KIND {
         return Answer::invalid(format!(
             "expected apiVersion {API_VERSION} and kind {REVIEW_KIND}, got `{}` and `{}`",
-            review.types.api_version, review.types.kind
+            review.api_version, review.kind
         ));
     }
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(request) => request,
-        Err(_) => return Answer::invalid("the AdmissionReview has no `request`"),
+    let Some(request) = review.request else {
+        return Answer::invalid("the AdmissionReview has no `request`");
     };
     if request.uid.is_empty() {
         return Answer::invalid("the AdmissionReview has no `request.uid`");
     }
-    let kind = request.kind.kind.clone();
     let operation = operation_name(&request.operation);
     let (response, result) = decide(&request, rules, settings, metrics);
     match encode(&response) {
-        Ok(body) => Answer { status: StatusCode::OK, body, kind, operation, result },
+        Ok(body) => Answer { status: StatusCode::OK, body, kind: request.kind.kind, operation, result },
         Err(error) => Answer::invalid(format!("could not encode the response: {error}")),
+    }
+}
+
+/// An allowing response to the request `uid`, with no patch yet.
+fn allow(uid: &str) -> AdmissionResponse {
+    // kube builds responses from its own request type; this one starts from `invalid` and is
+    // turned into a plain "allowed".
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.to_owned();
+    response.allowed = true;
+    response.result = Default::default();
+    response
+}
+
+/// The response to a well-formed request, and the result label.
+fn decide(
+    request: &Request<'_>,
+    rules: &RuleSet,
+    settings: Settings,
+    metrics: &Metrics,
+) -> (AdmissionResponse, &'static str) {
+    let response = allow(&request.uid);
+    if !matches!(request.operation, Operation::Create | Operation::Update) {
+        return (response, "ignored");
+    }
+    let Some(spec_path) = workload::pod_spec_path(&request.kind.group, &request.kind.kind) else {
+        return (response, "ignored");
+    };
+    let Some(object) = &request.object else {
+        return (response, "ignored");
+    };
+    if workload::opted_out(&object.metadata) {
+        debug!(uid = %request.uid, "object opted out of image rewriting");
+        return (response, "skipped");
+    }
+    let fields = workload::image_fields(object, spec_path);
+    let mut operations = Vec::new();
+    let mut originals = BTreeMap::new();
+    for ImageField { path, container, image } in &fields {
+        match rules.rewrite(image) {
+            Decision::Rewritten { image: new_image, rule } => {
+                info!(
+                    uid = %request.uid,
+                    namespace = request.namespace.as_deref().unwrap_or(""),
+                    name = %object_name(request, object),
+                    path = %path.join("/"),
+                    from = %image,
+                    to = %new_image,
+                    rule = %rule,
+                    "image rewritten"
+                );
+                metrics.rewritten.with_label_values(&[&*rule.source]).inc();
+                originals.insert((*container).to_owned(), Value::String((*image).to_owned()));
+                operations.push(PatchOperation::Replace(ReplaceOperation {
+                    path: PointerBuf::from_tokens(path),
+                    value: Value::String(new_image),
+                }));
+            }
+            Decision::Unchanged(reason) => {
+                log_unchanged(&request.uid, image, &reason);
+                metrics.unchanged.with_label_values(&[reason.label()]).inc();
+            }
+        }
+    }
+    if operations.is_empty() {
+        return (response, "unchanged");
+    }
+    if settings.annotate_original {
+        operations.push(annotation_operation(&object.metadata, originals));
+    }
+    match response.clone().with_patch(Patch(operations)) {
+        Ok(patched) => (patched, "patched"),
+        Err(error) => {
+            (with_warning(response, &format!("mirrorswap could not encode its patch: {error}")), "undecodable")
+        }
+    }
+}
+
+/// Adds the original images to the annotation, keeping entries an earlier invocation wrote.
+fn annotation_operation(metadata: &Metadata<'_>, mut originals: BTreeMap<String, Value>) -> PatchOperation {
+    let annotations = metadata.annotations.as_ref();
+    let earlier = annotations
+        .and_then(|annotations| annotations.get(ORIGINAL_IMAGES_ANNOTATION))
+        .and_then(|json| serde_json::from_str::<BTreeMap<String, Value>>(json).ok())
+        .unwrap_or_default();
+    // The first original recorded for a container is the one to keep.
+    originals.extend(earlier);
+    let value = Value::String(Value::Object(originals.into_iter().collect()).to_string());
+    match annotations {
+        Some(_) => PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(["metadata", "annotations", ORIGINAL_IMAGES_ANNOTATION]),
+            value,
+        }),
+        None => PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(["metadata", "annotations"]),
+            value: Value::Object([(ORIGINAL_IMAGES_ANNOTATION.to_owned(), value)].into_iter().collect()),
+        }),
+    }
+}
+
+fn log_unchanged(uid: &str, image: &str, reason: &Unchanged<'_>) {
+    match reason {
+        Unchanged::InvalidReference(why) => {
+            warn!(%uid, %image, reason = %why, "image left unchanged: not a valid reference")
+        }
+        Unchanged::InvalidResult { rule, reason } => {
+            warn!(%uid, %image, rule = %rule, %reason, "image left unchanged: the rule would give an invalid reference")
+        }
+        other => debug!(%uid, %image, reason = other.label(), "image left unchanged"),
+    }
+}
+
+fn with_warning(mut response: AdmissionResponse, warning: &str) -> AdmissionResponse {
+    response.warnings.get_or_insert_with(Vec::new).push(warning.to_owned());
+    response
+}
+
+/// The object's name, its `generateName` (pods often have only that), or `-`.
+fn object_name<'r>(request: &'r Request<'_>, object: &'r Object<'_>) -> &'r str {
+    [&object.metadata.name, &object.metadata.generate_name, &request.name]
+        .into_iter()
+        .find_map(|name| name.as_deref().filter(|name| !name.is_empty()))
+        .unwrap_or("-")
+}
+
+fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
     }
 }
 
@@ -119,127 +248,6 @@ fn encode(response: &AdmissionResponse) -> serde_json::Result<Vec<u8>> {
             warnings: response.warnings.as_ref(),
         },
     })
-}
-
-/// The response to a well-formed request, and the result label.
-fn decide(
-    request: &AdmissionRequest<DynamicObject>,
-    rules: &RuleSet,
-    settings: Settings,
-    metrics: &Metrics,
-) -> (AdmissionResponse, &'static str) {
-    let response = AdmissionResponse::from(request);
-    if !matches!(request.operation, Operation::Create | Operation::Update) {
-        return (response, "ignored");
-    }
-    let Some(spec_path) = workload::pod_spec_path(&request.kind.group, &request.kind.kind) else {
-        return (response, "ignored");
-    };
-    let Some(object) = &request.object else {
-        return (response, "ignored");
-    };
-    let metadata = &object.metadata;
-    if workload::opted_out(metadata.labels.as_ref(), metadata.annotations.as_ref()) {
-        debug!(uid = %request.uid, "object opted out of image rewriting");
-        return (response, "skipped");
-    }
-    let fields = match workload::image_fields(&object.data, spec_path) {
-        Ok(fields) => fields,
-        Err(error) => {
-            warn!(uid = %request.uid, kind = %request.kind.kind, %error, "cannot read the object's images; admitted unchanged");
-            return (with_warning(response, &format!("mirrorswap left the object unchanged: {error}")), "undecodable");
-        }
-    };
-    let name = object_name(request);
-    let namespace = request.namespace.as_deref().unwrap_or("");
-    let mut operations = Vec::new();
-    let mut originals = BTreeMap::new();
-    for ImageField { path, container, image } in &fields {
-        match rules.rewrite(image) {
-            Decision::Rewritten { image: new_image, rule } => {
-                info!(uid = %request.uid, %namespace, %name, path = %path.join("/"), from = %image, to = %new_image, rule = %rule, "image rewritten");
-                metrics.rewritten.with_label_values(&[&*rule.source]).inc();
-                originals.insert((*container).to_owned(), Value::String((*image).to_owned()));
-                operations.push(PatchOperation::Replace(ReplaceOperation {
-                    path: PointerBuf::from_tokens(path),
-                    value: Value::String(new_image),
-                }));
-            }
-            Decision::Unchanged(reason) => {
-                log_unchanged(request, image, &reason);
-                metrics.unchanged.with_label_values(&[reason.label()]).inc();
-            }
-        }
-    }
-    if operations.is_empty() {
-        return (response, "unchanged");
-    }
-    if settings.annotate_original {
-        operations.push(annotation_operation(object, originals));
-    }
-    match response.clone().with_patch(Patch(operations)) {
-        Ok(patched) => (patched, "patched"),
-        Err(error) => {
-            (with_warning(response, &format!("mirrorswap could not encode its patch: {error}")), "undecodable")
-        }
-    }
-}
-
-/// Adds the original images to the annotation, keeping entries an earlier invocation wrote.
-fn annotation_operation(object: &DynamicObject, mut originals: BTreeMap<String, Value>) -> PatchOperation {
-    let annotations = object.metadata.annotations.as_ref();
-    let earlier = annotations
-        .and_then(|annotations| annotations.get(ORIGINAL_IMAGES_ANNOTATION))
-        .and_then(|json| serde_json::from_str::<BTreeMap<String, Value>>(json).ok())
-        .unwrap_or_default();
-    // The first original recorded for a container is the one to keep.
-    originals.extend(earlier);
-    let value = Value::String(Value::Object(originals.into_iter().collect()).to_string());
-    match annotations {
-        Some(_) => PatchOperation::Add(AddOperation {
-            path: PointerBuf::from_tokens(["metadata", "annotations", ORIGINAL_IMAGES_ANNOTATION]),
-            value,
-        }),
-        None => PatchOperation::Add(AddOperation {
-            path: PointerBuf::from_tokens(["metadata", "annotations"]),
-            value: Value::Object([(ORIGINAL_IMAGES_ANNOTATION.to_owned(), value)].into_iter().collect()),
-        }),
-    }
-}
-
-fn log_unchanged(request: &AdmissionRequest<DynamicObject>, image: &str, reason: &Unchanged<'_>) {
-    match reason {
-        Unchanged::InvalidReference(why) => {
-            warn!(uid = %request.uid, %image, reason = %why, "image left unchanged: not a valid reference")
-        }
-        Unchanged::InvalidResult { rule, reason } => {
-            warn!(uid = %request.uid, %image, rule = %rule, %reason, "image left unchanged: the rule would give an invalid reference")
-        }
-        other => debug!(uid = %request.uid, %image, reason = other.label(), "image left unchanged"),
-    }
-}
-
-fn with_warning(mut response: AdmissionResponse, warning: &str) -> AdmissionResponse {
-    response.warnings.get_or_insert_with(Vec::new).push(warning.to_owned());
-    response
-}
-
-/// The object's name, its `generateName` (pods often have only that), or `-`.
-fn object_name(request: &AdmissionRequest<DynamicObject>) -> String {
-    let metadata = request.object.as_ref().map(|object| &object.metadata);
-    metadata
-        .and_then(|m| m.name.clone().or_else(|| m.generate_name.clone()))
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| if request.name.is_empty() { "-".into() } else { request.name.clone() })
-}
-
-fn operation_name(operation: &Operation) -> &'static str {
-    match operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    }
 }
 
 /// The body did not decode as a review: a 400 when it is not a well-formed review envelope,

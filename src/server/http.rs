@@ -35,20 +35,24 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
-/// The webhook routes.
-pub fn webhook_router(state: Arc<State>, limits: Limits) -> Router {
-    Router::new()
-        .route("/mutate", post(mutate))
-        .route("/", post(mutate))
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: BoxError| async {
-                    (StatusCode::REQUEST_TIMEOUT, "the request took too long\n")
-                }))
-                .timeout(limits.request_timeout),
-        )
+/// A fixed review answered by the benchmark-only `/noop` route.
+const NOOP_REVIEW: &str =
+    r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"noop","allowed":true}}"#;
+
+/// The webhook routes; `noop` adds the benchmark-only `POST /noop`.
+pub fn webhook_router(state: Arc<State>, limits: Limits, noop: bool) -> Router {
+    let mut router = Router::new().route("/mutate", post(mutate)).route("/", post(mutate));
+    if noop {
+        router = router
+            .route("/noop", post(|_body: Bytes| async { ([(header::CONTENT_TYPE, "application/json")], NOOP_REVIEW) }));
+    }
+    router.with_state(state).layer(DefaultBodyLimit::max(limits.max_body_bytes)).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: BoxError| async {
+                (StatusCode::REQUEST_TIMEOUT, "the request took too long\n")
+            }))
+            .timeout(limits.request_timeout),
+    )
 }
 
 /// The admin routes.

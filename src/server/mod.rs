@@ -14,6 +14,7 @@ pub mod args;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod review;
 pub mod state;
 pub mod tls;
 pub mod watch;
@@ -107,7 +108,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         axum_server::bind(args.listen)
             .acceptor(acceptor)
             .handle(webhook.clone())
-            .serve(http::webhook_router(Arc::clone(&state), limits).into_make_service()),
+            .serve(http::webhook_router(Arc::clone(&state), limits, args.bench_noop_route).into_make_service()),
     );
     let webhook_addr = listening(&webhook, "webhook").await?;
 

@@ -1,7 +1,7 @@
 //! Where the images are: the pod spec inside each supported kind, the
 //! container lists in it, and the opt-out labels and annotations.
 
-use serde_json::Value;
+use super::review::{Metadata, Object, Spec, StringMap};
 
 /// The container lists of a pod spec that carry images.
 pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
@@ -35,88 +35,77 @@ pub struct ImageField<'a> {
     pub image: &'a str,
 }
 
-/// Why an object's images could not be read; the object is then admitted unchanged.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ShapeError {
-    /// A field on the way to the containers is not an object.
-    #[error("`{0}` is not an object")]
-    NotAnObject(String),
-    /// A container list is not a list.
-    #[error("`{0}` is not a list")]
-    NotAList(String),
-    /// A container is not an object.
-    #[error("`{0}` is not an object")]
-    ContainerNotAnObject(String),
-    /// An image is not a string.
-    #[error("`{0}` is not a string")]
-    ImageNotAString(String),
+/// The pod spec at `path` (from [`pod_spec_path`]) in `object`, if it has one.
+pub fn pod_spec<'o, 'a>(object: &'o Object<'a>, path: &[&str]) -> Option<&'o Spec<'a>> {
+    let (first, rest) = path.split_first()?;
+    let mut spec: &Spec<'a> = match *first {
+        "spec" => object.spec.as_deref()?,
+        "template" => object.template.as_deref()?.spec.as_deref()?,
+        _ => return None,
+    };
+    let mut rest = if *first == "template" { rest.get(1..)? } else { rest };
+    // Below a spec, `template`/`jobTemplate` are followed by `spec`.
+    while let [holder, _spec, more @ ..] = rest {
+        let template = match *holder {
+            "template" => spec.template.as_deref()?,
+            "jobTemplate" => spec.job_template.as_deref()?,
+            _ => return None,
+        };
+        spec = template.spec.as_deref()?;
+        rest = more;
+    }
+    Some(spec)
 }
 
-/// Every `image` field of the pod spec at `spec_path` in `object` (the object without its
-/// metadata, as kube's `DynamicObject` keeps it). A missing spec or list has no images.
-pub fn image_fields<'a>(object: &'a Value, spec_path: &[&str]) -> Result<Vec<ImageField<'a>>, ShapeError> {
-    let mut spec = object;
-    for (depth, key) in spec_path.iter().enumerate() {
-        let map = spec.as_object().ok_or_else(|| ShapeError::NotAnObject(dotted(&spec_path[..depth])))?;
-        match map.get(*key) {
-            Some(Value::Null) | None => return Ok(Vec::new()),
-            Some(next) => spec = next,
-        }
-    }
-    let spec_map = spec.as_object().ok_or_else(|| ShapeError::NotAnObject(dotted(spec_path)))?;
+/// Every `image` field of the pod spec at `spec_path` in `object`, in the order
+/// containers, init containers, ephemeral containers.
+pub fn image_fields<'o>(object: &'o Object<'_>, spec_path: &[&str]) -> Vec<ImageField<'o>> {
+    let Some(spec) = pod_spec(object, spec_path) else {
+        return Vec::new();
+    };
+    let lists = [&spec.containers, &spec.init_containers, &spec.ephemeral_containers];
     let mut fields = Vec::new();
-    for list_name in CONTAINER_LISTS {
-        let list = match spec_map.get(list_name) {
-            Some(Value::Null) | None => continue,
-            Some(Value::Array(list)) => list,
-            Some(_) => return Err(ShapeError::NotAList(format!("{}.{list_name}", dotted(spec_path)))),
-        };
-        for (index, container) in list.iter().enumerate() {
-            let where_ = || format!("{}.{list_name}[{index}]", dotted(spec_path));
-            let container = container.as_object().ok_or_else(|| ShapeError::ContainerNotAnObject(where_()))?;
-            let image = match container.get("image") {
-                Some(Value::Null) | None => continue,
-                Some(Value::String(image)) => image.as_str(),
-                Some(_) => return Err(ShapeError::ImageNotAString(format!("{}.image", where_()))),
+    for (list_name, list) in CONTAINER_LISTS.iter().zip(lists) {
+        for (index, container) in list.iter().flatten().enumerate() {
+            let Some(image) = container.image.as_deref() else {
+                continue;
             };
-            let name = container.get("name").and_then(Value::as_str).unwrap_or("");
             let mut path: Vec<String> = spec_path.iter().map(|key| (*key).to_owned()).collect();
-            path.extend([list_name.to_owned(), index.to_string(), "image".to_owned()]);
-            fields.push(ImageField { path, container: name, image });
+            path.extend([(*list_name).to_owned(), index.to_string(), "image".to_owned()]);
+            fields.push(ImageField { path, container: container.name.as_deref().unwrap_or(""), image });
         }
     }
-    Ok(fields)
+    fields
 }
 
 /// True when labels or annotations opt the object out of rewriting.
-pub fn opted_out(
-    labels: Option<&std::collections::BTreeMap<String, String>>,
-    annotations: Option<&std::collections::BTreeMap<String, String>>,
-) -> bool {
-    let skip = |map: Option<&std::collections::BTreeMap<String, String>>| {
-        map.and_then(|map| map.get(SKIP_KEY)).is_some_and(|value| value == "true")
+pub fn opted_out(metadata: &Metadata<'_>) -> bool {
+    let value = |map: &Option<StringMap<'_>>, key: &str, wanted: &str| {
+        map.as_ref().and_then(|map| map.get(key)).is_some_and(|value| value == wanted)
     };
-    let imageswap_disabled = labels.and_then(|labels| labels.get(IMAGESWAP_LABEL)).is_some_and(|v| v == "disabled");
-    skip(labels) || skip(annotations) || imageswap_disabled
-}
-
-fn dotted(path: &[&str]) -> String {
-    path.join(".")
+    value(&metadata.labels, SKIP_KEY, "true")
+        || value(&metadata.annotations, SKIP_KEY, "true")
+        || value(&metadata.labels, IMAGESWAP_LABEL, "disabled")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn object(json: &str) -> Object<'_> {
+        serde_json::from_str(json).unwrap()
+    }
 
     #[test]
     fn finds_images_of_every_list() {
-        let pod = json!({"spec": {
+        let pod = object(
+            r#"{"spec": {
             "initContainers": [{"name": "init", "image": "busybox"}],
             "containers": [{"name": "app", "image": "nginx"}, {"name": "noimage"}],
             "ephemeralContainers": [{"name": "debug", "image": "alpine"}]
-        }});
-        let fields = image_fields(&pod, &["spec"]).unwrap();
+        }}"#,
+        );
+        let fields = image_fields(&pod, &["spec"]);
         let found: Vec<(String, &str, &str)> =
             fields.iter().map(|f| (f.path.join("/"), f.container, f.image)).collect();
         assert_eq!(
@@ -130,17 +119,24 @@ mod tests {
     }
 
     #[test]
-    fn shape_errors_name_the_field() {
-        let table = [
-            (json!({"spec": []}), "`spec` is not an object"),
-            (json!({"spec": {"containers": {}}}), "`spec.containers` is not a list"),
-            (json!({"spec": {"containers": [1]}}), "`spec.containers[0]` is not an object"),
-            (json!({"spec": {"containers": [{"image": 5}]}}), "`spec.containers[0].image` is not a string"),
+    fn follows_templates_of_every_kind() {
+        let cases = [
+            (r#"{"template": {"spec": {"containers": [{"image": "a"}]}}}"#, "", "PodTemplate"),
+            (r#"{"spec": {"template": {"spec": {"containers": [{"image": "a"}]}}}}"#, "apps", "Deployment"),
+            (
+                r#"{"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"image": "a"}]}}}}}}"#,
+                "batch",
+                "CronJob",
+            ),
         ];
-        for (object, message) in table {
-            assert_eq!(image_fields(&object, &["spec"]).unwrap_err().to_string(), message);
+        for (json, group, kind) in cases {
+            let path = pod_spec_path(group, kind).unwrap();
+            let parsed = object(json);
+            let fields = image_fields(&parsed, path);
+            assert_eq!(fields.len(), 1, "{kind}");
+            assert_eq!(fields[0].path.join("/"), format!("{}/containers/0/image", path.join("/")));
         }
-        assert_eq!(image_fields(&json!({}), &["spec", "template", "spec"]).unwrap(), vec![]);
+        assert!(image_fields(&object("{}"), &["spec", "template", "spec"]).is_empty());
     }
 
     #[test]
@@ -149,5 +145,15 @@ mod tests {
         assert_eq!(pod_spec_path("batch", "CronJob").map(<[_]>::len), Some(5));
         assert_eq!(pod_spec_path("example.com", "Deployment"), None);
         assert_eq!(pod_spec_path("", "Service"), None);
+    }
+
+    #[test]
+    fn opt_outs() {
+        let skip = |json: &str| opted_out(&serde_json::from_str::<Metadata<'_>>(json).unwrap());
+        assert!(skip(r#"{"labels": {"mirrorswap.io/skip": "true"}}"#));
+        assert!(skip(r#"{"annotations": {"mirrorswap.io/skip": "true"}}"#));
+        assert!(skip(r#"{"labels": {"k8s.twr.io/imageswap": "disabled"}}"#));
+        assert!(!skip(r#"{"labels": {"mirrorswap.io/skip": "false"}}"#));
+        assert!(!skip(r#"{"annotations": {"k8s.twr.io/imageswap": "disabled"}}"#));
     }
 }
