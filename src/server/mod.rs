@@ -68,7 +68,7 @@ impl Running {
 
 /// Runs `serve` until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    logging::init(args.log_format, &args.log_level);
+    let _flush_logs_on_exit = logging::init(args.log_format, &args.log_level);
     let grace = args.shutdown_grace;
     let running = start(args).await?;
     wait_for_signal().await?;
