@@ -59,11 +59,11 @@ fn start_server(ca: &mirrorswap::certs::Issued) -> Server {
         .spawn()
         .expect("start mirrorswap serve");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    // `… mirrorswap serving webhook=127.0.0.1:PORT admin=… rules=…`
     let addr = loop {
         let line = lines.next().expect("the server logs its address").expect("log line");
-        let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if entry["message"] == "mirrorswap serving" {
-            break entry["webhook"].as_str().expect("webhook address").parse().expect("socket address");
+        if let Some(rest) = line.split("mirrorswap serving webhook=").nth(1) {
+            break rest.split_whitespace().next().expect("address").parse().expect("socket address");
         }
     };
     // Keep draining the log so the server never blocks on a full pipe.

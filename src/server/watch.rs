@@ -2,9 +2,11 @@
 //!
 //! Kubernetes ConfigMap and Secret volumes replace files by swapping a
 //! `..data` symlink, which a watch on the file itself misses, so the parent
-//! directory is watched. Events are debounced, then the file is re-read and
-//! handed to `reload` only when its bytes changed. A slow poll backs up
-//! inotify on filesystems that do not deliver events.
+//! directory is watched. Access events are dropped (inotify reports every
+//! open, and re-reading the files would otherwise trigger the next event
+//! forever); the rest are debounced, then the files are re-read and `reload`
+//! runs only when their bytes changed. A slow poll backs up inotify on
+//! filesystems that do not deliver events.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -12,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use notify::RecursiveMode;
-use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
+use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tracing::{debug, warn};
 
 /// How long events are gathered before a reload.
@@ -28,25 +29,28 @@ pub fn spawn(
     mut reload: impl FnMut() + Send + 'static,
 ) -> anyhow::Result<()> {
     let (events, changes) = mpsc::channel::<()>();
-    let mut debouncer = new_debouncer(DEBOUNCE, move |result: DebounceEventResult| {
-        if let Err(error) = &result {
-            warn!(%error, "file watch error");
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<Event>| match result {
+        Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
+        Ok(_) => {
+            let _ = events.send(());
         }
-        let _ = events.send(());
+        Err(error) => warn!(%error, "file watch error"),
     })?;
     let mut directories: Vec<PathBuf> = files.iter().map(|file| parent(file)).collect();
     directories.sort();
     directories.dedup();
     for directory in &directories {
-        debouncer.watcher().watch(directory, RecursiveMode::NonRecursive)?;
+        watcher.watch(directory, RecursiveMode::NonRecursive)?;
     }
     std::thread::Builder::new().name(format!("watch-{name}")).spawn(move || {
-        let _keep_watching = debouncer;
+        let _keep_watching = watcher;
         let mut last = fingerprint(&files);
         loop {
             // An event, or the poll interval passing, both mean "look again".
-            if let Err(mpsc::RecvTimeoutError::Disconnected) = changes.recv_timeout(poll) {
-                return;
+            match changes.recv_timeout(poll) {
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Ok(()) => std::thread::sleep(DEBOUNCE),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             while changes.try_recv().is_ok() {}
             let now = fingerprint(&files);
