@@ -45,12 +45,8 @@ fn start_server(ca: &mirrorswap::certs::Issued) -> Server {
     std::fs::write(&key, &ca.key_pem).expect("write key");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--bench-noop-route"])
-        .args([
-            "--log-format",
-            "json",
-            "--log-level",
-            &std::env::var("LOAD_LOG_LEVEL").unwrap_or_else(|_| "warn,mirrorswap::server=info".into()),
-        ])
+        // The default text format at info: one line per rewrite, as operators run it.
+        .args(["--log-level", &std::env::var("LOAD_LOG_LEVEL").unwrap_or_else(|_| "info".into())])
         .arg("--tls-cert")
         .arg(&cert)
         .arg("--tls-key")
