@@ -213,16 +213,8 @@ pub(crate) fn parse(raw: &str) -> Option<Result<Reference<'_>, InvalidReference>
     if let Err(error) = path_ok(&m, path_start, name_end) {
         return Some(Err(error));
     }
-    Some(Ok(Reference {
-        raw,
-        name: &raw[..name_end],
-        registry,
-        host,
-        port,
-        path: &raw[path_start..name_end],
-        suffix: &raw[name_end..],
-        nested: slash & !low(path_start) != 0,
-    }))
+    let nested = slash & !low(path_start) != 0;
+    Some(Ok(Reference::assemble(raw, (registry, host, port), path_start, name_end, nested)))
 }
 
 /// [`reference::validate_digest`], with the 64 hex digits of a sha256 checked 16 at a time.

@@ -50,6 +50,27 @@ pub struct Reference<'a> {
 }
 
 impl<'a> Reference<'a> {
+    /// Builds a reference from positions both parsers found: the path is
+    /// `raw[path_start..name_end]`, the tag and digest follow `name_end`.
+    pub(crate) fn assemble(
+        raw: &'a str,
+        (registry, host, port): (Option<&'a str>, &'a str, Option<&'a str>),
+        path_start: usize,
+        name_end: usize,
+        nested: bool,
+    ) -> Self {
+        Reference {
+            raw,
+            name: &raw[..name_end],
+            registry,
+            host,
+            port,
+            path: &raw[path_start..name_end],
+            suffix: &raw[name_end..],
+            nested,
+        }
+    }
+
     /// The registry as it is used for rule lookup: as written, or `docker.io`.
     pub fn registry_key(&self) -> &'a str {
         self.registry.unwrap_or(DOCKER_HUB)
@@ -249,16 +270,8 @@ pub fn parse_scalar(raw: &str) -> Result<Reference<'_>, InvalidReference> {
         None => (DOCKER_HUB, None),
     };
     validate_path_bytes(&bytes[path_start..name_end])?;
-    Ok(Reference {
-        raw,
-        name: &raw[..name_end],
-        registry,
-        host,
-        port,
-        path: &raw[path_start..name_end],
-        suffix: &raw[name_end..],
-        nested: last_slash != usize::MAX && last_slash >= path_start,
-    })
+    let nested = last_slash != usize::MAX && last_slash >= path_start;
+    Ok(Reference::assemble(raw, (registry, host, port), path_start, name_end, nested))
 }
 
 /// True when a leading `/`-segment names a registry rather than a Docker Hub namespace.
