@@ -149,8 +149,8 @@ impl<'r> Unchanged<'r> {
 
 /// A reference as the matcher sees it, after Docker Hub normalization.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct View<'a> {
-    pub reference: Reference<'a>,
+pub(crate) struct View<'v, 'a> {
+    pub reference: &'v Reference<'a>,
     /// The first trie key: the registry as written (`docker.io` when implied).
     pub registry_key: &'a str,
     /// The host without port, Docker Hub aliases folded in canonical mode.
@@ -161,8 +161,8 @@ pub(crate) struct View<'a> {
     pub canonical: bool,
 }
 
-impl<'a> View<'a> {
-    pub fn new(reference: Reference<'a>, mode: DockerHubMode) -> Self {
+impl<'v, 'a> View<'v, 'a> {
+    pub fn new(reference: &'v Reference<'a>, mode: DockerHubMode) -> Self {
         let canonical = mode == DockerHubMode::Canonical;
         let mut host = reference.host;
         let mut registry_key = reference.registry_key();
@@ -209,7 +209,7 @@ impl RuleSet {
             let rule = self.rule(*id);
             return self.finish(&reference, rule, render::replace(rule, &reference));
         }
-        let view = View::new(reference, self.docker_hub);
+        let view = View::new(&reference, self.docker_hub);
         if let Some(found) = self.longest_prefix(&view) {
             let rule = self.rule(found.rule);
             return self.finish(&reference, rule, render::prefix(rule, &view, &found));
@@ -304,7 +304,7 @@ impl RuleSet {
     }
 
     /// The longest prefix rule for `view`: under `host:port` first, then under the bare host.
-    pub(crate) fn longest_prefix<'a>(&self, view: &View<'a>) -> Option<PrefixMatch<'a>> {
+    pub(crate) fn longest_prefix<'a>(&self, view: &View<'_, 'a>) -> Option<PrefixMatch<'a>> {
         self.walk(view.registry_key, view).or_else(|| {
             (view.reference.port.is_some())
                 .then(|| self.walk(view.host, view))
@@ -315,7 +315,7 @@ impl RuleSet {
 
     /// Walks the trie from `registry` down the path, never consuming the last segment
     /// (a prefix must leave at least the image name).
-    fn walk<'a>(&self, registry: &str, view: &View<'a>) -> Option<PrefixMatch<'a>> {
+    fn walk<'a>(&self, registry: &str, view: &View<'_, 'a>) -> Option<PrefixMatch<'a>> {
         let trie = &self.prefixes;
         let mut node = trie.child(SegmentTrie::<RuleId>::ROOT, registry)?;
         let path = view.reference.path;

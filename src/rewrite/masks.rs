@@ -149,6 +149,7 @@ pub(crate) fn classify_scalar(bytes: &[u8]) -> Masks {
 }
 
 /// Parses `raw` from its bitmasks, or `None` when it is not a case this path handles.
+#[inline]
 pub(crate) fn parse(raw: &str) -> Option<Result<Reference<'_>, InvalidReference>> {
     let bytes = raw.as_bytes();
     let len = bytes.len();

@@ -42,7 +42,7 @@ impl<'r> LinearModel<'r> {
         {
             return set.finish(&reference, rule, render::replace(rule, &reference));
         }
-        let view = View::new(reference, set.docker_hub);
+        let view = View::new(&reference, set.docker_hub);
         let mut candidates = vec![(view.registry_key, false)];
         if reference.port.is_some() {
             candidates.push((view.host, true));
@@ -63,7 +63,7 @@ impl<'r> LinearModel<'r> {
     }
 
     /// The prefix rule with the longest source that `registry/path` starts with, plus `/`.
-    fn longest_prefix<'a>(&self, view: &View<'a>, registry: &str, port_fallback: bool) -> Option<PrefixMatch<'a>> {
+    fn longest_prefix<'a>(&self, view: &View<'_, 'a>, registry: &str, port_fallback: bool) -> Option<PrefixMatch<'a>> {
         let path = view.reference.path;
         let lookup =
             if view.library_implied { format!("{registry}/library/{path}") } else { format!("{registry}/{path}") };

@@ -32,7 +32,7 @@ pub(crate) fn replace(rule: &Rule, reference: &Reference<'_>) -> Option<String> 
 }
 
 /// A prefix rule that matched `found`.
-pub(crate) fn prefix(rule: &Rule, view: &View<'_>, found: &PrefixMatch<'_>) -> Option<String> {
+pub(crate) fn prefix(rule: &Rule, view: &View<'_, '_>, found: &PrefixMatch<'_>) -> Option<String> {
     match &rule.target {
         Target::Keep => None,
         Target::Dash(target) => Some(dash(target, view)),
@@ -58,7 +58,7 @@ pub(crate) fn prefix(rule: &Rule, view: &View<'_>, found: &PrefixMatch<'_>) -> O
 }
 
 /// The `default` or `all` fallback.
-pub(crate) fn fallback(rule: &Rule, view: &View<'_>) -> Option<String> {
+pub(crate) fn fallback(rule: &Rule, view: &View<'_, '_>) -> Option<String> {
     let library = full_path_library(view);
     let path = tail(view, view.reference.path);
     match (&rule.target, rule.kind) {
@@ -70,20 +70,20 @@ pub(crate) fn fallback(rule: &Rule, view: &View<'_>) -> Option<String> {
 }
 
 /// TARGET + host + `/` + path: the source registry is appended to a `-` target.
-fn dash(target: &str, view: &View<'_>) -> String {
+fn dash(target: &str, view: &View<'_, '_>) -> String {
     let library = full_path_library(view);
     join(&[target, view.host, "/", library, tail(view, view.reference.path)])
 }
 
 /// `rest` (a suffix of the reference's path) through the end of the reference, tag and digest
 /// included: one contiguous slice of the input, so one copy.
-fn tail<'a>(view: &View<'a>, rest: &'a str) -> &'a str {
+fn tail<'a>(view: &View<'_, 'a>, rest: &'a str) -> &'a str {
     let raw = view.reference.raw;
     &raw[raw.len() - rest.len() - view.reference.suffix.len()..]
 }
 
 /// `library/` when canonical mode writes out an implied official-image namespace.
-fn full_path_library(view: &View<'_>) -> &'static str {
+fn full_path_library(view: &View<'_, '_>) -> &'static str {
     if view.canonical && view.library_implied { "library/" } else { "" }
 }
 
