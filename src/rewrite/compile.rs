@@ -205,10 +205,7 @@ impl Builder {
         for rule in &self.set.rules {
             let shadow = match rule.kind {
                 RuleKind::Prefix => self.set.shadowing_target(&rule.source),
-                RuleKind::Exact => reference::parse(&rule.source).ok().and_then(|r| match r.registry {
-                    Some(registry) => self.set.mirrored_split(registry, r.path, r.port.map(|_| r.host)),
-                    None => self.set.mirrored(r.name, None),
-                }),
+                RuleKind::Exact => reference::parse(&rule.source).ok().and_then(|r| self.set.mirrored_reference(&r)),
                 RuleKind::Replace => {
                     if let Some(earlier) = everything {
                         found.push(Diagnostic::warning(

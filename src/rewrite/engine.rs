@@ -348,27 +348,21 @@ impl RuleSet {
         best
     }
 
-    /// [`Self::mirrored`] for a parsed reference, whose registry and path are already split.
-    fn mirrored_reference(&self, reference: &Reference<'_>) -> Option<RuleId> {
+    /// The rule whose target `reference` already lies under (or equals, for `-` targets, with
+    /// more after it), if any. The registry and path come already split from the parse.
+    pub(crate) fn mirrored_reference(&self, reference: &Reference<'_>) -> Option<RuleId> {
         match reference.registry {
             Some(registry) => {
                 let bare_host = reference.port.map(|_| reference.host);
                 self.mirrored_split(registry, reference.path, bare_host)
             }
             // `name` with no registry: a target needs a segment after it.
-            None if reference.nested => self.mirrored(reference.name, None),
+            None if reference.nested => {
+                let slash = next_slash(reference.name, 0)?;
+                self.mirrored_split(&reference.name[..slash], &reference.name[slash + 1..], None)
+            }
             None => None,
         }
-    }
-
-    /// The rule whose target `name` already lies under, if any; `bare_host` is
-    /// the registry without its port, for names whose registry has one.
-    pub(crate) fn mirrored(&self, name: &str, bare_host: Option<&str>) -> Option<RuleId> {
-        if !self.has_mirrors {
-            return None;
-        }
-        let slash = next_slash(name, 0)?;
-        self.mirrored_split(&name[..slash], &name[slash + 1..], bare_host)
     }
 
     /// The rule whose target every reference under the prefix `source` lies under:
@@ -394,7 +388,7 @@ impl RuleSet {
     }
 
     /// [`Self::mirrored`] for a name already split at its first `/`.
-    pub(crate) fn mirrored_split(&self, first: &str, rest: &str, bare_host: Option<&str>) -> Option<RuleId> {
+    fn mirrored_split(&self, first: &str, rest: &str, bare_host: Option<&str>) -> Option<RuleId> {
         if !self.has_mirrors {
             return None;
         }
