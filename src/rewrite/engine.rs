@@ -348,8 +348,7 @@ impl RuleSet {
         best
     }
 
-    /// The rule whose target `reference` already lies under (or equals, for `-` targets, with
-    /// more after it), if any. The registry and path come already split from the parse.
+    /// The rule whose target `reference` already lies under, if any.
     pub(crate) fn mirrored_reference(&self, reference: &Reference<'_>) -> Option<RuleId> {
         match reference.registry {
             Some(registry) => {
@@ -387,7 +386,8 @@ impl RuleSet {
         walk(first).or_else(|| walk(bare_host?))
     }
 
-    /// [`Self::mirrored`] for a name already split at its first `/`.
+    /// The mirror check for a name already split at its first `/`; `bare_host` is the registry
+    /// without its port, for names whose registry has one.
     fn mirrored_split(&self, first: &str, rest: &str, bare_host: Option<&str>) -> Option<RuleId> {
         if !self.has_mirrors {
             return None;

@@ -181,7 +181,7 @@ fn class(b: u8) -> u8 {
 /// Splits and validates `raw`. Never allocates.
 ///
 /// References whose name and tag fit in 64 bytes (nearly all) go through
-/// [`super::masks`]: bytes are classified 16 at a time into bitmasks and the
+/// the bitmask parser (`masks.rs`): bytes are classified 16 at a time into bitmasks and the
 /// grammar is checked with a few bit operations. Anything else takes
 /// [`parse_scalar`], which gives the same answer one byte at a time.
 #[inline]
