@@ -147,10 +147,12 @@ fn decide(
     if settings.annotate_original {
         operations.push(annotation_operation(&object.metadata, originals));
     }
-    match response.clone().with_patch(Patch(operations)) {
+    // `with_patch` consumes the response; the rare failure rebuilds a plain one.
+    match response.with_patch(Patch(operations)) {
         Ok(patched) => (patched, "patched"),
         Err(error) => {
-            (with_warning(response, &format!("mirrorswap could not encode its patch: {error}")), "undecodable")
+            let warning = format!("mirrorswap could not encode its patch: {error}");
+            (with_warning(allow(&request.uid), &warning), "undecodable")
         }
     }
 }
