@@ -45,7 +45,9 @@ fn start_server(ca: &mirrorswap::certs::Issued) -> Server {
     std::fs::write(&key, &ca.key_pem).expect("write key");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--bench-noop-route"])
-        // The default text format at info: one line per rewrite, as operators run it.
+        // The default text format at info: one line per patched object, as operators run it.
+        // `LOAD_LOG_LEVEL` takes filter directives; the start-up line must stay visible, so
+        // quieten admissions with e.g. `info,mirrorswap::server::admission=warn`.
         .args(["--log-level", &std::env::var("LOAD_LOG_LEVEL").unwrap_or_else(|_| "info".into())])
         .arg("--tls-cert")
         .arg(&cert)

@@ -8,19 +8,19 @@
 use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
+use base64::Engine;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
-use kube::core::admission::{AdmissionResponse, Operation};
+use kube::core::admission::Operation;
 use serde_json::Value;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::metrics::Metrics;
 use super::review::{Metadata, Object, Request, Review};
+pub use super::workload::ORIGINAL_IMAGES_ANNOTATION;
 use super::workload::{self, ImageField};
 use crate::rewrite::{Decision, RuleSet, Unchanged};
 
-/// The annotation that records original images, with `--annotate-original`.
-pub const ORIGINAL_IMAGES_ANNOTATION: &str = "mirrorswap.io/original-images";
 const API_VERSION: &str = "admission.k8s.io/v1";
 const REVIEW_KIND: &str = "AdmissionReview";
 
@@ -38,8 +38,9 @@ pub struct Answer {
     pub status: StatusCode,
     /// JSON `AdmissionReview` (200) or a one-line reason (400).
     pub body: Vec<u8>,
-    /// The object's kind, for metrics (`-` when unknown).
-    pub kind: String,
+    /// The object's kind for metrics: one of the kinds mirrorswap rewrites, `other`, or `-`
+    /// when unknown (a fixed set, so a stream of odd requests cannot grow the metrics).
+    pub kind: &'static str,
     /// The operation, for metrics (`-` when unknown).
     pub operation: &'static str,
     /// `patched`, `unchanged`, `skipped`, `ignored`, `undecodable` or `invalid`.
@@ -50,13 +51,34 @@ impl Answer {
     fn invalid(reason: impl Into<String>) -> Self {
         let mut body = reason.into().into_bytes();
         body.push(b'\n');
-        Self { status: StatusCode::BAD_REQUEST, body, kind: "-".into(), operation: "-", result: "invalid" }
+        Self { status: StatusCode::BAD_REQUEST, body, kind: "-", operation: "-", result: "invalid" }
+    }
+}
+
+/// What the webhook decided for a well-formed request.
+struct Outcome {
+    /// The result label.
+    result: &'static str,
+    /// The serialized JSON patch, when something changed.
+    patch: Option<Vec<u8>>,
+    /// A warning for the client, when something went wrong.
+    warning: Option<String>,
+}
+
+impl Outcome {
+    fn allow(result: &'static str) -> Self {
+        Self { result, patch: None, warning: None }
     }
 }
 
 /// Answers one admission request body.
 pub fn answer(body: &[u8], rules: &RuleSet, settings: Settings, metrics: &Metrics) -> Answer {
-    let review: Review<'_> = match serde_json::from_slice(body) {
+    // Validating UTF-8 once for the whole body is cheaper than serde_json doing it per string.
+    let decoded = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<Review<'_>>(text),
+        Err(_) => serde_json::from_slice::<Review<'_>>(body),
+    };
+    let review = match decoded {
         Ok(review) => review,
         Err(error) => return undecodable(body, &error),
     };
@@ -72,66 +94,62 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: Settings, metrics: &Metric
     if request.uid.is_empty() {
         return Answer::invalid("the AdmissionReview has no `request.uid`");
     }
-    let operation = operation_name(&request.operation);
-    let (response, result) = decide(&request, rules, settings, metrics);
-    match encode(&response) {
-        Ok(body) => Answer { status: StatusCode::OK, body, kind: request.kind.kind, operation, result },
-        Err(error) => Answer::invalid(format!("could not encode the response: {error}")),
+    let known = workload::known_kind(&request.kind.group, &request.kind.kind);
+    let outcome = match known {
+        Some((_, spec_path)) => decide(&request, spec_path, rules, settings, metrics),
+        None => Outcome::allow("ignored"),
+    };
+    Answer {
+        status: StatusCode::OK,
+        body: review_body(&request.uid, outcome.patch.as_deref(), outcome.warning.as_deref()),
+        kind: known.map_or("other", |(kind, _)| kind),
+        operation: operation_name(&request.operation),
+        result: outcome.result,
     }
 }
 
-/// An allowing response to the request `uid`, with no patch yet.
-fn allow(uid: &str) -> AdmissionResponse {
-    // kube builds responses from its own request type; this one starts from `invalid` and is
-    // turned into a plain "allowed".
-    let mut response = AdmissionResponse::invalid("");
-    response.uid = uid.to_owned();
-    response.allowed = true;
-    response.result = Default::default();
-    response
-}
-
-/// The response to a well-formed request, and the result label.
+/// The outcome for a request of a kind mirrorswap rewrites.
 fn decide(
     request: &Request<'_>,
+    spec_path: &'static [&'static str],
     rules: &RuleSet,
     settings: Settings,
     metrics: &Metrics,
-) -> (AdmissionResponse, &'static str) {
-    let response = allow(&request.uid);
+) -> Outcome {
     if !matches!(request.operation, Operation::Create | Operation::Update) {
-        return (response, "ignored");
+        return Outcome::allow("ignored");
     }
-    let Some(spec_path) = workload::pod_spec_path(&request.kind.group, &request.kind.kind) else {
-        return (response, "ignored");
-    };
     let Some(object) = &request.object else {
-        return (response, "ignored");
+        return Outcome::allow("ignored");
     };
     if workload::opted_out(&object.metadata) {
         debug!(uid = %request.uid, "object opted out of image rewriting");
-        return (response, "skipped");
+        return Outcome::allow("skipped");
     }
-    let fields = workload::image_fields(object, spec_path);
     let mut operations = Vec::new();
     let mut originals = BTreeMap::new();
-    for ImageField { path, container, image } in &fields {
+    for field in workload::image_fields(object, spec_path) {
+        let ImageField { container, image, .. } = field;
         match rules.rewrite(image) {
             Decision::Rewritten { image: new_image, rule } => {
-                info!(
+                // Per-image lines are debug: at info a busy cluster's log would be mostly these;
+                // `mirrorswap_images_rewritten_total{rule}` counts them.
+                debug!(
                     uid = %request.uid,
                     namespace = request.namespace.as_deref().unwrap_or(""),
                     name = %object_name(request, object),
-                    path = %path.join("/"),
+                    %container,
                     from = %image,
                     to = %new_image,
-                    rule = %rule,
+                    %rule,
                     "image rewritten"
                 );
                 metrics.rewritten.with_label_values(&[&*rule.source]).inc();
-                originals.insert((*container).to_owned(), Value::String((*image).to_owned()));
+                if settings.annotate_original {
+                    originals.insert(container.to_owned(), Value::String(image.to_owned()));
+                }
                 operations.push(PatchOperation::Replace(ReplaceOperation {
-                    path: PointerBuf::from_tokens(path),
+                    path: field.pointer(),
                     value: Value::String(new_image),
                 }));
             }
@@ -142,18 +160,18 @@ fn decide(
         }
     }
     if operations.is_empty() {
-        return (response, "unchanged");
+        return Outcome::allow("unchanged");
     }
     if settings.annotate_original {
         operations.push(annotation_operation(&object.metadata, originals));
     }
-    // `with_patch` consumes the response; the rare failure rebuilds a plain one.
-    match response.with_patch(Patch(operations)) {
-        Ok(patched) => (patched, "patched"),
-        Err(error) => {
-            let warning = format!("mirrorswap could not encode its patch: {error}");
-            (with_warning(allow(&request.uid), &warning), "undecodable")
-        }
+    match serde_json::to_vec(&Patch(operations)) {
+        Ok(patch) => Outcome { result: "patched", patch: Some(patch), warning: None },
+        Err(error) => Outcome {
+            result: "undecodable",
+            patch: None,
+            warning: Some(format!("mirrorswap could not encode its patch: {error}")),
+        },
     }
 }
 
@@ -161,7 +179,7 @@ fn decide(
 fn annotation_operation(metadata: &Metadata<'_>, mut originals: BTreeMap<String, Value>) -> PatchOperation {
     let annotations = metadata.annotations.as_ref();
     let earlier = annotations
-        .and_then(|annotations| annotations.get(ORIGINAL_IMAGES_ANNOTATION))
+        .and_then(|annotations| annotations.original_images.as_deref())
         .and_then(|json| serde_json::from_str::<BTreeMap<String, Value>>(json).ok())
         .unwrap_or_default();
     // The first original recorded for a container is the one to keep.
@@ -191,11 +209,6 @@ fn log_unchanged(uid: &str, image: &str, reason: &Unchanged<'_>) {
     }
 }
 
-fn with_warning(mut response: AdmissionResponse, warning: &str) -> AdmissionResponse {
-    response.warnings.get_or_insert_with(Vec::new).push(warning.to_owned());
-    response
-}
-
 /// The object's name, its `generateName` (pods often have only that), or `-`.
 fn object_name<'r>(request: &'r Request<'_>, object: &'r Object<'_>) -> &'r str {
     [&object.metadata.name, &object.metadata.generate_name, &request.name]
@@ -213,43 +226,36 @@ fn operation_name(operation: &Operation) -> &'static str {
     }
 }
 
-/// The response review on the wire. kube's `AdmissionResponse` serializes its patch as an array
-/// of numbers; the admission API documents (and `kubectl`, `curl | base64 -d` users expect) a
-/// base64 string, so the review is written from the response's fields here.
-fn encode(response: &AdmissionResponse) -> serde_json::Result<Vec<u8>> {
-    use base64::Engine;
-    #[derive(serde::Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Review<'a> {
-        api_version: &'static str,
-        kind: &'static str,
-        response: Response<'a>,
+/// The response review on the wire, written directly: kube's `AdmissionResponse` serializes
+/// its patch as an array of numbers, while the admission API documents (and `kubectl`,
+/// `curl | base64 -d` users expect) a base64 string. The patch was serialized by the json-patch
+/// crate; base64 needs no JSON escaping, and the uid and warning are escaped by serde_json.
+fn review_body(uid: &str, patch: Option<&[u8]>, warning: Option<&str>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(128 + uid.len() + patch.map_or(0, |patch| patch.len() / 3 * 4 + 4));
+    body.extend_from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#);
+    push_json_string(&mut body, uid);
+    body.extend_from_slice(br#","allowed":true"#);
+    if let Some(patch) = patch {
+        body.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+        let start = body.len();
+        body.resize(start + base64::encoded_len(patch.len(), true).unwrap_or(0), 0);
+        let written = base64::engine::general_purpose::STANDARD.encode_slice(patch, &mut body[start..]).unwrap_or(0);
+        body.truncate(start + written);
+        body.push(b'"');
     }
-    #[derive(serde::Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Response<'a> {
-        uid: &'a str,
-        allowed: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        patch: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        patch_type: Option<&'static str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        warnings: Option<&'a Vec<String>>,
+    if let Some(warning) = warning {
+        body.extend_from_slice(br#","warnings":["#);
+        push_json_string(&mut body, warning);
+        body.push(b']');
     }
-    let patch = response.patch.as_ref().map(|patch| base64::engine::general_purpose::STANDARD.encode(patch));
-    let patch_type = patch.as_ref().map(|_| "JSONPatch");
-    serde_json::to_vec(&Review {
-        api_version: API_VERSION,
-        kind: REVIEW_KIND,
-        response: Response {
-            uid: &response.uid,
-            allowed: response.allowed,
-            patch,
-            patch_type,
-            warnings: response.warnings.as_ref(),
-        },
-    })
+    body.extend_from_slice(b"}}");
+    body
+}
+
+/// Appends `text` as a JSON string literal.
+fn push_json_string(body: &mut Vec<u8>, text: &str) {
+    // Serializing a `str` into a Vec cannot fail: there is no I/O and no non-string key.
+    let _ = serde_json::to_writer(&mut *body, text);
 }
 
 /// The body did not decode as a review: a 400 when it is not a well-formed review envelope,
@@ -266,16 +272,16 @@ fn undecodable(body: &[u8], error: &serde_json::Error) -> Answer {
     let Some(uid) = text("/request/uid").filter(|uid| !uid.is_empty()) else {
         return Answer::invalid("the AdmissionReview has no `request.uid`");
     };
-    let kind = text("/request/kind/kind").unwrap_or("-").to_owned();
+    let kind =
+        workload::known_kind(text("/request/kind/group").unwrap_or(""), text("/request/kind/kind").unwrap_or(""))
+            .map_or("other", |(kind, _)| kind);
     warn!(%uid, %kind, %error, "cannot decode the admission request; admitted unchanged");
-    let mut response = AdmissionResponse::invalid("");
-    response.uid = uid.to_owned();
-    response.allowed = true;
-    response.result = Default::default();
-    let response =
-        with_warning(response, &format!("mirrorswap could not decode the request and left it unchanged: {error}"));
-    match encode(&response) {
-        Ok(body) => Answer { status: StatusCode::OK, body, kind, operation: "-", result: "undecodable" },
-        Err(error) => Answer::invalid(format!("could not encode the response: {error}")),
+    let warning = format!("mirrorswap could not decode the request and left it unchanged: {error}");
+    Answer {
+        status: StatusCode::OK,
+        body: review_body(uid, None, Some(&warning)),
+        kind,
+        operation: "-",
+        result: "undecodable",
     }
 }

@@ -4,17 +4,20 @@
 //! kube's `AdmissionReview<DynamicObject>` buffers the whole object through
 //! serde's `flatten` (≈115k instructions for a small Pod, more than the TLS
 //! and HTTP work around it); decoding only uid, kind, operation, the opt-out
-//! labels and the container images is several times cheaper. kube's
-//! `GroupVersionKind` and `Operation` are used as they are, and the response
-//! is kube's `AdmissionResponse`. Nothing else is read, so nothing else can be
-//! lost: the patch only ever replaces `image` fields.
+//! labels and the container images is several times cheaper. Labels and
+//! annotations are checked to be string maps but only the keys mirrorswap
+//! acts on are kept, so an object with hundreds of labels allocates nothing
+//! for them. kube's `Operation` is used as it is. Nothing else is read, so
+//! nothing else can be lost: the patch only ever replaces `image` fields.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::fmt;
 
-use kube::core::GroupVersionKind;
 use kube::core::admission::Operation;
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+
+use super::workload::{IMAGESWAP_LABEL, ORIGINAL_IMAGES_ANNOTATION, SKIP_KEY};
 
 /// The review envelope.
 #[derive(Debug, Deserialize)]
@@ -38,8 +41,9 @@ pub struct Request<'a> {
     /// Copied to the response.
     #[serde(borrow)]
     pub uid: Cow<'a, str>,
-    /// The object's group, version and kind.
-    pub kind: GroupVersionKind,
+    /// The object's group and kind.
+    #[serde(borrow)]
+    pub kind: Kind<'a>,
     /// CREATE, UPDATE, DELETE or CONNECT.
     pub operation: Operation,
     /// The object's namespace, for logs.
@@ -53,8 +57,16 @@ pub struct Request<'a> {
     pub object: Option<Object<'a>>,
 }
 
-/// Labels or annotations.
-pub type StringMap<'a> = BTreeMap<Cow<'a, str>, Cow<'a, str>>;
+/// `request.kind` without its version, which does not change where images are.
+#[derive(Debug, Deserialize)]
+pub struct Kind<'a> {
+    /// API group, empty for the core group.
+    #[serde(borrow)]
+    pub group: Cow<'a, str>,
+    /// Kind, such as `Pod` or `Deployment`.
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
+}
 
 /// An object of any supported kind: its metadata and whichever of `spec`/`template` it has.
 #[derive(Debug, Default, Deserialize)]
@@ -83,10 +95,10 @@ pub struct Metadata<'a> {
     pub generate_name: Option<Cow<'a, str>>,
     /// Labels.
     #[serde(default, borrow)]
-    pub labels: Option<StringMap<'a>>,
+    pub labels: Option<Marks<'a>>,
     /// Annotations.
     #[serde(default, borrow)]
-    pub annotations: Option<StringMap<'a>>,
+    pub annotations: Option<Marks<'a>>,
 }
 
 /// A pod spec, or a spec that holds a pod template (workloads) or a job template (CronJob).
@@ -127,4 +139,151 @@ pub struct Container<'a> {
     /// The image reference.
     #[serde(default, borrow)]
     pub image: Option<Cow<'a, str>>,
+}
+
+/// The entries of a labels or annotations map that mirrorswap acts on. Every value must
+/// be a string, as in Kubernetes; entries with other keys are checked and dropped.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Marks<'a> {
+    /// `mirrorswap.io/skip`.
+    pub skip: Option<Cow<'a, str>>,
+    /// `k8s.twr.io/imageswap`, the reference implementation's switch.
+    pub imageswap: Option<Cow<'a, str>>,
+    /// `mirrorswap.io/original-images`, written by `--annotate-original`.
+    pub original_images: Option<Cow<'a, str>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Marks<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MarksVisitor)
+    }
+}
+
+struct MarksVisitor;
+
+impl<'de> Visitor<'de> for MarksVisitor {
+    type Value = Marks<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a map of strings")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let mut marks = Marks::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            let slot = match key {
+                Key::Skip => &mut marks.skip,
+                Key::Imageswap => &mut marks.imageswap,
+                Key::OriginalImages => &mut marks.original_images,
+                Key::Other => {
+                    map.next_value::<AnyString>()?;
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value::<BorrowedStr<'de>>()?.0);
+        }
+        Ok(marks)
+    }
+}
+
+/// A map key, classified without allocating.
+enum Key {
+    Skip,
+    Imageswap,
+    OriginalImages,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a string key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    SKIP_KEY => Key::Skip,
+                    IMAGESWAP_LABEL => Key::Imageswap,
+                    ORIGINAL_IMAGES_ANNOTATION => Key::OriginalImages,
+                    _ => Key::Other,
+                })
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A string value that is not kept: only its type is checked.
+struct AnyString;
+
+impl<'de> Deserialize<'de> for AnyString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StringVisitor;
+        impl Visitor<'_> for StringVisitor {
+            type Value = AnyString;
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<AnyString, E> {
+                Ok(AnyString)
+            }
+        }
+        deserializer.deserialize_str(StringVisitor)
+    }
+}
+
+/// A string value borrowed from the body when it has no escapes.
+struct BorrowedStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = BorrowedStr<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Borrowed(value)))
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(value.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(StrVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marks(json: &str) -> serde_json::Result<Marks<'_>> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn keeps_only_the_keys_mirrorswap_acts_on() {
+        let kept = marks(
+            r#"{"app": "web", "mirrorswap.io/skip": "true", "k8s.twr.io/imageswap": "disabled",
+            "mirrorswap.io/original-images": "{\"a\":\"b\"}"}"#,
+        )
+        .unwrap();
+        assert_eq!(kept.skip.as_deref(), Some("true"));
+        assert_eq!(kept.imageswap.as_deref(), Some("disabled"));
+        // An escaped value cannot be borrowed from the body and is copied.
+        assert_eq!(kept.original_images.as_deref(), Some(r#"{"a":"b"}"#));
+        assert!(matches!(kept.original_images, Some(Cow::Owned(_))));
+        assert!(matches!(kept.skip, Some(Cow::Borrowed(_))));
+        assert_eq!(marks("{}").unwrap(), Marks::default());
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_string_map() {
+        for bad in [r#"{"app": 1}"#, r#"{"mirrorswap.io/skip": true}"#, r#"["app"]"#, r#""app""#, r#"{"app": null}"#] {
+            assert!(marks(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! Where the images are: the pod spec inside each supported kind, the
 //! container lists in it, and the opt-out labels and annotations.
 
-use super::review::{Metadata, Object, Spec, StringMap};
+use json_patch::jsonptr::PointerBuf;
+
+use super::review::{Marks, Metadata, Object, Spec};
 
 /// The container lists of a pod spec that carry images.
 pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
@@ -10,29 +12,61 @@ pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemer
 pub const SKIP_KEY: &str = "mirrorswap.io/skip";
 /// imageswap's opt-out label (value `"disabled"`), honoured so clusters migrate unchanged.
 pub const IMAGESWAP_LABEL: &str = "k8s.twr.io/imageswap";
+/// The annotation that records original images, with `--annotate-original`.
+pub const ORIGINAL_IMAGES_ANNOTATION: &str = "mirrorswap.io/original-images";
+
+const POD: &[&str] = &["spec"];
+const TEMPLATE: &[&str] = &["template", "spec"];
+const WORKLOAD: &[&str] = &["spec", "template", "spec"];
+const CRON_JOB: &[&str] = &["spec", "jobTemplate", "spec", "template", "spec"];
+
+/// The kinds mirrorswap rewrites: (group, kind, path from the object root to the pod spec).
+pub const KINDS: [(&str, &str, &[&str]); 9] = [
+    ("", "Pod", POD),
+    ("", "PodTemplate", TEMPLATE),
+    ("", "ReplicationController", WORKLOAD),
+    ("apps", "Deployment", WORKLOAD),
+    ("apps", "StatefulSet", WORKLOAD),
+    ("apps", "DaemonSet", WORKLOAD),
+    ("apps", "ReplicaSet", WORKLOAD),
+    ("batch", "Job", WORKLOAD),
+    ("batch", "CronJob", CRON_JOB),
+];
+
+/// A kind mirrorswap rewrites: its name (static, so metric labels stay a bounded set)
+/// and the path from the object root to its pod spec.
+pub fn known_kind(group: &str, kind: &str) -> Option<(&'static str, &'static [&'static str])> {
+    KINDS.iter().find(|(g, k, _)| *g == group && *k == kind).map(|(_, kind, path)| (*kind, *path))
+}
 
 /// The path from the object root to its pod spec, for the kinds mirrorswap rewrites.
 pub fn pod_spec_path(group: &str, kind: &str) -> Option<&'static [&'static str]> {
-    match (group, kind) {
-        ("", "Pod") => Some(&["spec"]),
-        ("", "PodTemplate") => Some(&["template", "spec"]),
-        ("", "ReplicationController")
-        | ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
-        | ("batch", "Job") => Some(&["spec", "template", "spec"]),
-        ("batch", "CronJob") => Some(&["spec", "jobTemplate", "spec", "template", "spec"]),
-        _ => None,
-    }
+    known_kind(group, kind).map(|(_, path)| path)
 }
 
 /// One image field found in an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageField<'a> {
-    /// JSON pointer tokens from the object root to the `image` field.
-    pub path: Vec<String>,
+    /// Path from the object root to the pod spec.
+    pub spec_path: &'static [&'static str],
+    /// The container list: one of [`CONTAINER_LISTS`].
+    pub list: &'static str,
+    /// The container's index in its list.
+    pub index: usize,
     /// The container's name (empty when it has none).
     pub container: &'a str,
     /// The image as written.
     pub image: &'a str,
+}
+
+impl ImageField<'_> {
+    /// The field's JSON pointer, such as `/spec/containers/0/image`.
+    pub fn pointer(&self) -> PointerBuf {
+        let mut pointer = PointerBuf::from_tokens(self.spec_path.iter().copied().chain([self.list]));
+        pointer.push_back(self.index);
+        pointer.push_back("image");
+        pointer
+    }
 }
 
 /// The pod spec at `path` (from [`pod_spec_path`]) in `object`, if it has one.
@@ -59,7 +93,7 @@ pub fn pod_spec<'o, 'a>(object: &'o Object<'a>, path: &[&str]) -> Option<&'o Spe
 
 /// Every `image` field of the pod spec at `spec_path` in `object`, in the order
 /// containers, init containers, ephemeral containers.
-pub fn image_fields<'o>(object: &'o Object<'_>, spec_path: &[&str]) -> Vec<ImageField<'o>> {
+pub fn image_fields<'o>(object: &'o Object<'_>, spec_path: &'static [&'static str]) -> Vec<ImageField<'o>> {
     let Some(spec) = pod_spec(object, spec_path) else {
         return Vec::new();
     };
@@ -70,9 +104,8 @@ pub fn image_fields<'o>(object: &'o Object<'_>, spec_path: &[&str]) -> Vec<Image
             let Some(image) = container.image.as_deref() else {
                 continue;
             };
-            let mut path: Vec<String> = spec_path.iter().map(|key| (*key).to_owned()).collect();
-            path.extend([(*list_name).to_owned(), index.to_string(), "image".to_owned()]);
-            fields.push(ImageField { path, container: container.name.as_deref().unwrap_or(""), image });
+            let container = container.name.as_deref().unwrap_or("");
+            fields.push(ImageField { spec_path, list: list_name, index, container, image });
         }
     }
     fields
@@ -80,12 +113,10 @@ pub fn image_fields<'o>(object: &'o Object<'_>, spec_path: &[&str]) -> Vec<Image
 
 /// True when labels or annotations opt the object out of rewriting.
 pub fn opted_out(metadata: &Metadata<'_>) -> bool {
-    let value = |map: &Option<StringMap<'_>>, key: &str, wanted: &str| {
-        map.as_ref().and_then(|map| map.get(key)).is_some_and(|value| value == wanted)
-    };
-    value(&metadata.labels, SKIP_KEY, "true")
-        || value(&metadata.annotations, SKIP_KEY, "true")
-        || value(&metadata.labels, IMAGESWAP_LABEL, "disabled")
+    let is = |value: &Option<std::borrow::Cow<'_, str>>, wanted: &str| value.as_deref() == Some(wanted);
+    let (labels, annotations) = (&metadata.labels, &metadata.annotations);
+    labels.as_ref().is_some_and(|labels: &Marks<'_>| is(&labels.skip, "true") || is(&labels.imageswap, "disabled"))
+        || annotations.as_ref().is_some_and(|annotations| is(&annotations.skip, "true"))
 }
 
 #[cfg(test)]
@@ -101,19 +132,20 @@ mod tests {
         let pod = object(
             r#"{"spec": {
             "initContainers": [{"name": "init", "image": "busybox"}],
-            "containers": [{"name": "app", "image": "nginx"}, {"name": "noimage"}],
+            "containers": [{"name": "app", "image": "nginx"}, {"name": "noimage"}, {"name": "second", "image": "redis"}],
             "ephemeralContainers": [{"name": "debug", "image": "alpine"}]
         }}"#,
         );
         let fields = image_fields(&pod, &["spec"]);
         let found: Vec<(String, &str, &str)> =
-            fields.iter().map(|f| (f.path.join("/"), f.container, f.image)).collect();
+            fields.iter().map(|f| (f.pointer().to_string(), f.container, f.image)).collect();
         assert_eq!(
             found,
             vec![
-                ("spec/containers/0/image".into(), "app", "nginx"),
-                ("spec/initContainers/0/image".into(), "init", "busybox"),
-                ("spec/ephemeralContainers/0/image".into(), "debug", "alpine"),
+                ("/spec/containers/0/image".into(), "app", "nginx"),
+                ("/spec/containers/2/image".into(), "second", "redis"),
+                ("/spec/initContainers/0/image".into(), "init", "busybox"),
+                ("/spec/ephemeralContainers/0/image".into(), "debug", "alpine"),
             ]
         );
     }
@@ -134,7 +166,7 @@ mod tests {
             let parsed = object(json);
             let fields = image_fields(&parsed, path);
             assert_eq!(fields.len(), 1, "{kind}");
-            assert_eq!(fields[0].path.join("/"), format!("{}/containers/0/image", path.join("/")));
+            assert_eq!(fields[0].pointer().as_str(), format!("/{}/containers/0/image", path.join("/")));
         }
         assert!(image_fields(&object("{}"), &["spec", "template", "spec"]).is_empty());
     }
