@@ -1,5 +1,6 @@
 //! The `mirrorswap` command line: argument definitions and dispatch.
 
+mod certs;
 mod check;
 mod rewrite;
 
@@ -41,6 +42,15 @@ pub enum Command {
     /// Validate a rules file and summarize it: exit 0 clean, 1 warnings with --strict, 2 errors.
     #[command(after_help = FORMATS_HELP)]
     Check(check::CheckArgs),
+    /// Issue a CA and a serving certificate for the webhook Service, write the TLS Secret
+    /// manifest and a kustomization over manifests/, and print the caBundle.
+    Certs(certs::CertsArgs),
+    /// Sleep for DURATION (e.g. 5s), then exit 0: a preStop hook for an image with no shell.
+    Sleep {
+        /// How long, e.g. `5s` or `1m`.
+        #[arg(value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+    },
     /// Serve the HTTPS admission webhook (rules and certificate reloaded when they change).
     #[command(after_help = FORMATS_HELP)]
     Serve(Box<crate::server::ServeArgs>),
@@ -103,6 +113,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Rewrite(args) => rewrite::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Certs(args) => certs::run(&args),
+        Command::Sleep { duration } => {
+            std::thread::sleep(duration);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(crate::server::run(*args))?;

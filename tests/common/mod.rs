@@ -140,9 +140,15 @@ pub fn tls_config(ca_pem: &str, protocol: Protocol) -> Arc<ClientConfig> {
 
 impl Client {
     pub async fn connect(addr: SocketAddr, ca_pem: &str, protocol: Protocol) -> Self {
+        Self::connect_as(addr, ca_pem, protocol, "localhost").await
+    }
+
+    /// Connects to `addr`, verifying the server's certificate for `server_name`.
+    pub async fn connect_as(addr: SocketAddr, ca_pem: &str, protocol: Protocol, server_name: &str) -> Self {
         let stream = TcpStream::connect(addr).await.unwrap();
         let connector = TlsConnector::from(tls_config(ca_pem, protocol));
-        let tls = connector.connect(ServerName::try_from("localhost").unwrap(), stream).await.unwrap();
+        let name = ServerName::try_from(server_name.to_owned()).unwrap();
+        let tls = connector.connect(name, stream).await.unwrap();
         let (_, session) = tls.get_ref();
         let negotiated = session.alpn_protocol().map(<[u8]>::to_vec);
         let peer_certificate = session.peer_certificates().unwrap()[0].to_vec();
