@@ -3,8 +3,9 @@
 //! Starts the built `mirrorswap serve` binary on 127.0.0.1 with a test
 //! certificate and the built-in rules, then drives it over HTTPS with N
 //! concurrent HTTP/1.1 keep-alive clients sending a 4-container Pod review,
-//! first to the benchmark-only `/noop` route (same TLS, HTTP and body
-//! handling, no admission work) and then to `/mutate`, at each concurrency.
+//! first to the benchmark-only `/noop` route (the same TLS, HTTP, body,
+//! content-type and metrics handling; a fixed answer instead of the admission
+//! work) and then to `/mutate`, at each concurrency.
 //! Prints requests/s, p50/p99/max latency, and `/mutate` as a share of the
 //! no-op throughput. Loopback only; bounded by `LOAD_SECONDS` per run
 //! (default 5) and `LOAD_CONCURRENCY` (default `1,16,64`).

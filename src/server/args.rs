@@ -61,8 +61,9 @@ pub struct ServeArgs {
     /// How often watched files are re-read even without a change event.
     #[arg(long, env = "MIRRORSWAP_RELOAD_POLL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub reload_poll: Duration,
-    /// Also serve `POST /noop` on the webhook listener: reads the body and answers a fixed
-    /// review, so the load benchmark can compare `/mutate` with the bare transport.
+    /// Also serve `POST /noop` on the webhook listener: `/mutate`'s handler (body, content
+    /// type, metrics) answering a fixed review without the admission work, so the load
+    /// benchmark can compare `/mutate` with the same stack doing nothing.
     #[arg(long, env = "MIRRORSWAP_BENCH_NOOP_ROUTE", hide = true)]
     pub bench_noop_route: bool,
     /// Log line format.
