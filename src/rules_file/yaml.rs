@@ -23,14 +23,31 @@ pub fn parse(text: &str) -> (Vec<RulePair>, Vec<Diagnostic>) {
 fn parse_at(text: &str, line_offset: u32) -> (Vec<RulePair>, Vec<Diagnostic>) {
     let mut recorder = Recorder::default();
     if let Err(error) = Parser::new_from_str(text).load(&mut recorder, false) {
-        let line = line_number(error.marker()) + line_offset;
+        // An error at the end of the input is reported on the line after the last one; point
+        // at the last line that has text instead.
+        let line = line_number(error.marker()).min(last_text_line(text)) + line_offset;
         return (Vec::new(), vec![Diagnostic::error(line, Problem::Yaml(format!("not YAML: {}", error.info())))]);
     }
     let mut reader = Reader { events: recorder.events, next: 0, line_offset, pairs: Vec::new() };
-    match reader.document() {
-        Ok(()) => (reader.pairs, Vec::new()),
-        Err((line, message)) => (reader.pairs, vec![Diagnostic::error(line, Problem::Yaml(message))]),
+    let outcome = reader.document();
+    // Events at the end of the input (an empty key, a closing bracket) carry the line after it.
+    let last = last_text_line(text).saturating_add(line_offset);
+    let mut pairs = reader.pairs;
+    pairs.iter_mut().for_each(|pair| pair.line = pair.line.min(last));
+    match outcome {
+        Ok(()) => (pairs, Vec::new()),
+        Err((line, message)) => (pairs, vec![Diagnostic::error(line.min(last), Problem::Yaml(message))]),
     }
+}
+
+/// The number of the last line of `text` with anything but whitespace (YAML line breaks:
+/// `\n`, `\r\n` and a lone `\r`).
+fn last_text_line(text: &str) -> u32 {
+    let text = text.trim_end();
+    let breaks = text.bytes().zip(text.bytes().skip(1).chain([b'\n'])).filter(|&(b, next)| {
+        b == b'\n' || (b == b'\r' && next != b'\n')
+    });
+    u32::try_from(breaks.count()).unwrap_or(u32::MAX).saturating_add(1)
 }
 
 fn line_number(marker: &Marker) -> u32 {
@@ -141,6 +158,18 @@ mod tests {
 
     fn owned(rows: &[(u32, &str, &str)]) -> Vec<(u32, String, String)> {
         rows.iter().map(|&(l, k, v)| (l, k.to_owned(), v.to_owned())).collect()
+    }
+
+    #[test]
+    fn an_error_at_the_end_points_at_the_last_line_with_text() {
+        // Found by the rules_file fuzz target: `[` was reported on line 2 of a one-line file.
+        for (text, line) in [("[", 1), ("a: b\n[\n\n", 2), ("\r\r[", 3), ("a: b\r\n{\r\n", 2)] {
+            let (_, diagnostics) = parse(text);
+            assert_eq!(diagnostics.iter().map(|d| d.line).collect::<Vec<_>>(), [line], "{text:?}");
+        }
+        // `? ` is an empty key whose event sits past the end.
+        let (pairs, _) = parse(" ? ");
+        assert_eq!(pairs.iter().map(|p| p.line).collect::<Vec<_>>(), [1]);
     }
 
     #[test]
