@@ -230,3 +230,38 @@ fn malformed_rule_files_report_file_line_reason() {
         assert!(text.trim_end().ends_with("no rules loaded"), "{name}: {text}");
     }
 }
+
+#[test]
+fn explain_names_the_deciding_rule_with_file_and_line_or_why_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(
+        dir.path(),
+        "rules.conf",
+        "# mirrors\ndocker.io::m.example.org/hub\nghcr.io::\nnoswap_wildcards::internal\ndefault::m.example.org/any-\n",
+    );
+    let output = mirrorswap(&[
+        "rewrite",
+        "--explain",
+        "--rules",
+        &rules,
+        "nginx:1.27",
+        "ghcr.io/a/b:1",
+        "internal.example.com/x:1",
+        "m.example.org/hub/nginx:1",
+        "Not Valid",
+    ]);
+    assert!(output.status.success());
+    let lines: Vec<String> = stdout(&output).lines().map(str::to_owned).collect();
+    let expected = [
+        format!("nginx:1.27 -> m.example.org/hub/nginx:1.27: prefix rule `docker.io::m.example.org/hub` ({rules}:2)"),
+        format!("ghcr.io/a/b:1 unchanged: opted out: prefix rule `ghcr.io::` ({rules}:3) has an empty target"),
+        format!(
+            "internal.example.com/x:1 unchanged: no specific rule, and noswap wildcard `internal` ({rules}:4) keeps it from the default"
+        ),
+        format!(
+            "m.example.org/hub/nginx:1 unchanged: already mirrored: under the target of prefix rule `docker.io::m.example.org/hub` ({rules}:2)"
+        ),
+    ];
+    assert_eq!(lines[..4], expected);
+    assert!(lines[4].starts_with("Not Valid unchanged: not a valid image reference ("), "{}", lines[4]);
+}

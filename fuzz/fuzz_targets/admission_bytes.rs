@@ -22,8 +22,8 @@ fn fixture() -> &'static (RuleSet, Metrics) {
 
 fuzz_target!(|data: &[u8]| {
     let (rules, metrics) = fixture();
-    let settings = Settings { annotate_original: data.first().is_some_and(|b| b & 1 == 1) };
-    let response = answer(data, rules, settings, metrics);
+    let settings = Settings { annotate_original: data.first().is_some_and(|b| b & 1 == 1), ..Default::default() };
+    let response = answer(data, rules, &settings, metrics);
     match response.status.as_u16() {
         200 => {
             let review: serde_json::Value = serde_json::from_slice(&response.body).expect("a JSON review");

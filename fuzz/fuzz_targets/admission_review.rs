@@ -86,8 +86,8 @@ fuzz_target!(|input: Input| {
     } else {
         (("apps", "Deployment"), json!({"metadata": metadata, "spec": {"template": {"spec": pod_spec}}}))
     };
-    let settings = Settings { annotate_original: input.annotate };
-    let first = answer(&review(&object, kind), rules, settings, metrics);
+    let settings = Settings { annotate_original: input.annotate, ..Default::default() };
+    let first = answer(&review(&object, kind), rules, &settings, metrics);
     assert_eq!(first.status.as_u16(), 200, "{}", String::from_utf8_lossy(&first.body));
     let Some(patch) = patch_of(&first.body) else {
         return;
@@ -98,6 +98,6 @@ fuzz_target!(|input: Input| {
     untouched(&object, String::new(), &mut before);
     untouched(&patched, String::new(), &mut after);
     assert_eq!(before, after, "only image fields (and the annotation) change");
-    let second = answer(&review(&patched, kind), rules, settings, metrics);
+    let second = answer(&review(&patched, kind), rules, &settings, metrics);
     assert!(patch_of(&second.body).is_none(), "a second pass changes nothing");
 });

@@ -7,13 +7,17 @@ use anyhow::Context;
 use clap::Args;
 
 use super::RulesArgs;
-use crate::rewrite::{Decision, RuleSet, Unchanged};
+use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged};
 
 /// Arguments of `mirrorswap rewrite`.
 #[derive(Debug, Args)]
 pub struct RewriteArgs {
     #[command(flatten)]
     pub rules: RulesArgs,
+    /// Instead of the new images, print for each image the rule that decided (kind, source,
+    /// target, FILE:LINE) or why none did.
+    #[arg(long, env = "MIRRORSWAP_EXPLAIN")]
+    pub explain: bool,
     /// Images to rewrite; `-` reads images from stdin, one a line.
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
@@ -29,6 +33,10 @@ pub fn run(args: &RewriteArgs) -> anyhow::Result<ExitCode> {
         }
     };
     loaded.messages().for_each(|message| eprintln!("{message}"));
+    let origin = args.rules.rules.display().to_string();
+    let write_one = |out: &mut BufWriter<_>, rules: &RuleSet, image: &str| {
+        if args.explain { explain_one(out, rules, image, &origin) } else { write_one(out, rules, image) }
+    };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     for image in &args.images {
@@ -46,6 +54,11 @@ pub fn run(args: &RewriteArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush().context("writing to stdout")?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn explain_one(out: &mut impl Write, rules: &RuleSet, image: &str, origin: &str) -> anyhow::Result<()> {
+    let decision = rules.rewrite(image);
+    writeln!(out, "{}", Explanation { image, decision: &decision, rules, origin }).context("writing to stdout")
 }
 
 fn write_one(out: &mut impl Write, rules: &RuleSet, image: &str) -> anyhow::Result<()> {

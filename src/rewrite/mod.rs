@@ -7,6 +7,7 @@
 
 mod compile;
 mod engine;
+mod explain;
 mod fxhash;
 pub mod glob;
 pub mod maps;
@@ -19,6 +20,7 @@ mod trie;
 
 pub use compile::{Compiled, compile};
 pub use engine::{Decision, DockerHubMode, Options, RuleId, RuleSet, Unchanged};
+pub use explain::Explanation;
 pub use reference::{InvalidReference, Reference};
 pub use rules::{Diagnostic, Problem, Rule, RuleKind, RulePair, Severity, Target};
 

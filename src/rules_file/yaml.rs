@@ -44,9 +44,10 @@ fn parse_at(text: &str, line_offset: u32) -> (Vec<RulePair>, Vec<Diagnostic>) {
 /// `\n`, `\r\n` and a lone `\r`).
 fn last_text_line(text: &str) -> u32 {
     let text = text.trim_end();
-    let breaks = text.bytes().zip(text.bytes().skip(1).chain([b'\n'])).filter(|&(b, next)| {
-        b == b'\n' || (b == b'\r' && next != b'\n')
-    });
+    let breaks = text
+        .bytes()
+        .zip(text.bytes().skip(1).chain([b'\n']))
+        .filter(|&(b, next)| b == b'\n' || (b == b'\r' && next != b'\n'));
     u32::try_from(breaks.count()).unwrap_or(u32::MAX).saturating_add(1)
 }
 

@@ -19,16 +19,19 @@ use super::metrics::Metrics;
 use super::review::{Metadata, Object, Request, Review};
 pub use super::workload::ORIGINAL_IMAGES_ANNOTATION;
 use super::workload::{self, ImageField};
-use crate::rewrite::{Decision, RuleSet, Unchanged};
+use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged};
 
 const API_VERSION: &str = "admission.k8s.io/v1";
 const REVIEW_KIND: &str = "AdmissionReview";
 
 /// Behaviour switches of the admission handler.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Settings {
     /// Record the original images in [`ORIGINAL_IMAGES_ANNOTATION`].
     pub annotate_original: bool,
+    /// Where the rules come from (a file or an environment variable), for `FILE:LINE` in the
+    /// debug log's explanations.
+    pub rules_origin: std::sync::Arc<str>,
 }
 
 /// What to send back, and how to count it.
@@ -72,7 +75,7 @@ impl Outcome {
 }
 
 /// Answers one admission request body.
-pub fn answer(body: &[u8], rules: &RuleSet, settings: Settings, metrics: &Metrics) -> Answer {
+pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metrics) -> Answer {
     // Validating UTF-8 once for the whole body is cheaper than serde_json doing it per string.
     let decoded = match std::str::from_utf8(body) {
         Ok(text) => serde_json::from_str::<Review<'_>>(text),
@@ -113,7 +116,7 @@ fn decide(
     request: &Request<'_>,
     spec_path: &'static [&'static str],
     rules: &RuleSet,
-    settings: Settings,
+    settings: &Settings,
     metrics: &Metrics,
 ) -> Outcome {
     if !matches!(request.operation, Operation::Create | Operation::Update) {
@@ -130,20 +133,19 @@ fn decide(
     let mut originals = BTreeMap::new();
     for field in workload::image_fields(object, spec_path) {
         let ImageField { container, image, .. } = field;
-        match rules.rewrite(image) {
+        let decision = rules.rewrite(image);
+        // Per-image lines are debug: at info a busy cluster's log would be mostly these;
+        // `mirrorswap_images_rewritten_total{rule}` counts them. `rewrite --explain` says the same.
+        debug!(
+            uid = %request.uid,
+            namespace = request.namespace.as_deref().unwrap_or(""),
+            name = %object_name(request, object),
+            %container,
+            "{}",
+            Explanation { image, decision: &decision, rules, origin: &settings.rules_origin }
+        );
+        match decision {
             Decision::Rewritten { image: new_image, rule } => {
-                // Per-image lines are debug: at info a busy cluster's log would be mostly these;
-                // `mirrorswap_images_rewritten_total{rule}` counts them.
-                debug!(
-                    uid = %request.uid,
-                    namespace = request.namespace.as_deref().unwrap_or(""),
-                    name = %object_name(request, object),
-                    %container,
-                    from = %image,
-                    to = %new_image,
-                    %rule,
-                    "image rewritten"
-                );
                 metrics.rewritten.with_label_values(&[&*rule.source]).inc();
                 if settings.annotate_original {
                     originals.insert(container.to_owned(), Value::String(image.to_owned()));
@@ -205,7 +207,7 @@ fn log_unchanged(uid: &str, image: &str, reason: &Unchanged<'_>) {
         Unchanged::InvalidResult { rule, reason } => {
             warn!(%uid, %image, rule = %rule, %reason, "image left unchanged: the rule would give an invalid reference")
         }
-        other => debug!(%uid, %image, reason = other.label(), "image left unchanged"),
+        _ => {}
     }
 }
 

@@ -99,10 +99,10 @@ async fn respond(state: &Arc<State>, is_json: bool, body: Bytes, work: Work) -> 
             result: "noop",
         }
     } else if body.len() <= INLINE_BODY_LIMIT {
-        admission::answer(&body, &rules, state.settings, &state.metrics)
+        admission::answer(&body, &rules, &state.settings, &state.metrics)
     } else {
         let state = Arc::clone(state);
-        match tokio::task::spawn_blocking(move || admission::answer(&body, &rules, state.settings, &state.metrics))
+        match tokio::task::spawn_blocking(move || admission::answer(&body, &rules, &state.settings, &state.metrics))
             .await
         {
             Ok(answer) => answer,

@@ -83,7 +83,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let metrics = metrics::Metrics::new().context("creating metrics")?;
     let (rules, rules_file) = initial_rules(&args)?;
     metrics.record_reload("rules", true);
-    let settings = admission::Settings { annotate_original: args.annotate_original };
+    let rules_origin = match (&args.rules, &args.rules_env) {
+        (Some(path), _) => path.display().to_string(),
+        (None, Some(variable)) => format!("${variable}"),
+        (None, None) => "built-in rules".to_owned(),
+    };
+    let settings = admission::Settings { annotate_original: args.annotate_original, rules_origin: rules_origin.into() };
     let state = Arc::new(State::new(rules, settings, metrics));
 
     let admin = Handle::new();
