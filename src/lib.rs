@@ -9,6 +9,7 @@
 
 pub mod certs;
 pub mod cli;
+pub mod containerd;
 pub mod rewrite;
 pub mod rules_file;
 pub mod server;

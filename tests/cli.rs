@@ -265,3 +265,45 @@ fn explain_names_the_deciding_rule_with_file_and_line_or_why_none() {
     assert_eq!(lines[..4], expected);
     assert!(lines[4].starts_with("Not Valid unchanged: not a valid image reference ("), "{}", lines[4]);
 }
+
+#[test]
+fn containerd_legacy_block_matches_the_palette_document() {
+    let rules = root().join("examples/rules/palette-mirror-registries.conf");
+    let output = mirrorswap(&["containerd", "--legacy", "--rules", rules.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let ours: toml::Table = stdout(&output).parse().expect("TOML");
+    let document = std::fs::read_to_string(root().join("tests/fixtures/palette-containerd-mirrors.toml")).unwrap();
+    let theirs: toml::Table = document.parse().expect("the document's TOML");
+    let mirrors = |table: &toml::Table| table["plugins"]["io.containerd.grpc.v1.cri"]["registry"]["mirrors"].clone();
+    assert_eq!(mirrors(&ours), mirrors(&theirs));
+    assert_eq!(mirrors(&ours).as_table().map(|t| t.len()), Some(7));
+}
+
+#[test]
+fn containerd_hosts_toml_names_server_and_mirror_for_every_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(
+        dir.path(),
+        "rules.conf",
+        "docker.io::harbor.example.org/hub\nregistry.local:5000::harbor.example.org\ngcr.io/p::harbor.example.org/p\n",
+    );
+    let out = dir.path().join("certs.d");
+    let output =
+        mirrorswap(&["containerd", "--rules", &rules, "--out", out.to_str().unwrap(), "--ca", "/etc/ssl/mirror.pem"]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("{rules}:3: warning: `gcr.io/p::harbor.example.org/p`")), "{stderr}");
+    let read = |host: &str| -> toml::Table {
+        std::fs::read_to_string(out.join(host).join("hosts.toml")).unwrap().parse().expect("hosts.toml parses")
+    };
+    let hub = read("docker.io");
+    assert_eq!(hub["server"].as_str(), Some("https://registry-1.docker.io"));
+    let mirror = &hub["host"]["https://harbor.example.org/v2/hub"];
+    assert_eq!(mirror["override_path"].as_bool(), Some(true));
+    assert_eq!(mirror["ca"].as_str(), Some("/etc/ssl/mirror.pem"));
+    assert_eq!(mirror["capabilities"].as_array().map(Vec::len), Some(2));
+    let local = read("registry.local:5000");
+    assert_eq!(local["server"].as_str(), Some("https://registry.local:5000"));
+    assert!(local["host"].get("https://harbor.example.org").is_some());
+    assert!(!out.join("gcr.io").exists(), "a path-level rule has no hosts.toml");
+}

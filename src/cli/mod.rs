@@ -2,6 +2,7 @@
 
 mod certs;
 mod check;
+mod containerd;
 mod rewrite;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Issue a CA and a serving certificate for the webhook Service, write the TLS Secret
     /// manifest and a kustomization over manifests/, and print the caBundle.
     Certs(certs::CertsArgs),
+    /// Write containerd mirror config (hosts.toml per host, or --legacy CRI block) from the rules.
+    #[command(after_help = FORMATS_HELP)]
+    Containerd(containerd::ContainerdArgs),
     /// Sleep for DURATION (e.g. 5s), then exit 0: a preStop hook for an image with no shell.
     Sleep {
         /// How long, e.g. `5s` or `1m`.
@@ -114,6 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rewrite(args) => rewrite::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Certs(args) => certs::run(&args),
+        Command::Containerd(args) => containerd::run(&args),
         Command::Sleep { duration } => {
             std::thread::sleep(duration);
             Ok(ExitCode::SUCCESS)
