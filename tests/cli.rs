@@ -307,3 +307,31 @@ fn containerd_hosts_toml_names_server_and_mirror_for_every_host() {
     assert!(local["host"].get("https://harbor.example.org").is_some());
     assert!(!out.join("gcr.io").exists(), "a path-level rule has no hosts.toml");
 }
+
+#[test]
+fn pull_secret_prints_a_docker_config_secret() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let password = rules_file(dir.path(), "password", "s3cret:x\n");
+    let output = mirrorswap(&[
+        "pull-secret",
+        "--server",
+        "harbor.example.org",
+        "--username",
+        "robot$ci",
+        "--password-file",
+        &password,
+        "--namespace",
+        "shop",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let secret: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(secret["metadata"]["namespace"], "shop");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let config: serde_json::Value =
+        serde_json::from_slice(&b64.decode(secret["data"][".dockerconfigjson"].as_str().unwrap()).unwrap()).unwrap();
+    let auth = &config["auths"]["harbor.example.org"];
+    assert_eq!(auth["password"], "s3cret:x", "the trailing newline is not part of the password");
+    assert_eq!(b64.decode(auth["auth"].as_str().unwrap()).unwrap(), b"robot$ci:s3cret:x");
+}

@@ -214,3 +214,57 @@ async fn metrics_health_and_readiness_are_served() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn pull_secrets_are_added_for_rewritten_registries_once() {
+    let server = TestServer::start(&[
+        "--pull-secret",
+        "harbor.example.org=harbor-pull",
+        "--pull-secret",
+        "other.example=unused",
+    ])
+    .await;
+    let mut client = server.connect(Protocol::Http1).await;
+    let secrets = |object: &Value, pointer: &str| object.pointer(pointer).cloned().unwrap_or(Value::Null);
+    let cases = [
+        ("pod.json", "/spec", None, json!([{"name": "harbor-pull"}])),
+        ("pod.json", "/spec", Some(json!([{"name": "mine"}])), json!([{"name": "mine"}, {"name": "harbor-pull"}])),
+        ("deployment.json", "/spec/template/spec", None, json!([{"name": "harbor-pull"}])),
+        (
+            "deployment.json",
+            "/spec/template/spec",
+            Some(json!([{"name": "harbor-pull"}, {"name": "mine"}])),
+            json!([{"name": "harbor-pull"}, {"name": "mine"}]),
+        ),
+    ];
+    for (name, spec, existing, expected) in cases {
+        let mut request = sample(name);
+        if let Some(list) = &existing {
+            request["request"]["object"].pointer_mut(spec).unwrap()["imagePullSecrets"] = list.clone();
+        }
+        let response = client.review(&request).await;
+        let patched = patched_object(&request, &response);
+        let what = format!("{name} with {existing:?}");
+        assert_eq!(secrets(&patched, &format!("{spec}/imagePullSecrets")), expected, "{what}");
+        // Only image fields and the pull secrets change.
+        let mut without = patched.clone();
+        without.pointer_mut(spec).unwrap().as_object_mut().unwrap().remove("imagePullSecrets");
+        let mut original = request["request"]["object"].clone();
+        original.pointer_mut(spec).unwrap().as_object_mut().unwrap().remove("imagePullSecrets");
+        let images = |object: &Value| {
+            let mut object = object.clone();
+            for list in ["containers", "initContainers"] {
+                for container in object.pointer_mut(spec).unwrap()[list].as_array_mut().into_iter().flatten() {
+                    container["image"] = json!("-");
+                }
+            }
+            object
+        };
+        assert_eq!(images(&without), images(&original), "{what}");
+        // Reinvocation: the patched object needs nothing more.
+        let mut again = request.clone();
+        again["request"]["object"] = patched.clone();
+        assert!(patch_of(&client.review(&again).await).is_none(), "{what}: reinvocation changes nothing");
+    }
+    server.stop().await;
+}

@@ -3,6 +3,7 @@
 mod certs;
 mod check;
 mod containerd;
+mod pull_secret;
 mod rewrite;
 
 use std::path::PathBuf;
@@ -49,6 +50,8 @@ pub enum Command {
     /// Write containerd mirror config (hosts.toml per host, or --legacy CRI block) from the rules.
     #[command(after_help = FORMATS_HELP)]
     Containerd(containerd::ContainerdArgs),
+    /// Print a kubernetes.io/dockerconfigjson Secret for a mirror registry's credentials.
+    PullSecret(pull_secret::PullSecretArgs),
     /// Sleep for DURATION (e.g. 5s), then exit 0: a preStop hook for an image with no shell.
     Sleep {
         /// How long, e.g. `5s` or `1m`.
@@ -119,6 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&args),
         Command::Certs(args) => certs::run(&args),
         Command::Containerd(args) => containerd::run(&args),
+        Command::PullSecret(args) => pull_secret::run(&args),
         Command::Sleep { duration } => {
             std::thread::sleep(duration);
             Ok(ExitCode::SUCCESS)

@@ -32,6 +32,9 @@ pub struct Settings {
     /// Where the rules come from (a file or an environment variable), for `FILE:LINE` in the
     /// debug log's explanations.
     pub rules_origin: std::sync::Arc<str>,
+    /// (registry, secret): images rewritten to the registry need the secret in
+    /// `spec.imagePullSecrets`.
+    pub pull_secrets: std::sync::Arc<[(String, String)]>,
 }
 
 /// What to send back, and how to count it.
@@ -131,6 +134,7 @@ fn decide(
     }
     let mut operations = Vec::new();
     let mut originals = BTreeMap::new();
+    let mut secrets_needed: Vec<&str> = Vec::new();
     for field in workload::image_fields(object, spec_path) {
         let ImageField { container, image, .. } = field;
         let decision = rules.rewrite(image);
@@ -150,6 +154,9 @@ fn decide(
                 if settings.annotate_original {
                     originals.insert(container.to_owned(), Value::String(image.to_owned()));
                 }
+                if !settings.pull_secrets.is_empty() {
+                    secrets_needed.extend(secrets_for(&settings.pull_secrets, &new_image));
+                }
                 operations.push(PatchOperation::Replace(ReplaceOperation {
                     path: field.pointer(),
                     value: Value::String(new_image),
@@ -164,6 +171,9 @@ fn decide(
     if operations.is_empty() {
         return Outcome::allow("unchanged");
     }
+    if !secrets_needed.is_empty() {
+        operations.extend(pull_secret_operations(object, spec_path, secrets_needed));
+    }
     if settings.annotate_original {
         operations.push(annotation_operation(&object.metadata, originals));
     }
@@ -174,6 +184,41 @@ fn decide(
             patch: None,
             warning: Some(format!("mirrorswap could not encode its patch: {error}")),
         },
+    }
+}
+
+/// The secrets configured for the registry of `image` (a valid reference: it was just rendered).
+fn secrets_for<'s>(pull_secrets: &'s [(String, String)], image: &str) -> impl Iterator<Item = &'s str> {
+    let registry = crate::rewrite::reference::parse(image).ok().and_then(|reference| reference.registry);
+    pull_secrets.iter().filter(move |(wanted, _)| registry == Some(wanted.as_str())).map(|(_, secret)| secret.as_str())
+}
+
+/// `add` operations for the `needed` secrets the pod spec does not list yet: one for the whole
+/// list when there is none, else one append per secret. Existing entries are never touched.
+fn pull_secret_operations(
+    object: &Object<'_>,
+    spec_path: &'static [&'static str],
+    mut needed: Vec<&str>,
+) -> Vec<PatchOperation> {
+    let existing = workload::pod_spec(object, spec_path).and_then(|spec| spec.image_pull_secrets.as_ref());
+    let listed = |name: &str| existing.is_some_and(|list| list.iter().any(|entry| entry.name.as_deref() == Some(name)));
+    needed.sort_unstable();
+    needed.dedup();
+    needed.retain(|name| !listed(name));
+    let entry = |name: &str| Value::Object([("name".to_owned(), Value::String(name.to_owned()))].into_iter().collect());
+    let mut path = PointerBuf::from_tokens(spec_path.iter().copied());
+    path.push_back("imagePullSecrets");
+    match existing {
+        None if needed.is_empty() => Vec::new(),
+        None => vec![PatchOperation::Add(AddOperation { path, value: needed.into_iter().map(entry).collect() })],
+        Some(_) => needed
+            .into_iter()
+            .map(|name| {
+                let mut append = path.clone();
+                append.push_back("-");
+                PatchOperation::Add(AddOperation { path: append, value: entry(name) })
+            })
+            .collect(),
     }
 }
 

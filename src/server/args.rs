@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// Record the original images in the `mirrorswap.io/original-images` annotation.
     #[arg(long, env = "MIRRORSWAP_ANNOTATE_ORIGINAL")]
     pub annotate_original: bool,
+    /// REGISTRY=SECRET (repeatable): when an image of a Pod or template is rewritten to
+    /// REGISTRY (host[:port] of the new image), add SECRET to `spec.imagePullSecrets`.
+    #[arg(long = "pull-secret", env = "MIRRORSWAP_PULL_SECRETS", value_delimiter = ',', value_parser = pull_secret)]
+    pub pull_secrets: Vec<(String, String)>,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[arg(long, env = "MIRRORSWAP_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -79,4 +83,23 @@ impl ServeArgs {
     pub fn dev_ca_path(&self) -> PathBuf {
         self.dev_ca_out.clone().unwrap_or_else(|| std::env::temp_dir().join("mirrorswap-dev-ca.pem"))
     }
+}
+
+/// Parses `REGISTRY=SECRET`; SECRET must be a Kubernetes object name.
+fn pull_secret(value: &str) -> Result<(String, String), String> {
+    let (registry, secret) = value.split_once('=').ok_or_else(|| format!("`{value}`: expected REGISTRY=SECRET"))?;
+    let registry = registry.trim();
+    let secret = secret.trim();
+    let name_ok = !secret.is_empty()
+        && secret.len() <= 253
+        && secret.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && secret.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && secret.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if registry.is_empty() || registry.contains('/') {
+        return Err(format!("`{value}`: REGISTRY is a host[:port], such as harbor.example.org"));
+    }
+    if !name_ok {
+        return Err(format!("`{value}`: SECRET must be a Kubernetes name ([a-z0-9.-])"));
+    }
+    Ok((registry.to_owned(), secret.to_owned()))
 }

@@ -88,7 +88,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         (None, Some(variable)) => format!("${variable}"),
         (None, None) => "built-in rules".to_owned(),
     };
-    let settings = admission::Settings { annotate_original: args.annotate_original, rules_origin: rules_origin.into() };
+    let settings = admission::Settings {
+        annotate_original: args.annotate_original,
+        rules_origin: rules_origin.into(),
+        pull_secrets: args.pull_secrets.clone().into(),
+    };
     let state = Arc::new(State::new(rules, settings, metrics));
 
     let admin = Handle::new();

@@ -114,12 +114,23 @@ pub struct Spec<'a> {
     /// Ephemeral containers.
     #[serde(default, borrow)]
     pub ephemeral_containers: Option<Vec<Container<'a>>>,
+    /// The pull secrets (`[{name}]`).
+    #[serde(default, borrow)]
+    pub image_pull_secrets: Option<Vec<SecretRef<'a>>>,
     /// A workload's pod template.
     #[serde(default, borrow)]
     pub template: Option<Box<Template<'a>>>,
     /// A CronJob's job template.
     #[serde(default, borrow)]
     pub job_template: Option<Box<Template<'a>>>,
+}
+
+/// An entry of `imagePullSecrets`.
+#[derive(Debug, Default, Deserialize)]
+pub struct SecretRef<'a> {
+    /// The Secret's name.
+    #[serde(default, borrow)]
+    pub name: Option<Cow<'a, str>>,
 }
 
 /// A pod or job template: only its spec matters.
