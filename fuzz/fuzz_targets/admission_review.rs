@@ -1,6 +1,7 @@
 //! Structured AdmissionReviews with arbitrary containers and images: the returned patch applies
-//! cleanly to the request object, changes nothing but `image` fields (and the original-images
-//! annotation when asked), and a second pass over the patched object changes nothing.
+//! cleanly to the request object, changes nothing but `image` fields (plus `imagePullSecrets`
+//! and the original-images annotation when configured), and a second pass over the patched
+//! object changes nothing.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -19,7 +20,9 @@ struct Input {
     containers: Vec<(String, String)>,
     init_containers: Vec<(String, String)>,
     labels: Vec<(String, String)>,
+    pull_secrets: Option<Vec<String>>,
     annotate: bool,
+    pull_secret: bool,
 }
 
 fn fixture() -> &'static (RuleSet, Metrics) {
@@ -40,7 +43,7 @@ fn untouched(value: &Value, pointer: String, out: &mut Vec<(String, Value)>) {
     match value {
         Value::Object(map) => {
             for (key, child) in map {
-                if key != "image" && key != ORIGINAL_IMAGES_ANNOTATION {
+                if key != "image" && key != ORIGINAL_IMAGES_ANNOTATION && key != "imagePullSecrets" {
                     untouched(child, format!("{pointer}/{key}"), out);
                 }
             }
@@ -86,7 +89,10 @@ fuzz_target!(|input: Input| {
     } else {
         (("apps", "Deployment"), json!({"metadata": metadata, "spec": {"template": {"spec": pod_spec}}}))
     };
-    let settings = Settings { annotate_original: input.annotate, ..Default::default() };
+    let pull_secrets: Vec<(String, String)> =
+        if input.pull_secret { vec![("mirror.example.org".into(), "mirror-pull".into())] } else { Vec::new() };
+    let settings =
+        Settings { annotate_original: input.annotate, pull_secrets: pull_secrets.into(), ..Default::default() };
     let first = answer(&review(&object, kind), rules, &settings, metrics);
     assert_eq!(first.status.as_u16(), 200, "{}", String::from_utf8_lossy(&first.body));
     let Some(patch) = patch_of(&first.body) else {
@@ -97,7 +103,20 @@ fuzz_target!(|input: Input| {
     let (mut before, mut after) = (Vec::new(), Vec::new());
     untouched(&object, String::new(), &mut before);
     untouched(&patched, String::new(), &mut after);
-    assert_eq!(before, after, "only image fields (and the annotation) change");
+    assert_eq!(before, after, "only image fields (and the pull secrets and annotation) change");
+    // Existing pull secrets are kept, in order, at the front.
+    if let Some(names) = &input.pull_secrets {
+        let pointer = if kind.1 == "Pod" { "/spec/imagePullSecrets" } else { "/spec/template/spec/imagePullSecrets" };
+        let kept: Vec<&str> = patched
+            .pointer(pointer)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry["name"].as_str())
+            .take(names.len())
+            .collect();
+        assert_eq!(kept, names.iter().map(String::as_str).collect::<Vec<_>>(), "existing pull secrets are kept");
+    }
     let second = answer(&review(&patched, kind), rules, &settings, metrics);
     assert!(patch_of(&second.body).is_none(), "a second pass changes nothing");
 });
