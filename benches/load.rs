@@ -7,8 +7,11 @@
 //! content-type and metrics handling; a fixed answer instead of the admission
 //! work) and then to `/mutate`, at each concurrency.
 //! Prints requests/s, p50/p99/max latency, and `/mutate` as a share of the
-//! no-op throughput. Loopback only; bounded by `LOAD_SECONDS` per run
-//! (default 5) and `LOAD_CONCURRENCY` (default `1,16,64`).
+//! no-op throughput. The two routes alternate for `LOAD_ROUNDS` rounds
+//! (default 3) of `LOAD_SECONDS` each (default 3) and each row is the round
+//! with the median throughput, so a machine that slows down or speeds up
+//! during the run shifts both routes alike. Loopback only; bounded by
+//! `LOAD_SECONDS`, `LOAD_ROUNDS` and `LOAD_CONCURRENCY` (default `1,16,64`).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -119,6 +122,13 @@ async fn run_client(
     latencies
 }
 
+/// The run with the median throughput.
+fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
+    let middle = runs.len() / 2;
+    runs.swap_remove(middle)
+}
+
 struct Run {
     requests_per_second: f64,
     p50: u32,
@@ -153,7 +163,8 @@ fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
     }
-    let seconds: u64 = std::env::var("LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let seconds: u64 = std::env::var("LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::var("LOAD_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let concurrencies: Vec<usize> = std::env::var("LOAD_CONCURRENCY")
         .unwrap_or_else(|_| "1,16,64".into())
         .split(',')
@@ -168,7 +179,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let config = client_config(&ca.ca_pem);
     println!(
-        "4-container Pod review ({} bytes), {seconds} s per run, HTTPS keep-alive, HTTP/1.1, loopback",
+        "4-container Pod review ({} bytes), median of {rounds} alternating rounds of {seconds} s, HTTPS keep-alive, HTTP/1.1, loopback",
         body.len()
     );
     println!();
@@ -178,8 +189,12 @@ fn main() {
         // Warm up both routes (TLS session setup, allocator, page faults).
         measure(server.addr, &config, "/mutate", &body, 4, 1).await;
         for clients in concurrencies {
-            let noop = measure(server.addr, &config, "/noop", &body, clients, seconds).await;
-            let mutate = measure(server.addr, &config, "/mutate", &body, clients, seconds).await;
+            let (mut noops, mut mutates) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                noops.push(measure(server.addr, &config, "/noop", &body, clients, seconds).await);
+                mutates.push(measure(server.addr, &config, "/mutate", &body, clients, seconds).await);
+            }
+            let (noop, mutate) = (median(noops), median(mutates));
             let ms = |us: u32| f64::from(us) / 1000.0;
             for (route, run) in [("/noop", &noop), ("/mutate", &mutate)] {
                 let ratio = if route == "/mutate" {
