@@ -32,12 +32,9 @@ pub struct ContainerdArgs {
 
 /// Writes the files or prints the block; rules containerd cannot express are listed on stderr.
 pub fn run(args: &ContainerdArgs) -> anyhow::Result<ExitCode> {
-    let loaded = match args.rules.load() {
+    let loaded = match args.rules.load_or_report() {
         Ok(loaded) => loaded,
-        Err(error) => {
-            error.messages().iter().for_each(|message| eprintln!("{message}"));
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
     let origin = args.rules.rules.display();
     let (mirrors, skipped) = mirrors(&loaded.rules);

@@ -113,6 +113,21 @@ impl RulesArgs {
     pub fn load(&self) -> Result<Loaded, LoadError> {
         rules_file::load_file(&self.rules, self.format, self.engine.options())
     }
+
+    /// Loads the rules and prints their warnings on stderr; on failure prints every problem
+    /// (`FILE:LINE: reason`) and gives the exit code 2.
+    pub fn load_or_report(&self) -> Result<Loaded, ExitCode> {
+        match self.load() {
+            Ok(loaded) => {
+                loaded.messages().for_each(|message| eprintln!("{message}"));
+                Ok(loaded)
+            }
+            Err(error) => {
+                error.messages().iter().for_each(|message| eprintln!("{message}"));
+                Err(ExitCode::from(2))
+            }
+        }
+    }
 }
 
 /// Runs a parsed command line.

@@ -25,14 +25,10 @@ pub struct RewriteArgs {
 
 /// Prints one line per image: the rewritten reference, or the image as given.
 pub fn run(args: &RewriteArgs) -> anyhow::Result<ExitCode> {
-    let loaded = match args.rules.load() {
+    let loaded = match args.rules.load_or_report() {
         Ok(loaded) => loaded,
-        Err(error) => {
-            error.messages().iter().for_each(|message| eprintln!("{message}"));
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
-    loaded.messages().for_each(|message| eprintln!("{message}"));
     let origin = args.rules.rules.display().to_string();
     let write_one = |out: &mut BufWriter<_>, rules: &RuleSet, image: &str| {
         if args.explain { explain_one(out, rules, image, &origin) } else { write_one(out, rules, image) }
