@@ -131,3 +131,43 @@ async fn a_rotated_certificate_is_served_to_new_connections_within_a_second() {
     assert!(server.metric("mirrorswap_reloads_total{result=\"success\",what=\"certificate\"}").await >= 2.0);
     server.stop().await;
 }
+
+/// Hostile rules files: oversized (a 100 MB line), deleted, replaced by a symlink loop. Each keeps
+/// the last good rules and counts a failed reload; the server stays ready; a re-created file is
+/// picked up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_rules_files_keep_the_last_good_rules() {
+    let server = TestServer::start_with_rules(&rules_to("first.example.org"), "rules.conf", &[]).await;
+    let mut client = server.connect(Protocol::Http1).await;
+    let path = server.path("rules.conf");
+    let failures = "mirrorswap_reloads_total{result=\"failure\",what=\"rules\"}";
+    let expected = "first.example.org/hub/nginx:1.27";
+    assert_eq!(current_nginx(&mut client).await, expected);
+
+    // A 100 MB line (sparse: nothing is written to disk) is refused without being read.
+    let big = server.path(".big");
+    std::fs::File::create(&big).unwrap().set_len(100 * 1024 * 1024).unwrap();
+    std::fs::rename(&big, &path).unwrap();
+    assert!(eventually(Duration::from_secs(2), async || server.metric(failures).await >= 1.0).await, "oversized");
+    assert_eq!(current_nginx(&mut client).await, expected);
+
+    // Deleted.
+    std::fs::remove_file(&path).unwrap();
+    assert!(eventually(Duration::from_secs(2), async || server.metric(failures).await >= 2.0).await, "deleted");
+    assert_eq!(current_nginx(&mut client).await, expected);
+
+    // A symlink loop in the watched directory.
+    std::os::unix::fs::symlink(server.path("loop-b"), server.path("loop-a")).unwrap();
+    std::os::unix::fs::symlink(server.path("loop-a"), server.path("loop-b")).unwrap();
+    std::os::unix::fs::symlink(server.path("loop-a"), &path).unwrap();
+    assert!(eventually(Duration::from_secs(2), async || server.metric(failures).await >= 3.0).await, "loop");
+    assert_eq!(current_nginx(&mut client).await, expected);
+    assert_eq!(server.admin_get("/readyz").await.0, 200, "bad files keep the server ready");
+
+    // Re-created: picked up again.
+    std::fs::remove_file(&path).unwrap();
+    replace_by_rename(server.path("").as_path(), "rules.conf", &rules_to("second.example.org"));
+    let wanted = "second.example.org/hub/nginx:1.27";
+    assert!(eventually(VISIBLE_WITHIN, async || current_nginx(&mut client).await == wanted).await, "re-created");
+    server.stop().await;
+}

@@ -99,11 +99,38 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// The largest rules file read: 32 MiB holds about half a million rules (100k rules are ≈ 6 MiB),
+/// and a bound keeps a runaway file (a 100 MB line, a log written to the wrong path) from
+/// taking the server's memory.
+pub const MAX_RULES_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Reads and compiles a rules file; `format` `None` picks it by extension.
 pub fn load_file(path: &Path, format: Option<Format>, options: Options) -> Result<Loaded, LoadError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Io { origin: origin.clone(), error })?;
+    let text = read_bounded(path).map_err(|error| LoadError::Io { origin: origin.clone(), error })?;
     load_text(&text, &origin, format.unwrap_or_else(|| Format::for_path(path)), options)
+}
+
+/// Reads `path` as UTF-8, refusing files over [`MAX_RULES_BYTES`] before and while reading
+/// (the file may grow between the two).
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let too_large = || {
+        Error::new(
+            ErrorKind::FileTooLarge,
+            format!("larger than the {} MiB limit for rules files", MAX_RULES_BYTES >> 20),
+        )
+    };
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() > MAX_RULES_BYTES {
+        return Err(too_large());
+    }
+    let mut text = String::new();
+    file.take(MAX_RULES_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_RULES_BYTES {
+        return Err(too_large());
+    }
+    Ok(text)
 }
 
 /// Compiles rules from `text`, labelling diagnostics with `origin`.
@@ -115,5 +142,22 @@ pub fn load_text(text: &str, origin: &str, format: Format, options: Options) -> 
     match rewrite::compile(pairs, diagnostics, options) {
         Ok(Compiled { rules, diagnostics }) => Ok(Loaded { rules, diagnostics, origin: origin.to_owned() }),
         Err(diagnostics) => Err(LoadError::Invalid { origin: origin.to_owned(), diagnostics }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_files_are_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.conf");
+        // Sparse: 40 MiB on paper, nothing on disk.
+        std::fs::File::create(&path).unwrap().set_len(MAX_RULES_BYTES + 8 * 1024 * 1024).unwrap();
+        let error = load_file(&path, None, Options::default()).unwrap_err();
+        assert!(error.to_string().contains("larger than the 32 MiB limit"), "{error}");
+        std::fs::write(&path, "docker.io::m.example.org/hub\n").unwrap();
+        assert_eq!(load_file(&path, None, Options::default()).unwrap().rules.len(), 1);
     }
 }
