@@ -135,6 +135,8 @@ fn read_bounded(path: &Path) -> std::io::Result<String> {
 
 /// Compiles rules from `text`, labelling diagnostics with `origin`.
 pub fn load_text(text: &str, origin: &str, format: Format, options: Options) -> Result<Loaded, LoadError> {
+    // Editors on Windows start UTF-8 files with a byte-order mark; it is not part of the rules.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let (pairs, diagnostics) = match format {
         Format::Maps => rewrite::maps::parse(text),
         Format::Yaml => yaml::parse(text),

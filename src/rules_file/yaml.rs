@@ -22,7 +22,7 @@ pub fn parse(text: &str) -> (Vec<RulePair>, Vec<Diagnostic>) {
 /// As [`parse`], for text that starts after `line_offset` lines of an enclosing file.
 fn parse_at(text: &str, line_offset: u32) -> (Vec<RulePair>, Vec<Diagnostic>) {
     let mut recorder = Recorder::default();
-    if let Err(error) = Parser::new_from_str(text).load(&mut recorder, false) {
+    if let Err(error) = Parser::new_from_str(text).load(&mut recorder, true) {
         // An error at the end of the input is reported on the line after the last one; point
         // at the last line that has text instead.
         let line = line_number(error.marker()).min(last_text_line(text)) + line_offset;
@@ -86,11 +86,30 @@ impl Reader {
         (event, line + self.line_offset)
     }
 
+    /// The one document of the file; a second one (after `---`) is an error, not silently
+    /// ignored: its rules would otherwise never apply.
     fn document(&mut self) -> Result<(), Failure> {
+        self.first_document()?;
+        while let Some((event, _)) = self.peek() {
+            match event {
+                Event::DocumentStart => {
+                    let (_, line) = self.take();
+                    return Err((line, "a second YAML document (`---`): put every rule in one mapping".into()));
+                }
+                _ => self.next += 1,
+            }
+        }
+        Ok(())
+    }
+
+    fn first_document(&mut self) -> Result<(), Failure> {
         while let Some((event, _)) = self.peek() {
             match event {
                 Event::StreamStart | Event::DocumentStart | Event::Nothing => self.next += 1,
-                Event::StreamEnd | Event::DocumentEnd => return Ok(()),
+                Event::StreamEnd | Event::DocumentEnd => {
+                    self.next += 1;
+                    return Ok(());
+                }
                 Event::Scalar(value, ..) if value.is_empty() || value == "~" || value == "null" => return Ok(()),
                 Event::MappingStart(..) => return self.mapping(true),
                 _ => {

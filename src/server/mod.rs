@@ -113,11 +113,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         .acceptor(http::ConnectionLimit::new(DefaultAcceptor, args.max_connections));
     let limits = http::Limits { max_body_bytes: args.max_body_bytes, request_timeout: args.request_timeout };
     let webhook = Handle::new();
+    // A client must send each request head within --request-timeout (hyper's header read timer;
+    // the first request too), so a slow-loris client cannot hold a connection forever; the
+    // body and the answer are bounded by the router's timeout.
+    let mut server = axum_server::bind(args.listen)
+        .acceptor(acceptor)
+        .handle(webhook.clone())
+        .first_request_timeout(args.request_timeout);
+    server.http_builder().http1().header_read_timeout(args.request_timeout);
     let webhook_task = tokio::spawn(
-        axum_server::bind(args.listen)
-            .acceptor(acceptor)
-            .handle(webhook.clone())
-            .serve(http::webhook_router(Arc::clone(&state), limits, args.bench_noop_route).into_make_service()),
+        server.serve(http::webhook_router(Arc::clone(&state), limits, args.bench_noop_route).into_make_service()),
     );
     let webhook_addr = listening(&webhook, "webhook").await?;
 
