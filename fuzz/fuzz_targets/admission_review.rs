@@ -79,8 +79,11 @@ fn patch_of(body: &[u8]) -> Option<json_patch::Patch> {
 
 fuzz_target!(|input: Input| {
     let (rules, metrics) = fixture();
-    let pod_spec =
+    let mut pod_spec =
         json!({"containers": containers(&input.containers), "initContainers": containers(&input.init_containers)});
+    if let Some(names) = &input.pull_secrets {
+        pod_spec["imagePullSecrets"] = names.iter().map(|name| json!({"name": name})).collect();
+    }
     let labels: serde_json::Map<String, Value> =
         input.labels.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     let metadata = json!({"name": "x", "labels": labels});
