@@ -111,9 +111,16 @@ pub fn load_file(path: &Path, format: Option<Format>, options: Options) -> Resul
     load_text(&text, &origin, format.unwrap_or_else(|| Format::for_path(path)), options)
 }
 
-/// Reads `path` as UTF-8, refusing files over [`MAX_RULES_BYTES`] before and while reading
-/// (the file may grow between the two).
+/// Reads `path` as UTF-8, at most [`MAX_RULES_BYTES`].
 fn read_bounded(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_bounded_bytes(path)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+}
+
+/// Reads `path`, refusing (`ErrorKind::FileTooLarge`) a file over [`MAX_RULES_BYTES`] before
+/// and while reading (it may grow between the two). The loader and the file watcher both read
+/// through this, so neither can be made to hold a runaway file.
+pub fn read_bounded_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::{Error, ErrorKind, Read};
     let too_large = || {
         Error::new(
@@ -125,12 +132,12 @@ fn read_bounded(path: &Path) -> std::io::Result<String> {
     if file.metadata()?.len() > MAX_RULES_BYTES {
         return Err(too_large());
     }
-    let mut text = String::new();
-    file.take(MAX_RULES_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_RULES_BYTES {
+    let mut bytes = Vec::new();
+    file.take(MAX_RULES_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_RULES_BYTES {
         return Err(too_large());
     }
-    Ok(text)
+    Ok(bytes)
 }
 
 /// Compiles rules from `text`, labelling diagnostics with `origin`.

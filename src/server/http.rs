@@ -89,7 +89,6 @@ async fn respond(state: &Arc<State>, is_json: bool, body: Bytes, work: Work) -> 
         state.metrics.requests.with_label_values(&["-", "-", "invalid"]).inc();
         return (StatusCode::BAD_REQUEST, "the content type must be application/json\n").into_response();
     }
-    let rules = state.rules();
     let answer = if work == Work::Fixed {
         admission::Answer {
             status: StatusCode::OK,
@@ -99,9 +98,9 @@ async fn respond(state: &Arc<State>, is_json: bool, body: Bytes, work: Work) -> 
             result: "noop",
         }
     } else if body.len() <= INLINE_BODY_LIMIT {
-        admission::answer(&body, &rules, &state.settings, &state.metrics)
+        admission::answer(&body, &state.rules(), &state.settings, &state.metrics)
     } else {
-        let state = Arc::clone(state);
+        let (state, rules) = (Arc::clone(state), state.rules());
         match tokio::task::spawn_blocking(move || admission::answer(&body, &rules, &state.settings, &state.metrics))
             .await
         {

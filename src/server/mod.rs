@@ -81,13 +81,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Loads rules and certificate, binds both listeners and starts serving.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let metrics = metrics::Metrics::new().context("creating metrics")?;
-    let (rules, rules_file) = initial_rules(&args)?;
+    let (rules, rules_origin, rules_file) = initial_rules(&args)?;
     metrics.record_reload("rules", true);
-    let rules_origin = match (&args.rules, &args.rules_env) {
-        (Some(path), _) => path.display().to_string(),
-        (None, Some(variable)) => format!("${variable}"),
-        (None, None) => "built-in rules".to_owned(),
-    };
     let settings = admission::Settings {
         annotate_original: args.annotate_original,
         rules_origin: rules_origin.into(),
@@ -144,8 +139,8 @@ async fn listening(handle: &Handle<SocketAddr>, name: &str) -> anyhow::Result<So
     }
 }
 
-/// The rules to start with, and the file to watch if they came from one.
-fn initial_rules(args: &ServeArgs) -> anyhow::Result<(RuleSet, Option<PathBuf>)> {
+/// The first rules, where they came from (for `FILE:LINE`), and the file to watch if any.
+fn initial_rules(args: &ServeArgs) -> anyhow::Result<(RuleSet, String, Option<PathBuf>)> {
     let options = args.engine.options();
     let loaded = if let Some(path) = &args.rules {
         rules_file::load_file(path, args.format, options).map_err(describe)?
@@ -161,7 +156,7 @@ fn initial_rules(args: &ServeArgs) -> anyhow::Result<(RuleSet, Option<PathBuf>)>
     };
     loaded.messages().for_each(|message| warn!("{message}"));
     info!(origin = %loaded.origin, rules = loaded.rules.len(), "rules loaded");
-    Ok((loaded.rules, args.rules.clone()))
+    Ok((loaded.rules, loaded.origin, args.rules.clone()))
 }
 
 fn describe(error: LoadError) -> anyhow::Error {

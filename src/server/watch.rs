@@ -17,7 +17,7 @@ use std::time::Duration;
 use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tracing::{debug, warn};
 
-use crate::rules_file::MAX_RULES_BYTES;
+use crate::rules_file::read_bounded_bytes;
 
 /// How long events are gathered before a reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -73,20 +73,20 @@ fn parent(file: &Path) -> PathBuf {
     }
 }
 
-/// A hash of the files' contents (following symlinks); unreadable files hash as absent.
 /// What the files hold now, as a hash: their content, or for a file too large to read (the
 /// loader refuses it anyway) its size, time and inode, or why it cannot be read (missing, a
 /// symlink loop), so a change from one failure to another is noticed too. Reads are bounded.
 fn fingerprint(files: &[PathBuf]) -> u64 {
+    use std::io::ErrorKind;
     use std::os::unix::fs::MetadataExt;
     let mut hasher = DefaultHasher::new();
     for file in files {
-        match std::fs::metadata(file) {
-            Ok(meta) if meta.len() <= MAX_RULES_BYTES => match std::fs::read(file) {
-                Ok(content) => content.hash(&mut hasher),
-                Err(error) => error.kind().hash(&mut hasher),
-            },
-            Ok(meta) => (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino()).hash(&mut hasher),
+        match read_bounded_bytes(file) {
+            Ok(content) => content.hash(&mut hasher),
+            Err(error) if error.kind() == ErrorKind::FileTooLarge => {
+                let meta = std::fs::metadata(file).ok();
+                meta.map(|meta| (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino())).hash(&mut hasher);
+            }
             Err(error) => error.kind().hash(&mut hasher),
         }
     }

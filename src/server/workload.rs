@@ -39,11 +39,6 @@ pub fn known_kind(group: &str, kind: &str) -> Option<(&'static str, &'static [&'
     KINDS.iter().find(|(g, k, _)| *g == group && *k == kind).map(|(_, kind, path)| (*kind, *path))
 }
 
-/// The path from the object root to its pod spec, for the kinds mirrorswap rewrites.
-pub fn pod_spec_path(group: &str, kind: &str) -> Option<&'static [&'static str]> {
-    known_kind(group, kind).map(|(_, path)| path)
-}
-
 /// One image field found in an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageField<'a> {
@@ -69,7 +64,7 @@ impl ImageField<'_> {
     }
 }
 
-/// The pod spec at `path` (from [`pod_spec_path`]) in `object`, if it has one.
+/// The pod spec at `path` (from [`known_kind`]) in `object`, if it has one.
 pub fn pod_spec<'o, 'a>(object: &'o Object<'a>, path: &[&str]) -> Option<&'o Spec<'a>> {
     let (first, rest) = path.split_first()?;
     let mut spec: &Spec<'a> = match *first {
@@ -162,7 +157,7 @@ mod tests {
             ),
         ];
         for (json, group, kind) in cases {
-            let path = pod_spec_path(group, kind).unwrap();
+            let (_, path) = known_kind(group, kind).unwrap();
             let parsed = object(json);
             let fields = image_fields(&parsed, path);
             assert_eq!(fields.len(), 1, "{kind}");
@@ -173,10 +168,10 @@ mod tests {
 
     #[test]
     fn kinds_map_to_their_pod_spec() {
-        assert_eq!(pod_spec_path("apps", "Deployment"), Some(&["spec", "template", "spec"][..]));
-        assert_eq!(pod_spec_path("batch", "CronJob").map(<[_]>::len), Some(5));
-        assert_eq!(pod_spec_path("example.com", "Deployment"), None);
-        assert_eq!(pod_spec_path("", "Service"), None);
+        assert_eq!(known_kind("apps", "Deployment"), Some(("Deployment", &["spec", "template", "spec"][..])));
+        assert_eq!(known_kind("batch", "CronJob").map(|(_, path)| path.len()), Some(5));
+        assert_eq!(known_kind("example.com", "Deployment"), None);
+        assert_eq!(known_kind("", "Service"), None);
     }
 
     #[test]
