@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::kube_rules::{ObjectKind, ObjectSource};
 use super::logging::LogFormat;
 use crate::cli::EngineArgs;
 use crate::rules_file::Format;
@@ -31,14 +32,29 @@ pub struct ServeArgs {
     /// [default: $TMPDIR/mirrorswap-dev-ca.pem, /tmp/mirrorswap-dev-ca.pem on Linux].
     #[arg(long, env = "MIRRORSWAP_DEV_CA_OUT", value_name = "FILE")]
     pub dev_ca_out: Option<PathBuf>,
-    /// Rules file (maps or YAML), reloaded when it changes. Without it and --rules-env, a
+    /// Rules file (maps or YAML), reloaded when it changes. Without any rules source, a
     /// built-in example rule set (Palette's mirror list) is used.
-    #[arg(long, env = "MIRRORSWAP_RULES", value_name = "FILE", conflicts_with = "rules_env")]
+    #[arg(long, env = "MIRRORSWAP_RULES", value_name = "FILE", group = "rules_source")]
     pub rules: Option<PathBuf>,
     /// Read rules once at start from this environment variable (e.g. MIRROR_REGISTRIES).
-    #[arg(long, env = "MIRRORSWAP_RULES_ENV", value_name = "VAR")]
+    #[arg(long, env = "MIRRORSWAP_RULES_ENV", value_name = "VAR", group = "rules_source")]
     pub rules_env: Option<String>,
-    /// Rules format; by default .yaml/.yml files are yaml, anything else (and --rules-env) maps.
+    /// Rules from a Secret, read and watched through the Kubernetes API (needs get/list/watch
+    /// on it): NAMESPACE/NAME[:KEY], KEY defaulting to MIRROR_REGISTRIES, e.g. Palette's
+    /// `jet-system/registry-info`. Edits apply within seconds; a bad edit keeps the last good
+    /// rules; a deleted Secret means no rules. Ready once the first answer arrived.
+    #[arg(long, env = "MIRRORSWAP_RULES_SECRET", value_name = "NAMESPACE/NAME[:KEY]", group = "rules_source",
+          value_parser = |value: &str| ObjectSource::parse(ObjectKind::Secret, value))]
+    pub rules_secret: Option<ObjectSource>,
+    /// As --rules-secret, from a ConfigMap (`data` or `binaryData`; KEY defaults to MIRROR_REGISTRIES).
+    #[arg(long, env = "MIRRORSWAP_RULES_CONFIGMAP", value_name = "NAMESPACE/NAME[:KEY]", group = "rules_source",
+          value_parser = |value: &str| ObjectSource::parse(ObjectKind::ConfigMap, value))]
+    pub rules_configmap: Option<ObjectSource>,
+    /// Kubeconfig for --rules-secret/--rules-configmap; by default the in-cluster service
+    /// account, else $KUBECONFIG or ~/.kube/config.
+    #[arg(long, env = "MIRRORSWAP_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Rules format; by default .yaml/.yml files (and keys) are yaml, anything else (and --rules-env) maps.
     #[arg(long, env = "MIRRORSWAP_FORMAT", value_enum)]
     pub format: Option<Format>,
     #[command(flatten)]
@@ -79,6 +95,11 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The Kubernetes object holding the rules, if rules come from the API.
+    pub fn rules_object(&self) -> Option<&ObjectSource> {
+        self.rules_secret.as_ref().or(self.rules_configmap.as_ref())
+    }
+
     /// Where the development CA goes.
     pub fn dev_ca_path(&self) -> PathBuf {
         self.dev_ca_out.clone().unwrap_or_else(|| std::env::temp_dir().join("mirrorswap-dev-ca.pem"))

@@ -142,7 +142,13 @@ async fn metrics(Shared(state): Shared<Arc<State>>) -> impl IntoResponse {
 }
 
 async fn readyz(Shared(state): Shared<Arc<State>>) -> impl IntoResponse {
-    if state.is_ready() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
+    if state.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else if !state.rules_loaded() {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no rules loaded yet\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
 }
 
 /// Caps simultaneous connections: each accepted connection holds a permit until it closes,

@@ -1,8 +1,8 @@
 //! Prometheus metrics of the webhook, in one registry served on `/metrics`.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric mirrorswap exports.
@@ -25,6 +25,8 @@ pub struct Metrics {
     pub last_reload: GaugeVec,
     /// Unix time at which the serving certificate expires.
     pub certificate_expiry: Gauge,
+    /// Failed list/watch calls of the Kubernetes API rules source (each retried with backoff).
+    pub rules_source_errors: IntCounter,
 }
 
 impl Metrics {
@@ -60,6 +62,10 @@ impl Metrics {
             "mirrorswap_certificate_expiry_timestamp_seconds",
             "Unix time at which the serving certificate expires.",
         )?;
+        let rules_source_errors = IntCounter::new(
+            "mirrorswap_rules_source_errors_total",
+            "Failed list/watch calls of the Kubernetes API rules source; each is retried with backoff.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mirrorswap_build_info", "Always 1; the labels describe the build."),
             &["version"],
@@ -73,6 +79,7 @@ impl Metrics {
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(last_reload.clone()))?;
         registry.register(Box::new(certificate_expiry.clone()))?;
+        registry.register(Box::new(rules_source_errors.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -84,6 +91,7 @@ impl Metrics {
             reloads,
             last_reload,
             certificate_expiry,
+            rules_source_errors,
         })
     }
 

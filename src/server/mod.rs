@@ -7,11 +7,13 @@
 //! - [`http`]: routes, limits, the connection cap
 //! - [`tls`]: rustls configuration and the swappable certificate
 //! - [`watch`]: reloading files through their parent directory
+//! - [`kube_rules`]: rules from a Secret or ConfigMap through the Kubernetes API
 //! - [`metrics`], [`state`], [`logging`], [`args`]
 
 pub mod admission;
 pub mod args;
 pub mod http;
+pub mod kube_rules;
 pub mod logging;
 pub mod metrics;
 pub mod review;
@@ -81,14 +83,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Loads rules and certificate, binds both listeners and starts serving.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let metrics = metrics::Metrics::new().context("creating metrics")?;
+    // From the API, the rules arrive with the watch's first answer: until then none, and not ready.
+    let api_client = match args.rules_object() {
+        Some(_) => Some(kube_rules::client(args.kubeconfig.as_deref()).await?),
+        None => None,
+    };
     let (rules, rules_origin, rules_file) = initial_rules(&args)?;
-    metrics.record_reload("rules", true);
+    let loaded = api_client.is_none();
+    if loaded {
+        metrics.record_reload("rules", true);
+    }
     let settings = admission::Settings {
         annotate_original: args.annotate_original,
         rules_origin: rules_origin.into(),
         pull_secrets: args.pull_secrets.clone().into(),
     };
-    let state = Arc::new(State::new(rules, settings, metrics));
+    let state = Arc::new(State::new(rules, settings, metrics, loaded));
 
     let admin = Handle::new();
     let admin_task = tokio::spawn(
@@ -124,6 +134,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     if let Some(path) = rules_file {
         watch_rules(path, &args, Arc::clone(&state))?;
     }
+    if let (Some(source), Some(client)) = (args.rules_object(), api_client) {
+        info!(source = %source, "watching the rules object through the Kubernetes API");
+        kube_rules::spawn(source.clone(), client, args.format, args.engine.options(), Arc::clone(&state));
+    }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         watch_certificate(cert.clone(), key.clone(), args.reload_poll, certs, Arc::clone(&state))?;
     }
@@ -140,9 +154,13 @@ async fn listening(handle: &Handle<SocketAddr>, name: &str) -> anyhow::Result<So
 }
 
 /// The first rules, where they came from (for `FILE:LINE`), and the file to watch if any.
+/// With a Kubernetes object as the source, no rules yet: the watch brings them.
 fn initial_rules(args: &ServeArgs) -> anyhow::Result<(RuleSet, String, Option<PathBuf>)> {
     let options = args.engine.options();
-    let loaded = if let Some(path) = &args.rules {
+    let loaded = if let Some(source) = args.rules_object() {
+        let format = source.format(args.format);
+        return Ok((rules_file::load_text("", "", format, options).map_err(describe)?.rules, source.to_string(), None));
+    } else if let Some(path) = &args.rules {
         rules_file::load_file(path, args.format, options).map_err(describe)?
     } else if let Some(var) = &args.rules_env {
         let text = std::env::var(var).with_context(|| format!("--rules-env {var}: the variable is not set"))?;

@@ -1,6 +1,7 @@
 //! What every request handler shares: the active rules, settings, metrics
 //! and readiness. Rules are swapped atomically; a request keeps the rule set
-//! it started with.
+//! it started with. Ready means the listeners are up and rules were loaded
+//! at least once (from the API, that is the first answer of the watch).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,13 +20,21 @@ pub struct State {
     /// Every exported metric.
     pub metrics: Metrics,
     ready: AtomicBool,
+    rules_loaded: AtomicBool,
 }
 
 impl State {
-    /// A state serving `rules`, not yet ready.
-    pub fn new(rules: RuleSet, settings: Settings, metrics: Metrics) -> Self {
+    /// A state serving `rules`, not yet ready; `rules_loaded` is false when `rules` is a
+    /// placeholder until the first load (from the Kubernetes API) arrives.
+    pub fn new(rules: RuleSet, settings: Settings, metrics: Metrics, rules_loaded: bool) -> Self {
         metrics.rules_loaded.set(i64::try_from(rules.len()).unwrap_or(i64::MAX));
-        Self { rules: ArcSwap::from_pointee(rules), settings, metrics, ready: AtomicBool::new(false) }
+        Self {
+            rules: ArcSwap::from_pointee(rules),
+            settings,
+            metrics,
+            ready: AtomicBool::new(false),
+            rules_loaded: AtomicBool::new(rules_loaded),
+        }
     }
 
     /// The rule set to use for one request.
@@ -39,13 +48,23 @@ impl State {
         self.rules.store(Arc::new(rules));
     }
 
-    /// Marks the server ready (rules and certificate loaded, listener bound).
+    /// Marks the listeners up (certificate loaded, both bound).
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
     }
 
-    /// True once [`Self::set_ready`] was called.
+    /// Records that real rules are in force (stays true: later failures keep the last good rules).
+    pub fn set_rules_loaded(&self) {
+        self.rules_loaded.store(true, Ordering::Release);
+    }
+
+    /// True once rules were loaded at least once.
+    pub fn rules_loaded(&self) -> bool {
+        self.rules_loaded.load(Ordering::Acquire)
+    }
+
+    /// True once the listeners are up and rules were loaded.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.rules_loaded()
     }
 }

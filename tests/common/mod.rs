@@ -20,6 +20,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
+pub mod apiserver;
+
 pub const RULES: &str = "\
 docker.io::harbor.example.org/hub
 quay.io::harbor.example.org/quay
@@ -44,17 +46,25 @@ impl TestServer {
     }
 
     pub async fn start_with_rules(rules: &str, name: &str, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), Some((rules, name)), extra).await
+    }
+
+    /// Starts a server in `dir` with the rules file `name` holding `rules`, if any (else the
+    /// rules source is in `extra`), a fresh test CA, and `extra` flags.
+    pub async fn start_in(dir: tempfile::TempDir, rules: Option<(&str, &str)>, extra: &[&str]) -> Self {
         let ca = issue("mirrorswap test CA", &["localhost".into(), "127.0.0.1".into()], 1).unwrap();
         std::fs::write(dir.path().join("tls.crt"), &ca.cert_pem).unwrap();
         std::fs::write(dir.path().join("tls.key"), &ca.key_pem).unwrap();
-        std::fs::write(dir.path().join(name), rules).unwrap();
         let path = |file: &str| dir.path().join(file).display().to_string();
         let mut argv: Vec<String> = ["mirrorswap", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]
             .map(String::from)
             .to_vec();
         argv.extend(["--tls-cert".into(), path("tls.crt"), "--tls-key".into(), path("tls.key")]);
-        argv.extend(["--rules".into(), path(name), "--reload-poll".into(), "250ms".into()]);
+        argv.extend(["--reload-poll".into(), "250ms".into()]);
+        if let Some((text, name)) = rules {
+            std::fs::write(dir.path().join(name), text).unwrap();
+            argv.extend(["--rules".into(), path(name)]);
+        }
         argv.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let running = start(serve_args(&argv)).await.expect("server starts");
         Self { addr: running.webhook_addr, admin: running.admin_addr, running: Some(running), dir, ca }

@@ -1,0 +1,356 @@
+//! Rules from a Secret or ConfigMap, read and watched through the Kubernetes
+//! API (`--rules-secret`, `--rules-configmap`), so Palette's `registry-info`
+//! Secret drives mirrorswap where it already lives.
+//!
+//! One object is watched with kube's runtime watcher and a field selector on
+//! its name (which is also what lets RBAC limit the Role to that one name).
+//! Every change of the key's text is compiled like a rules file: a good text
+//! replaces the rules, a bad one is logged and counted and the last good rules
+//! stay. A deleted object (or one absent at start) means no rules. When the API
+//! server is away the watcher reconnects with a capped exponential backoff and
+//! relists; the rules in force stay meanwhile. Readiness waits for the first
+//! answer from the API ("rules loaded once"), never for the API being up now.
+
+use std::fmt;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::{Stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::runtime::utils::Backoff;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tracing::{error, info, warn};
+
+use super::state::State;
+use crate::rewrite::Options;
+use crate::rules_file::{self, Format};
+
+/// The key read when `NAMESPACE/NAME` names none: Palette's `registry-info` layout.
+pub const DEFAULT_KEY: &str = "MIRROR_REGISTRIES";
+
+/// Which kind of object holds the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A `v1` Secret (`data` is base64 on the wire, decoded by the client).
+    Secret,
+    /// A `v1` ConfigMap (`data`, or `binaryData`).
+    ConfigMap,
+}
+
+/// `NAMESPACE/NAME[:KEY]` of the object holding the rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectSource {
+    /// Secret or ConfigMap.
+    pub kind: ObjectKind,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The key whose value is the rules text.
+    pub key: String,
+}
+
+impl ObjectSource {
+    /// Parses `NAMESPACE/NAME[:KEY]` (KEY defaults to [`DEFAULT_KEY`]).
+    pub fn parse(kind: ObjectKind, value: &str) -> Result<Self, String> {
+        let (object, key) = match value.split_once(':') {
+            Some((object, key)) => (object, key),
+            None => (value, DEFAULT_KEY),
+        };
+        let (namespace, name) =
+            object.split_once('/').ok_or_else(|| format!("`{value}`: expected NAMESPACE/NAME[:KEY]"))?;
+        if !is_dns_label(namespace) {
+            return Err(format!("`{value}`: `{namespace}` is not a namespace name (a DNS label: [a-z0-9-], ≤ 63)"));
+        }
+        if !is_dns_subdomain(name) {
+            return Err(format!("`{value}`: `{name}` is not an object name (a DNS subdomain: [a-z0-9.-], ≤ 253)"));
+        }
+        if !is_data_key(key) {
+            return Err(format!("`{value}`: `{key}` is not a data key ([-._a-zA-Z0-9], ≤ 253)"));
+        }
+        Ok(Self { kind, namespace: namespace.to_owned(), name: name.to_owned(), key: key.to_owned() })
+    }
+
+    /// The rules format: `--format` if given, else by the key's extension (`rules.yaml` is YAML).
+    pub fn format(&self, given: Option<Format>) -> Format {
+        given.unwrap_or_else(|| Format::for_path(Path::new(&self.key)))
+    }
+
+    /// The text of [`Self::key`] in a Secret.
+    fn secret_text(&self, secret: &Secret) -> Result<String, String> {
+        let bytes = secret.data.as_ref().and_then(|data| data.get(&self.key)).map(|bytes| bytes.0.clone());
+        // `stringData` is write-only in the API; honoured should a client ever pass it back.
+        let bytes = bytes.or_else(|| {
+            secret.string_data.as_ref().and_then(|data| data.get(&self.key)).map(|text| text.clone().into_bytes())
+        });
+        let keys = secret.data.as_ref().map(|data| data.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        self.utf8(bytes, &keys)
+    }
+
+    /// The text of [`Self::key`] in a ConfigMap (`data`, else `binaryData`).
+    fn config_map_text(&self, map: &ConfigMap) -> Result<String, String> {
+        if let Some(text) = map.data.as_ref().and_then(|data| data.get(&self.key)) {
+            return Ok(text.clone());
+        }
+        let bytes = map.binary_data.as_ref().and_then(|data| data.get(&self.key)).map(|bytes| bytes.0.clone());
+        let mut keys: Vec<String> = map.data.iter().flat_map(|data| data.keys().cloned()).collect();
+        keys.extend(map.binary_data.iter().flat_map(|data| data.keys().cloned()));
+        self.utf8(bytes, &keys)
+    }
+
+    fn utf8(&self, bytes: Option<Vec<u8>>, keys: &[String]) -> Result<String, String> {
+        let bytes = bytes.ok_or_else(|| format!("{self} has no key {} (its keys: {})", self.key, list(keys)))?;
+        String::from_utf8(bytes).map_err(|_| format!("{self}: the value of {} is not UTF-8 text", self.key))
+    }
+}
+
+impl fmt::Display for ObjectSource {
+    /// `secret/NAMESPACE/NAME:KEY`: the origin in diagnostics (`secret/jet-system/registry-info:MIRROR_REGISTRIES:3: …`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            ObjectKind::Secret => "secret",
+            ObjectKind::ConfigMap => "configmap",
+        };
+        write!(f, "{kind}/{}/{}:{}", self.namespace, self.name, self.key)
+    }
+}
+
+fn list(keys: &[String]) -> String {
+    if keys.is_empty() { "none".to_owned() } else { keys.join(", ") }
+}
+
+fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+}
+
+fn is_dns_subdomain(text: &str) -> bool {
+    text.len() <= 253 && text.split('.').all(is_dns_label)
+}
+
+fn is_data_key(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// What one watch step says the object holds: absent, a text, or why it has none.
+type Observed = Option<Result<String, String>>;
+
+/// Builds the API client: `kubeconfig` if given, else in-cluster, else `$KUBECONFIG`/`~/.kube/config`.
+pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using the kubeconfig {}", path.display()))?
+        }
+        // kube's error already lists each place it looked; its source chain would repeat them.
+        None => kube::Config::infer().await.map_err(|error| {
+            anyhow::anyhow!("no Kubernetes API configuration (not in a cluster, no --kubeconfig): {error}")
+        })?,
+    };
+    Client::try_from(config).context("creating the Kubernetes API client")
+}
+
+/// Watches `source` and keeps `state`'s rules in step with it until the process ends.
+pub fn spawn(source: ObjectSource, client: Client, format: Option<Format>, options: Options, state: Arc<State>) {
+    tokio::spawn(async move {
+        let mut stream = observe(&source, client);
+        let mut applier = Applier { format: source.format(format), options, last: None, source, state };
+        while let Some(step) = stream.next().await {
+            match step {
+                Ok(observed) => applier.apply(observed),
+                Err(error) => {
+                    warn!(source = %applier.source, error = %error, "Kubernetes API watch failed; retrying, the current rules stay");
+                    applier.state.metrics.rules_source_errors.inc();
+                }
+            }
+        }
+    });
+}
+
+/// The object's successive states, reconnecting with backoff forever.
+fn observe(
+    source: &ObjectSource,
+    client: Client,
+) -> Pin<Box<dyn Stream<Item = Result<Observed, watcher::Error>> + Send>> {
+    let namespace = source.namespace.as_str();
+    match source.kind {
+        ObjectKind::Secret => {
+            let reader = source.clone();
+            watcher::watch_object(Api::<Secret>::namespaced(client, namespace), &source.name)
+                .backoff(Reconnect::default())
+                .map_ok(move |secret| secret.map(|secret| reader.secret_text(&secret)))
+                .boxed()
+        }
+        ObjectKind::ConfigMap => {
+            let reader = source.clone();
+            watcher::watch_object(Api::<ConfigMap>::namespaced(client, namespace), &source.name)
+                .backoff(Reconnect::default())
+                .map_ok(move |map| map.map(|map| reader.config_map_text(&map)))
+                .boxed()
+        }
+    }
+}
+
+/// Turns observed texts into rule swaps.
+struct Applier {
+    source: ObjectSource,
+    format: Format,
+    options: Options,
+    state: Arc<State>,
+    /// The last observation acted on; a relist or a metadata-only edit repeats it and is skipped.
+    last: Option<Observed>,
+}
+
+impl Applier {
+    fn apply(&mut self, observed: Observed) {
+        if self.last.as_ref() == Some(&observed) {
+            return;
+        }
+        let origin = self.source.to_string();
+        match &observed {
+            None => match rules_file::load_text("", &origin, self.format, self.options) {
+                Ok(loaded) => {
+                    warn!(source = %self.source, "the rules object does not exist (or was deleted): serving no rules");
+                    self.swap_in(loaded);
+                }
+                Err(error) => error!(source = %self.source, error = %error, "could not build an empty rule set"),
+            },
+            Some(Ok(text)) => match rules_file::load_text(text, &origin, self.format, self.options) {
+                Ok(loaded) => {
+                    loaded.messages().for_each(|message| warn!("{message}"));
+                    self.swap_in(loaded);
+                }
+                Err(error) => {
+                    error.messages().iter().for_each(|message| error!("{message}"));
+                    self.failed();
+                }
+            },
+            Some(Err(why)) => {
+                error!("{why}");
+                self.failed();
+            }
+        }
+        self.last = Some(observed);
+    }
+
+    fn swap_in(&self, loaded: rules_file::Loaded) {
+        info!(origin = %loaded.origin, rules = loaded.rules.len(), "rules loaded from the Kubernetes API");
+        self.state.replace_rules(loaded.rules);
+        self.state.metrics.record_reload("rules", true);
+        self.state.set_rules_loaded();
+    }
+
+    fn failed(&self) {
+        let keeping = if self.state.rules_loaded() { "keeping the last good rules" } else { "no rules loaded yet" };
+        error!(source = %self.source, "rules from the Kubernetes API rejected; {keeping}");
+        self.state.metrics.record_reload("rules", false);
+    }
+}
+
+/// Reconnection delays: 250 ms doubling to 10 s, reset by any successful event. Shorter
+/// than kube's default (0.8 s to 30 s) because one object is watched: a reconnect costs
+/// the API server one small list, and rules should catch up soon after it returns.
+#[derive(Debug)]
+struct Reconnect {
+    next: Duration,
+}
+
+impl Reconnect {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MOST: Duration = Duration::from_secs(10);
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Iterator for Reconnect {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::MOST);
+        Some(delay)
+    }
+}
+
+impl Backoff for Reconnect {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_namespace_name_and_key() {
+        let cases = [
+            ("jet-system/registry-info", Ok(("jet-system", "registry-info", DEFAULT_KEY))),
+            ("jet-system/registry-info:rules.yaml", Ok(("jet-system", "registry-info", "rules.yaml"))),
+            ("ns/a.b-c:K_1", Ok(("ns", "a.b-c", "K_1"))),
+            ("registry-info", Err("expected NAMESPACE/NAME")),
+            ("Jet/registry-info", Err("not a namespace name")),
+            ("jet/registry_info", Err("not an object name")),
+            ("jet/registry-info:", Err("not a data key")),
+            ("jet/registry-info:a/b", Err("not a data key")),
+            ("/registry-info", Err("not a namespace name")),
+        ];
+        for (input, expected) in cases {
+            let parsed = ObjectSource::parse(ObjectKind::Secret, input);
+            match (parsed, expected) {
+                (Ok(source), Ok((namespace, name, key))) => {
+                    assert_eq!(
+                        (source.namespace.as_str(), source.name.as_str(), source.key.as_str()),
+                        (namespace, name, key)
+                    );
+                }
+                (Err(message), Err(part)) => assert!(message.contains(part), "{input}: {message}"),
+                (parsed, expected) => panic!("{input}: got {parsed:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn reads_the_key_and_names_the_keys_when_it_is_missing() {
+        let source = ObjectSource::parse(ObjectKind::Secret, "jet-system/registry-info").unwrap();
+        let data = [("DOMAIN", "harbor"), (DEFAULT_KEY, "docker.io::harbor/hub")]
+            .map(|(key, value)| (key.to_owned(), k8s_openapi::ByteString(value.as_bytes().to_vec())));
+        let secret = Secret { data: Some(data.into_iter().collect()), ..Secret::default() };
+        assert_eq!(source.secret_text(&secret), Ok("docker.io::harbor/hub".to_owned()));
+        let other = ObjectSource { key: "RULES".into(), ..source.clone() };
+        let missing = other.secret_text(&secret).unwrap_err();
+        assert!(missing.contains("has no key RULES (its keys: DOMAIN, MIRROR_REGISTRIES)"), "{missing}");
+        assert_eq!(source.to_string(), "secret/jet-system/registry-info:MIRROR_REGISTRIES");
+
+        let map_source = ObjectSource { kind: ObjectKind::ConfigMap, key: "rules.yaml".into(), ..source };
+        assert_eq!(map_source.format(None), Format::Yaml);
+        let binary = [("rules.yaml".to_owned(), k8s_openapi::ByteString(vec![0xff]))];
+        let map = ConfigMap { binary_data: Some(binary.into_iter().collect()), ..ConfigMap::default() };
+        assert!(map_source.config_map_text(&map).unwrap_err().contains("not UTF-8"));
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_resets() {
+        let mut backoff = Reconnect::default();
+        let delays: Vec<u64> = backoff.by_ref().take(8).map(|delay| delay.as_millis() as u64).collect();
+        assert_eq!(delays, [250, 500, 1000, 2000, 4000, 8000, 10000, 10000]);
+        backoff.reset();
+        assert_eq!(backoff.next(), Some(Duration::from_millis(250)));
+    }
+}
