@@ -29,6 +29,15 @@ const PALETTE_IMAGES: [&str; 9] = [
     "registry.internal.example.com/team/app:2.1",
 ];
 
+/// Every values file under helm/mirrorswap/ci/ (scripts/check-deploy.sh validates each).
+const CI_VALUES: [&str; 5] = [
+    "default-values.yaml",
+    "cert-manager-values.yaml",
+    "existing-secret-values.yaml",
+    "palette-values.yaml",
+    "secret-source-values.yaml",
+];
+
 fn helm() -> PathBuf {
     let path = std::env::var_os("MIRRORSWAP_HELM")
         .map(PathBuf::from)
@@ -109,7 +118,9 @@ fn assert_hardened(deployment: &Yaml, what: &str) {
     let container = &pod["containers"][0];
     assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true), "{what}: runAsNonRoot");
     assert_eq!(pod["securityContext"]["seccompProfile"]["type"].as_str(), Some("RuntimeDefault"), "{what}");
-    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false), "{what}: token");
+    // The token only for reading the rules Secret through the API.
+    let reads_api = strings(&container["args"]).iter().any(|arg| arg.starts_with("--rules-secret="));
+    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(reads_api), "{what}: token");
     let security = &container["securityContext"];
     assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true), "{what}: read-only root");
     assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false), "{what}");
@@ -146,9 +157,7 @@ fn assert_excludes(webhooks: &Yaml, namespace: &str, what: &str) {
 
 #[test]
 fn every_rendering_is_hardened_and_never_selects_its_own_namespace() {
-    for values in
-        ["default-values.yaml", "cert-manager-values.yaml", "existing-secret-values.yaml", "palette-values.yaml"]
-    {
+    for values in CI_VALUES {
         let documents = render(values);
         assert_hardened(find(&documents, "Deployment"), values);
         assert_excludes(&find(&documents, "MutatingWebhookConfiguration")["webhooks"], "mirrorswap", values);
@@ -158,6 +167,46 @@ fn every_rendering_is_hardened_and_never_selects_its_own_namespace() {
     assert_excludes(&find(&documents, "MutatingWebhookConfiguration")["webhooks"], "mirrorswap", "manifests");
     let namespace = find(&documents, "Namespace");
     assert_eq!(namespace["metadata"]["labels"]["mirrorswap.io/skip"].as_str(), Some("true"));
+}
+
+#[test]
+fn the_secret_source_gets_a_role_on_that_one_secret_and_only_then() {
+    let documents = render("secret-source-values.yaml");
+    let role = find(&documents, "Role");
+    assert_eq!(role["metadata"]["namespace"].as_str(), Some("jet-system"));
+    let rules = role["rules"].as_vec().unwrap();
+    assert_eq!(rules.len(), 1, "one rule");
+    assert_eq!(strings(&rules[0]["apiGroups"]), [""]);
+    assert_eq!(strings(&rules[0]["resources"]), ["secrets"]);
+    assert_eq!(strings(&rules[0]["resourceNames"]), ["registry-info"]);
+    assert_eq!(strings(&rules[0]["verbs"]), ["get", "list", "watch"]);
+    let binding = find(&documents, "RoleBinding");
+    assert_eq!(binding["metadata"]["namespace"].as_str(), Some("jet-system"));
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let account = find(&documents, "ServiceAccount");
+    assert_eq!(binding["subjects"][0]["kind"].as_str(), Some("ServiceAccount"));
+    assert_eq!(binding["subjects"][0]["name"], account["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["namespace"].as_str(), Some("mirrorswap"));
+
+    let deployment = find(&documents, "Deployment");
+    assert_hardened(deployment, "secret source");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(true));
+    assert!(pod["volumes"].as_vec().unwrap().iter().all(|volume| volume["name"].as_str() != Some("rules")));
+    assert!(documents.iter().all(|doc| doc["kind"].as_str() != Some("ConfigMap")), "no rules ConfigMap");
+    // The rendered arguments are the server's own flags and name the Secret.
+    let mut argv = vec!["mirrorswap".to_owned()];
+    argv.extend(strings(&pod["containers"][0]["args"]).into_iter().map(str::to_owned));
+    let args = serve_args(&argv);
+    let source = args.rules_object().expect("rules from the API");
+    assert_eq!(source.to_string(), "secret/jet-system/registry-info:MIRROR_REGISTRIES");
+    assert!(args.rules.is_none());
+
+    for values in CI_VALUES.iter().filter(|values| **values != "secret-source-values.yaml") {
+        let documents = render(values);
+        let kinds: Vec<_> = documents.iter().filter_map(|doc| doc["kind"].as_str()).collect();
+        assert!(!kinds.contains(&"Role") && !kinds.contains(&"RoleBinding"), "{values}: no RBAC: {kinds:?}");
+    }
 }
 
 #[test]

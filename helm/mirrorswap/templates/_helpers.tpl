@@ -38,6 +38,26 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+The Secret the rules come from through the API, as NAMESPACE/NAME:KEY, or "" when rules come
+from the ConfigMap: rules.fromSecret.name if set, else Palette's jet-system/registry-info when
+Palette values are given and that Secret exists (lookup is empty under `helm template`).
+*/}}
+{{- define "mirrorswap.rulesSecret" -}}
+{{- $from := .Values.rules.fromSecret -}}
+{{- if $from.name -}}
+{{- printf "%s/%s:%s" $from.namespace $from.name $from.key -}}
+{{- else if and $from.paletteRegistryInfo (include "mirrorswap.paletteRegistry" .) (lookup "v1" "Secret" "jet-system" "registry-info") -}}
+{{- printf "jet-system/registry-info:%s" $from.key -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Non-empty when Palette's config.ociImageRegistry is given (an endpoint or a mirror list). */}}
+{{- define "mirrorswap.paletteRegistry" -}}
+{{- $registry := dig "ociImageRegistry" dict (.Values.config | default dict) -}}
+{{- or (dig "endpoint" "" $registry) (dig "mirrorRegistries" "" $registry) -}}
+{{- end -}}
+
 {{- define "mirrorswap.rulesConfigMap" -}}
 {{- default (printf "%s-rules" (include "mirrorswap.fullname" .)) .Values.rules.existingConfigMap.name -}}
 {{- end -}}
