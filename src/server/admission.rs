@@ -9,13 +9,12 @@ use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
 use base64::Engine;
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use kube::core::admission::Operation;
 use serde_json::Value;
 use tracing::{debug, warn};
 
 use super::metrics::Metrics;
+use super::patch::{self, PatchOperation};
 use super::review::{Metadata, Object, Request, Review};
 pub use super::workload::ORIGINAL_IMAGES_ANNOTATION;
 use super::workload::{self, ImageField};
@@ -157,10 +156,7 @@ fn decide(
                 if !settings.pull_secrets.is_empty() {
                     secrets_needed.extend(secrets_for(&settings.pull_secrets, &new_image));
                 }
-                operations.push(PatchOperation::Replace(ReplaceOperation {
-                    path: field.pointer(),
-                    value: Value::String(new_image),
-                }));
+                operations.push(PatchOperation::replace(field.pointer(), Value::String(new_image)));
             }
             Decision::Unchanged(reason) => {
                 log_unchanged(&request.uid, image, &reason);
@@ -177,7 +173,7 @@ fn decide(
     if settings.annotate_original {
         operations.push(annotation_operation(&object.metadata, originals));
     }
-    match serde_json::to_vec(&Patch(operations)) {
+    match patch::to_json(&operations) {
         Ok(patch) => Outcome { result: "patched", patch: Some(patch), warning: None },
         Err(error) => Outcome {
             result: "undecodable",
@@ -206,19 +202,11 @@ fn pull_secret_operations(
     needed.dedup();
     needed.retain(|name| !listed(name));
     let entry = |name: &str| Value::Object([("name".to_owned(), Value::String(name.to_owned()))].into_iter().collect());
-    let mut path = PointerBuf::from_tokens(spec_path.iter().copied());
-    path.push_back("imagePullSecrets");
+    let path = patch::pointer(spec_path.iter().copied().chain(["imagePullSecrets"]));
     match existing {
         None if needed.is_empty() => Vec::new(),
-        None => vec![PatchOperation::Add(AddOperation { path, value: needed.into_iter().map(entry).collect() })],
-        Some(_) => needed
-            .into_iter()
-            .map(|name| {
-                let mut append = path.clone();
-                append.push_back("-");
-                PatchOperation::Add(AddOperation { path: append, value: entry(name) })
-            })
-            .collect(),
+        None => vec![PatchOperation::add(path, needed.into_iter().map(entry).collect())],
+        Some(_) => needed.into_iter().map(|name| PatchOperation::add(format!("{path}/-"), entry(name))).collect(),
     }
 }
 
@@ -233,14 +221,11 @@ fn annotation_operation(metadata: &Metadata<'_>, mut originals: BTreeMap<String,
     originals.extend(earlier);
     let value = Value::String(Value::Object(originals.into_iter().collect()).to_string());
     match annotations {
-        Some(_) => PatchOperation::Add(AddOperation {
-            path: PointerBuf::from_tokens(["metadata", "annotations", ORIGINAL_IMAGES_ANNOTATION]),
-            value,
-        }),
-        None => PatchOperation::Add(AddOperation {
-            path: PointerBuf::from_tokens(["metadata", "annotations"]),
-            value: Value::Object([(ORIGINAL_IMAGES_ANNOTATION.to_owned(), value)].into_iter().collect()),
-        }),
+        Some(_) => PatchOperation::add(patch::pointer(["metadata", "annotations", ORIGINAL_IMAGES_ANNOTATION]), value),
+        None => PatchOperation::add(
+            patch::pointer(["metadata", "annotations"]),
+            Value::Object([(ORIGINAL_IMAGES_ANNOTATION.to_owned(), value)].into_iter().collect()),
+        ),
     }
 }
 
@@ -275,8 +260,8 @@ fn operation_name(operation: &Operation) -> &'static str {
 
 /// The response review on the wire, written directly: kube's `AdmissionResponse` serializes
 /// its patch as an array of numbers, while the admission API documents (and `kubectl`,
-/// `curl | base64 -d` users expect) a base64 string. The patch was serialized by the json-patch
-/// crate; base64 needs no JSON escaping, and the uid and warning are escaped by serde_json.
+/// `curl | base64 -d` users expect) a base64 string. The patch was serialized by serde_json
+/// ([`patch`]); base64 needs no JSON escaping, and the uid and warning are escaped by serde_json.
 fn review_body(uid: &str, patch: Option<&[u8]>, warning: Option<&str>) -> Vec<u8> {
     let mut body = Vec::with_capacity(128 + uid.len() + patch.map_or(0, |patch| patch.len() / 3 * 4 + 4));
     body.extend_from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#);

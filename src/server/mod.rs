@@ -2,7 +2,7 @@
 //! rewrite engine: it loads rules and the certificate, keeps both fresh,
 //! serves `AdmissionReview`s, and exports metrics.
 //!
-//! - [`admission`]: request body in, response out (no I/O)
+//! - [`admission`]: request body in, response out (no I/O); [`patch`]: the JSON patch it writes
 //! - [`workload`]: where the images are in each kind
 //! - [`http`]: routes, limits, the connection cap
 //! - [`tls`]: rustls configuration and the swappable certificate
@@ -16,6 +16,7 @@ pub mod http;
 pub mod kube_rules;
 pub mod logging;
 pub mod metrics;
+pub mod patch;
 pub mod review;
 pub mod state;
 pub mod tls;

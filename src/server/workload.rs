@@ -1,8 +1,6 @@
 //! Where the images are: the pod spec inside each supported kind, the
 //! container lists in it, and the opt-out labels and annotations.
 
-use json_patch::jsonptr::PointerBuf;
-
 use super::review::{Marks, Metadata, Object, Spec};
 
 /// The container lists of a pod spec that carry images.
@@ -56,10 +54,10 @@ pub struct ImageField<'a> {
 
 impl ImageField<'_> {
     /// The field's JSON pointer, such as `/spec/containers/0/image`.
-    pub fn pointer(&self) -> PointerBuf {
-        let mut pointer = PointerBuf::from_tokens(self.spec_path.iter().copied().chain([self.list]));
-        pointer.push_back(self.index);
-        pointer.push_back("image");
+    pub fn pointer(&self) -> String {
+        let mut pointer = super::patch::pointer(self.spec_path.iter().copied().chain([self.list]));
+        super::patch::push_index(&mut pointer, self.index);
+        super::patch::push_token(&mut pointer, "image");
         pointer
     }
 }
@@ -132,8 +130,7 @@ mod tests {
         }}"#,
         );
         let fields = image_fields(&pod, &["spec"]);
-        let found: Vec<(String, &str, &str)> =
-            fields.iter().map(|f| (f.pointer().to_string(), f.container, f.image)).collect();
+        let found: Vec<(String, &str, &str)> = fields.iter().map(|f| (f.pointer(), f.container, f.image)).collect();
         assert_eq!(
             found,
             vec![
@@ -161,7 +158,7 @@ mod tests {
             let parsed = object(json);
             let fields = image_fields(&parsed, path);
             assert_eq!(fields.len(), 1, "{kind}");
-            assert_eq!(fields[0].pointer().as_str(), format!("/{}/containers/0/image", path.join("/")));
+            assert_eq!(fields[0].pointer(), format!("/{}/containers/0/image", path.join("/")));
         }
         assert!(image_fields(&object("{}"), &["spec", "template", "spec"]).is_empty());
     }
