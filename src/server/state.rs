@@ -25,7 +25,9 @@ impl State {
     /// A state serving `rules`, not yet ready.
     pub fn new(rules: RuleSet, settings: Settings, metrics: Metrics) -> Self {
         metrics.rules_loaded.set(i64::try_from(rules.len()).unwrap_or(i64::MAX));
-        Self { rules: ArcSwap::from_pointee(rules), settings, metrics, ready: AtomicBool::new(false) }
+        let state = Self { rules: ArcSwap::from_pointee(rules), settings, metrics, ready: AtomicBool::new(false) };
+        return_free_memory();
+        state
     }
 
     /// The rule set to use for one request.
@@ -37,6 +39,7 @@ impl State {
     pub fn replace_rules(&self, rules: RuleSet) {
         self.metrics.rules_loaded.set(i64::try_from(rules.len()).unwrap_or(i64::MAX));
         self.rules.store(Arc::new(rules));
+        return_free_memory();
     }
 
     /// Marks the server ready (rules and certificate loaded, listener bound).
@@ -48,4 +51,14 @@ impl State {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+}
+
+/// Hands the pages that loading rules freed (the file's text, the parsed pairs, a replaced
+/// rule set no request holds any more) back to the OS. mimalloc, the binary's allocator, only
+/// purges freed memory as later allocations pass by, and an idle webhook makes few: with 10k
+/// rules that left ≈ 3 MiB of a load's temporaries resident. Runs on the loading thread, never
+/// on a request; under another global allocator (the tests) it has nothing to collect.
+fn return_free_memory() {
+    // SAFETY: mi_collect is thread-safe and only releases memory that is already free.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
