@@ -44,13 +44,6 @@ async fn run_client(
     latencies
 }
 
-/// The run with the median throughput.
-fn median(mut runs: Vec<Run>) -> Run {
-    runs.sort_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
-    let middle = runs.len() / 2;
-    runs.swap_remove(middle)
-}
-
 struct Run {
     requests_per_second: f64,
     p50: u32,
@@ -111,6 +104,7 @@ fn main() {
                 noops.push(measure(server.addr, &config, "/noop", &body, clients, seconds).await);
                 mutates.push(measure(server.addr, &config, "/mutate", &body, clients, seconds).await);
             }
+            let median = |runs| server::median_by(runs, |run: &Run| run.requests_per_second);
             let (noop, mutate) = (median(noops), median(mutates));
             let ms = server::ms;
             for (route, run) in [("/noop", &noop), ("/mutate", &mutate)] {

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use hyper::body::Bytes;
 use serde_json::Value;
 use server::{Connection, Server};
@@ -99,24 +98,7 @@ impl Review {
 
     /// Which rule set's object the answer gives (0 = A, 1 = B), or why it is malformed.
     fn check(&self, status: u16, answer: &[u8], uid: &str) -> Result<usize, String> {
-        if status != 200 {
-            return Err(format!("status {status}: {}", String::from_utf8_lossy(answer)));
-        }
-        let review: Value = serde_json::from_slice(answer).map_err(|error| format!("not JSON: {error}"))?;
-        let response = &review["response"];
-        let fields_ok = review["apiVersion"] == "admission.k8s.io/v1"
-            && review["kind"] == "AdmissionReview"
-            && response["uid"] == uid
-            && response["allowed"] == true
-            && response["patchType"] == "JSONPatch";
-        if !fields_ok {
-            return Err(format!("wrong review fields: {review}"));
-        }
-        let encoded = response["patch"].as_str().ok_or("no patch")?;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| format!("base64: {e}"))?;
-        let patch: json_patch::Patch = serde_json::from_slice(&bytes).map_err(|e| format!("not a JSON patch: {e}"))?;
-        let mut object = self.object.clone();
-        json_patch::patch(&mut object, &patch).map_err(|error| format!("the patch does not apply: {error}"))?;
+        let object = server::patched_object(status, answer, uid, &self.object)?;
         self.expected
             .iter()
             .position(|expected| *expected == object)

@@ -18,6 +18,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
@@ -239,6 +240,13 @@ pub fn metric(text: &str, sample: &str) -> f64 {
     text.lines().find_map(|line| line.strip_prefix(sample)?.trim().parse().ok()).unwrap_or(0.0)
 }
 
+/// The run with the median `key` (throughput, for the benchmarks).
+pub fn median_by<T>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> T {
+    runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let middle = runs.len() / 2;
+    runs.swap_remove(middle)
+}
+
 /// The `quantile` (0..=1) of sorted latencies.
 pub fn quantile(sorted: &[u32], quantile: f64) -> u32 {
     if sorted.is_empty() {
@@ -260,6 +268,35 @@ pub fn env_number(name: &str, default: u64) -> u64 {
 /// A comma-separated list of numbers from the environment, or `default`.
 pub fn env_list(name: &str, default: &str) -> Vec<usize> {
     std::env::var(name).unwrap_or_else(|_| default.into()).split(',').filter_map(|n| n.trim().parse().ok()).collect()
+}
+
+/// Checks a `/mutate` answer (status 200, an `admission.k8s.io/v1` AdmissionReview with
+/// `uid`, allowed) and returns `object` with its JSON patch applied (`json-patch`), or why not.
+pub fn patched_object(status: u16, answer: &[u8], uid: &str, object: &Value) -> Result<Value, String> {
+    use base64::Engine;
+    if status != 200 {
+        return Err(format!("status {status}: {}", String::from_utf8_lossy(answer)));
+    }
+    let review: Value = serde_json::from_slice(answer).map_err(|error| format!("not JSON: {error}"))?;
+    let response = &review["response"];
+    let fields_ok = review["apiVersion"] == "admission.k8s.io/v1"
+        && review["kind"] == "AdmissionReview"
+        && response["uid"] == uid
+        && response["allowed"] == true;
+    if !fields_ok {
+        return Err(format!("wrong review fields: {review}"));
+    }
+    let mut object = object.clone();
+    if let Some(encoded) = response.get("patch") {
+        if response["patchType"] != "JSONPatch" {
+            return Err(format!("patchType {}", response["patchType"]));
+        }
+        let encoded = encoded.as_str().ok_or("the patch is not a string")?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| format!("base64: {e}"))?;
+        let patch: json_patch::Patch = serde_json::from_slice(&bytes).map_err(|e| format!("not a JSON patch: {e}"))?;
+        json_patch::patch(&mut object, &patch).map_err(|error| format!("the patch does not apply: {error}"))?;
+    }
+    Ok(object)
 }
 
 /// `examples/admission/<name>`, compacted to one line.
