@@ -81,13 +81,11 @@ fn main() {
     let seconds = server::env_number("LOAD_SECONDS", 3);
     let rounds = server::env_number("LOAD_ROUNDS", 3).max(1) as usize;
     let concurrencies = server::env_list("LOAD_CONCURRENCY", "1,16,64");
-    let ca = mirrorswap::certs::issue("load test CA", &["localhost".into()], 1).expect("test certificate");
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let (cert, key) = server::write_certificate(dir.path(), &ca);
-    let server = Server::start(&cert, &key, "LOAD_LOG_LEVEL", &["--bench-noop-route"]);
+    let tls = server::test_certificate("load test CA");
+    let server = Server::start(&tls.cert, &tls.key, "LOAD_LOG_LEVEL", &["--bench-noop-route"]);
     let body = server::sample_review("pod.json");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let config = server::client_config([ca.ca_pem.as_str()]);
+    let config = server::client_config([tls.issued.ca_pem.as_str()]);
     println!(
         "4-container Pod review ({} bytes), median of {rounds} alternating rounds of {seconds} s, HTTPS keep-alive, HTTP/1.1, loopback",
         body.len()
@@ -108,11 +106,7 @@ fn main() {
             let (noop, mutate) = (median(noops), median(mutates));
             let ms = server::ms;
             for (route, run) in [("/noop", &noop), ("/mutate", &mutate)] {
-                let ratio = if route == "/mutate" {
-                    format!("{:.0}%", 100.0 * mutate.requests_per_second / noop.requests_per_second)
-                } else {
-                    String::new()
-                };
+                let ratio = server::share_of_noop(route, mutate.requests_per_second, noop.requests_per_second);
                 println!(
                     "| {clients} | {route} | {:.0} | {:.2} | {:.2} | {:.2} | {ratio} |",
                     run.requests_per_second,

@@ -130,15 +130,13 @@ fn main() {
     let seconds = server::env_number("PROFILE_SECONDS", 2);
     let rounds = server::env_number("PROFILE_ROUNDS", 3).max(1) as usize;
     let concurrencies = server::env_list("PROFILE_CONCURRENCY", "1,16,64");
-    let ca = mirrorswap::certs::issue("profile test CA", &["localhost".into()], 1).expect("test certificate");
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let (cert, key) = server::write_certificate(dir.path(), &ca);
-    let server = Server::start(&cert, &key, "PROFILE_LOG_LEVEL", &["--bench-noop-route"]);
+    let tls = server::test_certificate("profile test CA");
+    let server = Server::start(&tls.cert, &tls.key, "PROFILE_LOG_LEVEL", &["--bench-noop-route"]);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let config = server::client_config([ca.ca_pem.as_str()]);
+    let config = server::client_config([tls.issued.ca_pem.as_str()]);
     let mut scripts = Vec::new();
     for (index, (label, path)) in CORPUS.iter().enumerate() {
-        let (script, body) = prepare(dir.path(), index, path);
+        let (script, body) = prepare(tls.dir.path(), index, path);
         // Each review must get a real answer (200, a review) before it is measured.
         let (status, answer) = runtime.block_on(async {
             let mut connection = Connection::open(server.addr, &config).await.expect("connect");
@@ -171,11 +169,7 @@ fn main() {
             let (noop, mutate) = (median(noops), median(mutates));
             for (route, run) in [("/noop", &noop), ("/mutate", &mutate)] {
                 errors += run.errors;
-                let ratio = if route == "/mutate" {
-                    format!("{:.0}%", 100.0 * mutate.requests_per_second / noop.requests_per_second)
-                } else {
-                    String::new()
-                };
+                let ratio = server::share_of_noop(route, mutate.requests_per_second, noop.requests_per_second);
                 println!(
                     "| {label} | {connections} | {route} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {ratio} |",
                     run.requests_per_second,

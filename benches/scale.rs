@@ -256,19 +256,17 @@ fn main() {
     let seconds = server::env_number("SCALE_SECONDS", 5);
     let concurrency = server::env_number("SCALE_CONCURRENCY", 16) as usize;
     let reload_count = server::env_number("SCALE_RELOADS", 3);
-    let ca = mirrorswap::certs::issue("scale test CA", &["localhost".into()], 1).expect("test certificate");
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let (cert, key) = server::write_certificate(dir.path(), &ca);
-    let config = server::client_config([ca.ca_pem.as_str()]);
+    let tls = server::test_certificate("scale test CA");
+    let config = server::client_config([tls.issued.ca_pem.as_str()]);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let mut rows = Vec::new();
     let mut wrong = 0;
     for &count in &counts {
         let text = rules_text(count);
-        let rules = dir.path().join(format!("rules-{count}.conf"));
+        let rules = tls.dir.path().join(format!("rules-{count}.conf"));
         std::fs::write(&rules, &text).expect("write rules");
         let rules_arg = rules.display().to_string();
-        let server = Server::start(&cert, &key, "SCALE_LOG_LEVEL", &["--rules", &rules_arg]);
+        let server = Server::start(&tls.cert, &tls.key, "SCALE_LOG_LEVEL", &["--rules", &rules_arg]);
         std::thread::sleep(Duration::from_secs(2));
         let (idle, start_peak) = (server.rss_mib(), server.status_kib("VmHWM") as f64 / 1024.0);
 

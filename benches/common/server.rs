@@ -41,12 +41,27 @@ impl Drop for Server {
     }
 }
 
-/// Writes `issued`'s certificate and key as `tls.crt` and `tls.key` in `dir`; returns both paths.
-pub fn write_certificate(dir: &Path, issued: &mirrorswap::certs::Issued) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+/// A test CA and its serving certificate for `localhost`, as `tls.crt` and `tls.key` in a
+/// temporary directory (removed on drop).
+pub struct TestCertificate {
+    /// The PEMs (`ca_pem` is what clients trust).
+    pub issued: mirrorswap::certs::Issued,
+    /// The directory, for other files of the run.
+    pub dir: tempfile::TempDir,
+    /// `tls.crt`.
+    pub cert: PathBuf,
+    /// `tls.key`.
+    pub key: PathBuf,
+}
+
+/// Issues a [`TestCertificate`] from a new CA named `ca_name`.
+pub fn test_certificate(ca_name: &str) -> TestCertificate {
+    let issued = mirrorswap::certs::issue(ca_name, &["localhost".into()], 1).expect("test certificate");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::write(&cert, &issued.cert_pem).expect("write certificate");
     std::fs::write(&key, &issued.key_pem).expect("write key");
-    (cert, key)
+    TestCertificate { issued, dir, cert, key }
 }
 
 impl Server {
@@ -245,6 +260,12 @@ pub fn median_by<T>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> T {
     runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
     let middle = runs.len() / 2;
     runs.swap_remove(middle)
+}
+
+/// The last cell of a `/noop`-and-`/mutate` table row: on the `/mutate` row, its requests/s as
+/// a share of `/noop`'s; empty on the `/noop` row.
+pub fn share_of_noop(route: &str, mutate_per_second: f64, noop_per_second: f64) -> String {
+    if route == "/mutate" { format!("{:.0}%", 100.0 * mutate_per_second / noop_per_second) } else { String::new() }
 }
 
 /// The `quantile` (0..=1) of sorted latencies.
