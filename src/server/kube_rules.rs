@@ -169,7 +169,15 @@ pub fn spawn(source: ObjectSource, client: Client, format: Option<Format>, optio
         let mut applier = Applier { format: source.format(format), options, last: None, source, state };
         while let Some(step) = stream.next().await {
             match step {
-                Ok(observed) => applier.apply(observed),
+                // Compiling (100k rules take ~100 ms) and returning memory stay off the
+                // runtime's worker threads, which serve requests.
+                Ok(observed) => match tokio::task::spawn_blocking(move || applier.apply_owned(observed)).await {
+                    Ok(back) => applier = back,
+                    Err(error) => {
+                        error!(error = %error, "the rules loader stopped; the current rules stay");
+                        return;
+                    }
+                },
                 Err(error) => {
                     warn!(source = %applier.source, error = %error, "Kubernetes API watch failed; retrying, the current rules stay");
                     applier.state.metrics.rules_source_errors.inc();
@@ -214,6 +222,11 @@ struct Applier {
 }
 
 impl Applier {
+    fn apply_owned(mut self, observed: Observed) -> Self {
+        self.apply(observed);
+        self
+    }
+
     fn apply(&mut self, observed: Observed) {
         if self.last.as_ref() == Some(&observed) {
             return;

@@ -28,13 +28,15 @@ impl State {
     /// placeholder until the first load (from the Kubernetes API) arrives.
     pub fn new(rules: RuleSet, settings: Settings, metrics: Metrics, rules_loaded: bool) -> Self {
         metrics.rules_loaded.set(i64::try_from(rules.len()).unwrap_or(i64::MAX));
-        Self {
+        let state = Self {
             rules: ArcSwap::from_pointee(rules),
             settings,
             metrics,
             ready: AtomicBool::new(false),
             rules_loaded: AtomicBool::new(rules_loaded),
-        }
+        };
+        return_free_memory();
+        state
     }
 
     /// The rule set to use for one request.
@@ -46,6 +48,7 @@ impl State {
     pub fn replace_rules(&self, rules: RuleSet) {
         self.metrics.rules_loaded.set(i64::try_from(rules.len()).unwrap_or(i64::MAX));
         self.rules.store(Arc::new(rules));
+        return_free_memory();
     }
 
     /// Marks the listeners up (certificate loaded, both bound).
@@ -67,4 +70,14 @@ impl State {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) && self.rules_loaded()
     }
+}
+
+/// Hands the pages that loading rules freed (the file's text, the parsed pairs, a replaced
+/// rule set no request holds any more) back to the OS. mimalloc, the binary's allocator, only
+/// purges freed memory as later allocations pass by, and an idle webhook makes few: that left
+/// 2 MiB resident after loading 10k rules and 24 MiB after 100k. Runs on the loading thread
+/// (start-up, the file watcher's, a blocking task for the API source), never on a request; under another global allocator (the tests) it has nothing to collect.
+fn return_free_memory() {
+    // SAFETY: mi_collect is thread-safe and only releases memory that is already free.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
