@@ -231,19 +231,20 @@ impl Applier {
         if self.last.as_ref() == Some(&observed) {
             return;
         }
+        let started = std::time::Instant::now();
         let origin = self.source.to_string();
         match &observed {
             None => match rules_file::load_text("", &origin, self.format, self.options) {
                 Ok(loaded) => {
                     warn!(source = %self.source, "the rules object does not exist (or was deleted): serving no rules");
-                    self.swap_in(loaded);
+                    self.swap_in(loaded, started);
                 }
                 Err(error) => error!(source = %self.source, error = %error, "could not build an empty rule set"),
             },
             Some(Ok(text)) => match rules_file::load_text(text, &origin, self.format, self.options) {
                 Ok(loaded) => {
                     loaded.messages().for_each(|message| warn!("{message}"));
-                    self.swap_in(loaded);
+                    self.swap_in(loaded, started);
                 }
                 Err(error) => {
                     error.messages().iter().for_each(|message| error!("{message}"));
@@ -258,9 +259,12 @@ impl Applier {
         self.last = Some(observed);
     }
 
-    fn swap_in(&self, loaded: rules_file::Loaded) {
-        info!(origin = %loaded.origin, rules = loaded.rules.len(), "rules loaded from the Kubernetes API");
+    fn swap_in(&self, loaded: rules_file::Loaded, started: std::time::Instant) {
+        let count = loaded.rules.len();
         self.state.replace_rules(loaded.rules);
+        let took = started.elapsed();
+        self.state.metrics.rules_load_seconds.set(took.as_secs_f64());
+        info!(origin = %loaded.origin, rules = count, took = ?took, "rules loaded from the Kubernetes API");
         self.state.metrics.record_reload("rules", true);
         self.state.set_rules_loaded();
     }

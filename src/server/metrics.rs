@@ -25,6 +25,8 @@ pub struct Metrics {
     pub last_reload: GaugeVec,
     /// Unix time at which the serving certificate expires.
     pub certificate_expiry: Gauge,
+    /// Seconds the last successful rules load took: read, parse, compile and swap in.
+    pub rules_load_seconds: Gauge,
     /// Failed list/watch calls of the Kubernetes API rules source (each retried with backoff).
     pub rules_source_errors: IntCounter,
 }
@@ -62,6 +64,10 @@ impl Metrics {
             "mirrorswap_certificate_expiry_timestamp_seconds",
             "Unix time at which the serving certificate expires.",
         )?;
+        let rules_load_seconds = Gauge::new(
+            "mirrorswap_rules_load_seconds",
+            "Seconds the last successful rules load took (read, parse, compile, swap), off the request path.",
+        )?;
         let rules_source_errors = IntCounter::new(
             "mirrorswap_rules_source_errors_total",
             "Failed list/watch calls of the Kubernetes API rules source; each is retried with backoff.",
@@ -79,6 +85,7 @@ impl Metrics {
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(last_reload.clone()))?;
         registry.register(Box::new(certificate_expiry.clone()))?;
+        registry.register(Box::new(rules_load_seconds.clone()))?;
         registry.register(Box::new(rules_source_errors.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
@@ -91,6 +98,7 @@ impl Metrics {
             reloads,
             last_reload,
             certificate_expiry,
+            rules_load_seconds,
             rules_source_errors,
         })
     }

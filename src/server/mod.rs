@@ -89,6 +89,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         Some(_) => Some(kube_rules::client(args.kubeconfig.as_deref()).await?),
         None => None,
     };
+    let started = std::time::Instant::now();
     let (rules, rules_origin, rules_file) = initial_rules(&args)?;
     let loaded = api_client.is_none();
     if loaded {
@@ -100,6 +101,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         pull_secrets: args.pull_secrets.clone().into(),
     };
     let state = Arc::new(State::new(rules, settings, metrics, loaded));
+    if loaded {
+        state.metrics.rules_load_seconds.set(started.elapsed().as_secs_f64());
+    }
 
     let admin = Handle::new();
     let admin_task = tokio::spawn(
@@ -203,17 +207,23 @@ fn initial_certificate(args: &ServeArgs) -> anyhow::Result<tls::Loaded> {
 fn watch_rules(path: PathBuf, args: &ServeArgs, state: Arc<State>) -> anyhow::Result<()> {
     let (format, options) = (args.format, args.engine.options());
     let file = path.clone();
-    watch::spawn("rules", vec![path], args.reload_poll, move || match rules_file::load_file(&file, format, options) {
-        Ok(loaded) => {
-            loaded.messages().for_each(|message| warn!("{message}"));
-            info!(origin = %loaded.origin, rules = loaded.rules.len(), "rules reloaded");
-            state.replace_rules(loaded.rules);
-            state.metrics.record_reload("rules", true);
-        }
-        Err(error) => {
-            error.messages().iter().for_each(|message| error!("{message}"));
-            error!(file = %file.display(), "rules reload failed; keeping the last good rules");
-            state.metrics.record_reload("rules", false);
+    watch::spawn("rules", vec![path], args.reload_poll, move || {
+        let started = std::time::Instant::now();
+        match rules_file::load_file(&file, format, options) {
+            Ok(loaded) => {
+                loaded.messages().for_each(|message| warn!("{message}"));
+                let count = loaded.rules.len();
+                state.replace_rules(loaded.rules);
+                let took = started.elapsed();
+                state.metrics.rules_load_seconds.set(took.as_secs_f64());
+                state.metrics.record_reload("rules", true);
+                info!(origin = %loaded.origin, rules = count, took = ?took, "rules reloaded");
+            }
+            Err(error) => {
+                error.messages().iter().for_each(|message| error!("{message}"));
+                error!(file = %file.display(), "rules reload failed; keeping the last good rules");
+                state.metrics.record_reload("rules", false);
+            }
         }
     })
 }
