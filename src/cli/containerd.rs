@@ -36,7 +36,7 @@ pub fn run(args: &ContainerdArgs) -> anyhow::Result<ExitCode> {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    let origin = args.rules.rules.display();
+    let origin = &loaded.origin;
     let (mirrors, skipped) = mirrors(&loaded.rules);
     for skip in &skipped {
         eprintln!("{origin}:{}: warning: `{}` is not in the containerd config: {}", skip.line, skip.rule, skip.reason);

@@ -29,9 +29,8 @@ pub fn run(args: &RewriteArgs) -> anyhow::Result<ExitCode> {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    let origin = args.rules.rules.display().to_string();
     let write_one = |out: &mut BufWriter<_>, rules: &RuleSet, image: &str| {
-        if args.explain { explain_one(out, rules, image, &origin) } else { write_one(out, rules, image) }
+        if args.explain { explain_one(out, rules, image, &loaded.origin) } else { write_one(out, rules, image) }
     };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());

@@ -26,7 +26,7 @@ use kube::{Api, Client};
 use tracing::{error, info, warn};
 
 use super::state::State;
-use crate::rewrite::Options;
+use crate::rewrite::{Options, RuleSet};
 use crate::rules_file::{self, Format};
 
 /// The key read when `NAMESPACE/NAME` names none: Palette's `registry-info` layout.
@@ -188,27 +188,29 @@ pub fn spawn(source: ObjectSource, client: Client, format: Option<Format>, optio
 }
 
 /// The object's successive states, reconnecting with backoff forever.
-fn observe(
-    source: &ObjectSource,
-    client: Client,
-) -> Pin<Box<dyn Stream<Item = Result<Observed, watcher::Error>> + Send>> {
-    let namespace = source.namespace.as_str();
+fn observe(source: &ObjectSource, client: Client) -> ObservedStream {
+    let (namespace, name, reader) = (source.namespace.as_str(), source.name.as_str(), source.clone());
     match source.kind {
         ObjectKind::Secret => {
-            let reader = source.clone();
-            watcher::watch_object(Api::<Secret>::namespaced(client, namespace), &source.name)
-                .backoff(Reconnect::default())
-                .map_ok(move |secret| secret.map(|secret| reader.secret_text(&secret)))
-                .boxed()
+            watch_one(Api::<Secret>::namespaced(client, namespace), name, move |secret| reader.secret_text(secret))
         }
         ObjectKind::ConfigMap => {
-            let reader = source.clone();
-            watcher::watch_object(Api::<ConfigMap>::namespaced(client, namespace), &source.name)
-                .backoff(Reconnect::default())
-                .map_ok(move |map| map.map(|map| reader.config_map_text(&map)))
-                .boxed()
+            watch_one(Api::<ConfigMap>::namespaced(client, namespace), name, move |map| reader.config_map_text(map))
         }
     }
+}
+
+type ObservedStream = Pin<Box<dyn Stream<Item = Result<Observed, watcher::Error>> + Send>>;
+
+/// Watches the object `name` of `api`, reading each version with `text`.
+fn watch_one<K>(api: Api<K>, name: &str, text: impl Fn(&K) -> Result<String, String> + Send + 'static) -> ObservedStream
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + fmt::Debug + Send + 'static,
+{
+    watcher::watch_object(api, name)
+        .backoff(Reconnect::default())
+        .map_ok(move |object| object.map(|object| text(&object)))
+        .boxed()
 }
 
 /// Turns observed texts into rule swaps.
@@ -234,17 +236,14 @@ impl Applier {
         let started = std::time::Instant::now();
         let origin = self.source.to_string();
         match &observed {
-            None => match rules_file::load_text("", &origin, self.format, self.options) {
-                Ok(loaded) => {
-                    warn!(source = %self.source, "the rules object does not exist (or was deleted): serving no rules");
-                    self.swap_in(loaded, started);
-                }
-                Err(error) => error!(source = %self.source, error = %error, "could not build an empty rule set"),
-            },
+            None => {
+                warn!(source = %self.source, "the rules object does not exist (or was deleted): serving no rules");
+                self.swap_in(RuleSet::default(), started);
+            }
             Some(Ok(text)) => match rules_file::load_text(text, &origin, self.format, self.options) {
                 Ok(loaded) => {
                     loaded.messages().for_each(|message| warn!("{message}"));
-                    self.swap_in(loaded, started);
+                    self.swap_in(loaded.rules, started);
                 }
                 Err(error) => {
                     error.messages().iter().for_each(|message| error!("{message}"));
@@ -259,14 +258,10 @@ impl Applier {
         self.last = Some(observed);
     }
 
-    fn swap_in(&self, loaded: rules_file::Loaded, started: std::time::Instant) {
-        let count = loaded.rules.len();
-        self.state.replace_rules(loaded.rules);
-        let took = started.elapsed();
-        self.state.metrics.rules_load_seconds.set(took.as_secs_f64());
-        info!(origin = %loaded.origin, rules = count, took = ?took, "rules loaded from the Kubernetes API");
-        self.state.metrics.record_reload("rules", true);
-        self.state.set_rules_loaded();
+    fn swap_in(&self, rules: RuleSet, started: std::time::Instant) {
+        let count = rules.len();
+        let took = self.state.install_rules(rules, started);
+        info!(source = %self.source, rules = count, took = ?took, "rules loaded from the Kubernetes API");
     }
 
     fn failed(&self) {

@@ -91,18 +91,14 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     };
     let started = std::time::Instant::now();
     let (rules, rules_origin, rules_file) = initial_rules(&args)?;
-    let loaded = api_client.is_none();
-    if loaded {
-        metrics.record_reload("rules", true);
-    }
     let settings = admission::Settings {
         annotate_original: args.annotate_original,
         rules_origin: rules_origin.into(),
         pull_secrets: args.pull_secrets.clone().into(),
     };
-    let state = Arc::new(State::new(rules, settings, metrics, loaded));
-    if loaded {
-        state.metrics.rules_load_seconds.set(started.elapsed().as_secs_f64());
+    let state = Arc::new(State::new(settings, metrics));
+    if let Some(rules) = rules {
+        state.install_rules(rules, started);
     }
 
     let admin = Handle::new();
@@ -160,11 +156,10 @@ async fn listening(handle: &Handle<SocketAddr>, name: &str) -> anyhow::Result<So
 
 /// The first rules, where they came from (for `FILE:LINE`), and the file to watch if any.
 /// With a Kubernetes object as the source, no rules yet: the watch brings them.
-fn initial_rules(args: &ServeArgs) -> anyhow::Result<(RuleSet, String, Option<PathBuf>)> {
+fn initial_rules(args: &ServeArgs) -> anyhow::Result<(Option<RuleSet>, String, Option<PathBuf>)> {
     let options = args.engine.options();
     let loaded = if let Some(source) = args.rules_object() {
-        let format = source.format(args.format);
-        return Ok((rules_file::load_text("", "", format, options).map_err(describe)?.rules, source.to_string(), None));
+        return Ok((None, source.to_string(), None));
     } else if let Some(path) = &args.rules {
         rules_file::load_file(path, args.format, options).map_err(describe)?
     } else if let Some(var) = &args.rules_env {
@@ -179,7 +174,7 @@ fn initial_rules(args: &ServeArgs) -> anyhow::Result<(RuleSet, String, Option<Pa
     };
     loaded.messages().for_each(|message| warn!("{message}"));
     info!(origin = %loaded.origin, rules = loaded.rules.len(), "rules loaded");
-    Ok((loaded.rules, loaded.origin, args.rules.clone()))
+    Ok((Some(loaded.rules), loaded.origin, args.rules.clone()))
 }
 
 fn describe(error: LoadError) -> anyhow::Error {
@@ -213,10 +208,7 @@ fn watch_rules(path: PathBuf, args: &ServeArgs, state: Arc<State>) -> anyhow::Re
             Ok(loaded) => {
                 loaded.messages().for_each(|message| warn!("{message}"));
                 let count = loaded.rules.len();
-                state.replace_rules(loaded.rules);
-                let took = started.elapsed();
-                state.metrics.rules_load_seconds.set(took.as_secs_f64());
-                state.metrics.record_reload("rules", true);
+                let took = state.install_rules(loaded.rules, started);
                 info!(origin = %loaded.origin, rules = count, took = ?took, "rules reloaded");
             }
             Err(error) => {

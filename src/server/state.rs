@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -24,19 +25,17 @@ pub struct State {
 }
 
 impl State {
-    /// A state serving `rules`, not yet ready; `rules_loaded` is false when `rules` is a
-    /// placeholder until the first load (from the Kubernetes API) arrives.
-    pub fn new(rules: RuleSet, settings: Settings, metrics: Metrics, rules_loaded: bool) -> Self {
-        metrics.rules_loaded.set(i64::try_from(rules.len()).unwrap_or(i64::MAX));
-        let state = Self {
-            rules: ArcSwap::from_pointee(rules),
+    /// A state with no rules yet (an empty set, answering every request unchanged), not
+    /// ready until [`Self::install_rules`] and [`Self::set_ready`] have both run.
+    pub fn new(settings: Settings, metrics: Metrics) -> Self {
+        metrics.rules_loaded.set(0);
+        Self {
+            rules: ArcSwap::from_pointee(RuleSet::default()),
             settings,
             metrics,
             ready: AtomicBool::new(false),
-            rules_loaded: AtomicBool::new(rules_loaded),
-        };
-        return_free_memory();
-        state
+            rules_loaded: AtomicBool::new(false),
+        }
     }
 
     /// The rule set to use for one request.
@@ -44,11 +43,18 @@ impl State {
         self.rules.load_full()
     }
 
-    /// Swaps in a new rule set; requests already running finish on the old one.
-    pub fn replace_rules(&self, rules: RuleSet) {
+    /// Swaps in a rule set that loaded successfully (requests already running finish on the
+    /// old one) and records it: the rule count, the reload, the time since `started` (read,
+    /// parse, compile and swap), and that real rules are in force. Returns that time.
+    pub fn install_rules(&self, rules: RuleSet, started: Instant) -> Duration {
         self.metrics.rules_loaded.set(i64::try_from(rules.len()).unwrap_or(i64::MAX));
         self.rules.store(Arc::new(rules));
         return_free_memory();
+        let took = started.elapsed();
+        self.metrics.rules_load_seconds.set(took.as_secs_f64());
+        self.metrics.record_reload("rules", true);
+        self.rules_loaded.store(true, Ordering::Release);
+        took
     }
 
     /// Marks the listeners up (certificate loaded, both bound).
@@ -56,12 +62,8 @@ impl State {
         self.ready.store(true, Ordering::Release);
     }
 
-    /// Records that real rules are in force (stays true: later failures keep the last good rules).
-    pub fn set_rules_loaded(&self) {
-        self.rules_loaded.store(true, Ordering::Release);
-    }
-
-    /// True once rules were loaded at least once.
+    /// True once rules were loaded at least once (stays true: later failures keep the last
+    /// good rules).
     pub fn rules_loaded(&self) -> bool {
         self.rules_loaded.load(Ordering::Acquire)
     }
@@ -76,7 +78,8 @@ impl State {
 /// rule set no request holds any more) back to the OS. mimalloc, the binary's allocator, only
 /// purges freed memory as later allocations pass by, and an idle webhook makes few: that left
 /// 2 MiB resident after loading 10k rules and 24 MiB after 100k. Runs on the loading thread
-/// (start-up, the file watcher's, a blocking task for the API source), never on a request; under another global allocator (the tests) it has nothing to collect.
+/// (start-up, the file watcher's, a blocking task for the API source), never on a request;
+/// under another global allocator (the tests) it has nothing to collect.
 fn return_free_memory() {
     // SAFETY: mi_collect is thread-safe and only releases memory that is already free.
     unsafe { libmimalloc_sys::mi_collect(true) };
