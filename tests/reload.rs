@@ -15,6 +15,10 @@ use common::{Client, Protocol, TestServer, eventually, patched_object, sample};
 
 const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 
+/// The tests here run one at a time: the 1 s deadlines are about the server, and the
+/// 100-swap test's request stream would otherwise take the CPU the others are timed on.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn rules_to(mirror: &str) -> String {
     format!("docker.io::{mirror}/hub\nquay.io::{mirror}/quay\nregistry.k8s.io::{mirror}/k8s\n")
 }
@@ -45,6 +49,7 @@ fn replace_by_symlink_swap(dir: &Path, name: &str, text: &str, generation: usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_swapped_100_times_under_load_never_fail_a_request() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let server = Arc::new(TestServer::start_with_rules(&rules_to("m0.example.org"), "rules.conf", &[]).await);
     let dir = server.dir.path().to_path_buf();
     let mirrors: Vec<String> = (0..=100).map(|i| format!("m{i}.example.org")).collect();
@@ -109,6 +114,7 @@ async fn rules_swapped_100_times_under_load_never_fail_a_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_certificate_is_served_to_new_connections_within_a_second() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start(&[]).await;
     let first = server.connect(Protocol::Http1).await.peer_certificate;
     let rotated = mirrorswap::certs::issue("rotated CA", &["localhost".into(), "127.0.0.1".into()], 1).unwrap();
@@ -137,6 +143,7 @@ async fn a_rotated_certificate_is_served_to_new_connections_within_a_second() {
 /// picked up again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_rules_files_keep_the_last_good_rules() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start_with_rules(&rules_to("first.example.org"), "rules.conf", &[]).await;
     let mut client = server.connect(Protocol::Http1).await;
     let path = server.path("rules.conf");

@@ -8,7 +8,7 @@
 //! answers `None` for anything else. For every input it handles, it gives the
 //! same answer as [`super::reference::parse_scalar`] (`tests/properties.rs`).
 
-use super::reference::{self, DOCKER_HUB, InvalidReference, MAX_TAG_LEN, Reference};
+use super::reference::{self, Ascii, DOCKER_HUB, InvalidReference, MAX_TAG_LEN, Reference};
 
 /// Per-class bitmasks of up to 64 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,8 +54,9 @@ fn last(mask: u64) -> usize {
     63 - mask.leading_zeros() as usize
 }
 
-/// Classifies up to 64 bytes.
+/// Classifies up to 64 bytes. Inlined into the parser so the nine masks stay in registers.
 #[cfg(target_arch = "x86_64")]
+#[inline(always)]
 pub(crate) fn classify(bytes: &[u8]) -> Masks {
     use std::arch::x86_64::_mm_loadu_si128;
     let len = bytes.len().min(64);
@@ -176,6 +177,8 @@ pub(crate) fn parse(raw: &str) -> Option<Result<Reference<'_>, InvalidReference>
     if m.graphic != low(head) || !tail_graphic {
         return Some(Err(InvalidReference::BadCharacter));
     }
+    // SAFETY: every byte was just checked to be graphic ASCII.
+    let ascii = unsafe { Ascii::new_unchecked(raw) };
     let at = match m.at {
         0 if len <= 64 => len,
         0 => return None,
@@ -195,7 +198,7 @@ pub(crate) fn parse(raw: &str) -> Option<Result<Reference<'_>, InvalidReference>
         }
     }
     if at < len
-        && let Err(error) = validate_digest(&raw[at + 1..])
+        && let Err(error) = validate_digest(ascii.from(at + 1))
     {
         return Some(Err(error));
     }
@@ -216,11 +219,11 @@ pub(crate) fn parse(raw: &str) -> Option<Result<Reference<'_>, InvalidReference>
                 if !host_ok(&m, host_end) {
                     return Some(Err(InvalidReference::BadRegistry));
                 }
-                let port = (port_colon != 0).then(|| &raw[host_end + 1..first_slash]);
+                let port = (port_colon != 0).then(|| ascii.slice(host_end + 1, first_slash));
                 if port.is_some_and(|port| !reference::is_valid_port(port)) {
                     return Some(Err(InvalidReference::BadRegistry));
                 }
-                (Some(&raw[..first_slash]), &raw[..host_end], port, first_slash + 1)
+                (Some(ascii.slice(0, first_slash)), ascii.slice(0, host_end), port, first_slash + 1)
             }
         }
     };
@@ -228,7 +231,7 @@ pub(crate) fn parse(raw: &str) -> Option<Result<Reference<'_>, InvalidReference>
         return Some(Err(error));
     }
     let nested = slash & !low(path_start) != 0;
-    Some(Ok(Reference::assemble(raw, (registry, host, port), path_start, name_end, nested)))
+    Some(Ok(Reference::assemble(ascii, (registry, host, port), path_start, name_end, nested)))
 }
 
 /// [`reference::validate_digest`], with the 64 hex digits of a sha256 checked 16 at a time.

@@ -28,6 +28,43 @@ pub const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker
 pub const MAX_NAME_LEN: usize = 255;
 pub(crate) const MAX_TAG_LEN: usize = 128;
 
+/// A string known to be all ASCII, so that every byte range of it is a `str`: the parsers
+/// slice a validated reference into its parts without `str`'s char-boundary checks, which
+/// cost as much as the rest of assembling a [`Reference`].
+#[derive(Clone, Copy)]
+pub(crate) struct Ascii<'a>(&'a str);
+
+impl<'a> Ascii<'a> {
+    /// # Safety
+    /// Every byte of `text` is ASCII.
+    #[inline(always)]
+    pub(crate) unsafe fn new_unchecked(text: &'a str) -> Self {
+        debug_assert!(text.is_ascii());
+        Self(text)
+    }
+
+    /// `text[from..to]`; out-of-range bounds panic as slicing does.
+    #[inline(always)]
+    pub(crate) fn slice(self, from: usize, to: usize) -> &'a str {
+        let bytes = &self.0.as_bytes()[from..to];
+        // SAFETY: all of `self.0` is ASCII (the constructor's contract), so any run of its
+        // bytes is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+
+    /// `text[from..]`.
+    #[inline(always)]
+    pub(crate) fn from(self, from: usize) -> &'a str {
+        self.slice(from, self.0.len())
+    }
+
+    /// The whole text.
+    #[inline(always)]
+    pub(crate) fn as_str(self) -> &'a str {
+        self.0
+    }
+}
+
 /// An image reference split into borrowed parts of the original string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reference<'a> {
@@ -52,21 +89,22 @@ pub struct Reference<'a> {
 impl<'a> Reference<'a> {
     /// Builds a reference from positions both parsers found: the path is
     /// `raw[path_start..name_end]`, the tag and digest follow `name_end`.
+    #[inline(always)]
     pub(crate) fn assemble(
-        raw: &'a str,
+        raw: Ascii<'a>,
         (registry, host, port): (Option<&'a str>, &'a str, Option<&'a str>),
         path_start: usize,
         name_end: usize,
         nested: bool,
     ) -> Self {
         Reference {
-            raw,
-            name: &raw[..name_end],
+            raw: raw.as_str(),
+            name: raw.slice(0, name_end),
             registry,
             host,
             port,
-            path: &raw[path_start..name_end],
-            suffix: &raw[name_end..],
+            path: raw.slice(path_start, name_end),
+            suffix: raw.from(name_end),
             nested,
         }
     }
@@ -238,6 +276,8 @@ pub fn parse_scalar(raw: &str) -> Result<Reference<'_>, InvalidReference> {
             first_segment_registry_like |= first_slash == usize::MAX;
         }
     }
+    // SAFETY: the loop above returned for any byte outside the graphic ASCII classes.
+    let ascii = unsafe { Ascii::new_unchecked(raw) };
     let name_end = if last_colon != usize::MAX && (last_slash == usize::MAX || last_colon > last_slash) {
         validate_tag(&bytes[last_colon + 1..at])?;
         last_colon
@@ -271,7 +311,7 @@ pub fn parse_scalar(raw: &str) -> Result<Reference<'_>, InvalidReference> {
     };
     validate_path_bytes(&bytes[path_start..name_end])?;
     let nested = last_slash != usize::MAX && last_slash >= path_start;
-    Ok(Reference::assemble(raw, (registry, host, port), path_start, name_end, nested))
+    Ok(Reference::assemble(ascii, (registry, host, port), path_start, name_end, nested))
 }
 
 /// True when a leading `/`-segment names a registry rather than a Docker Hub namespace.
