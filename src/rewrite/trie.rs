@@ -6,16 +6,14 @@
 //! live.
 //!
 //! The layout is flat so that 100k rules compile fast and stay small: nodes
-//! sit in one `Vec`, their segment text in one `String` arena, and a single
-//! hash map goes from a node's *path key* (a hash of every segment from the
-//! root) to the node. A walk carries the path key along ([`At`]), so the key of
-//! the next segment is computed without reading the node just found, and the
-//! lookups of one walk overlap in the CPU instead of waiting on each other. A
-//! 64-bit key collision is resolved by a chain through the nodes and a full
-//! comparison of parent and segment, so a lookup is always exact.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+//! sit in one `Vec`, their segment text in one `String` arena, and one
+//! open-addressing table (linear probing, at most half full, 8 bytes a slot)
+//! goes from a node's *path key* (a hash of every segment from the root) to the
+//! node. A walk carries the path key along ([`At`]), so the key of the next
+//! segment is computed without reading the node just found, and the lookups of
+//! one walk overlap in the CPU instead of waiting on each other. A slot keeps 32
+//! bits of the key as a tag; a tag match is confirmed by comparing the node's
+//! parent and segment, so a lookup is always exact.
 
 /// Index of a node in a [`SegmentTrie`].
 pub type NodeId = u32;
@@ -35,7 +33,8 @@ const ROOT_KEY: u64 = 0x2f2f_6d69_7272_6f72;
 pub struct SegmentTrie<V> {
     nodes: Vec<Node<V>>,
     text: String,
-    children: HashMap<u64, NodeId, BuildHasherDefault<PreHashed>>,
+    /// Every node but the root, by path key; a power of two long, at most half full.
+    slots: Box<[Slot]>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,17 +43,26 @@ struct Node<V> {
     /// The segment is `text[start..start + len]`.
     start: u32,
     len: u32,
-    /// The next node whose path key is alike; the root's id (never a child's) ends the chain.
-    collision: NodeId,
-    /// Leaves skip the hash lookup altogether.
+    /// Leaves skip the table lookup altogether.
     has_children: bool,
     value: Option<V>,
 }
 
+/// A table slot: a node and the high half of its path key. `node == 0` (the root, never
+/// anyone's child) marks an empty slot.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    tag: u32,
+    node: NodeId,
+}
+
+/// Slots in an empty trie's table.
+const MIN_SLOTS: usize = 8;
+
 impl<V> Default for SegmentTrie<V> {
     fn default() -> Self {
-        let root = Node { parent: 0, start: 0, len: 0, collision: 0, has_children: false, value: None };
-        Self { nodes: vec![root], text: String::new(), children: HashMap::default() }
+        let root = Node { parent: 0, start: 0, len: 0, has_children: false, value: None };
+        Self { nodes: vec![root], text: String::new(), slots: vec![Slot::default(); MIN_SLOTS].into() }
     }
 }
 
@@ -66,7 +74,7 @@ impl<V> SegmentTrie<V> {
     pub fn reserve(&mut self, nodes: usize, text: usize) {
         self.nodes.reserve(nodes);
         self.text.reserve(text);
-        self.children.reserve(nodes);
+        self.grow_to(self.nodes.len() + nodes);
     }
 
     /// The node for `segments`, created with its ancestors where missing.
@@ -92,11 +100,45 @@ impl<V> SegmentTrie<V> {
         let id = NodeId::try_from(self.nodes.len()).expect("more than 4 billion trie nodes");
         let start = u32::try_from(self.text.len()).expect("more than 4 GiB of rule text");
         let len = u32::try_from(segment.len()).expect("segment longer than 4 GiB");
+        // Grown before the node is added: growing re-places every node already there.
+        self.grow_to(self.nodes.len() + 1);
         self.text.push_str(segment);
-        let collision = self.children.insert(key, id).unwrap_or(Self::ROOT.id);
-        self.nodes.push(Node { parent, start, len, collision, has_children: false, value: None });
+        self.nodes.push(Node { parent, start, len, has_children: false, value: None });
         self.nodes[parent as usize].has_children = true;
+        self.place(key, id);
         id
+    }
+
+    /// Puts `id` in the first free slot from `key`'s. The table always has one.
+    fn place(&mut self, key: u64, id: NodeId) {
+        let mask = self.slots.len() - 1;
+        let mut index = key as usize & mask;
+        while self.slots[index].node != 0 {
+            index = (index + 1) & mask;
+        }
+        self.slots[index] = Slot { tag: (key >> 32) as u32, node: id };
+    }
+
+    /// Makes the table at least twice as large as `nodes`, re-placing every node. The path
+    /// keys are recomputed from the nodes: a parent always comes before its children.
+    fn grow_to(&mut self, nodes: usize) {
+        let wanted = (nodes * 2).next_power_of_two().max(MIN_SLOTS);
+        if wanted <= self.slots.len() {
+            return;
+        }
+        self.slots = vec![Slot::default(); wanted].into();
+        let mut keys = Vec::with_capacity(self.nodes.len());
+        keys.push(ROOT_KEY);
+        for id in 1..self.nodes.len() {
+            let node = &self.nodes[id];
+            let key = key(keys[node.parent as usize], self.segment(node));
+            keys.push(key);
+            self.place(key, id as NodeId);
+        }
+    }
+
+    fn segment(&self, node: &Node<V>) -> &str {
+        &self.text[node.start as usize..(node.start + node.len) as usize]
     }
 
     /// The child of `at` reached by `segment`, if any. Always inlined: as a call, saving
@@ -110,20 +152,26 @@ impl<V> SegmentTrie<V> {
         self.find(key, at.id, segment).map(|id| At { id, key })
     }
 
-    /// The child of `parent` reached by `segment`, whose path key is `key`.
+    /// The child of `parent` reached by `segment`, whose path key is `key`: linear probing
+    /// from the key's slot to an empty one, each tag match confirmed on the node.
     #[inline(always)]
     fn find(&self, key: u64, parent: NodeId, segment: &str) -> Option<NodeId> {
-        let mut candidate = *self.children.get(&key)?;
+        let mask = self.slots.len() - 1;
+        let tag = (key >> 32) as u32;
+        let mut index = key as usize & mask;
         loop {
-            let found = &self.nodes[candidate as usize];
-            let text = &self.text.as_bytes()[found.start as usize..(found.start + found.len) as usize];
-            if found.parent == parent && text == segment.as_bytes() {
-                return Some(candidate);
-            }
-            if found.collision == Self::ROOT.id {
+            let slot = self.slots[index];
+            if slot.node == 0 {
                 return None;
             }
-            candidate = found.collision;
+            if slot.tag == tag {
+                let found = &self.nodes[slot.node as usize];
+                let text = &self.text.as_bytes()[found.start as usize..(found.start + found.len) as usize];
+                if found.parent == parent && same_bytes(text, segment.as_bytes()) {
+                    return Some(slot.node);
+                }
+            }
+            index = (index + 1) & mask;
         }
     }
 
@@ -137,16 +185,16 @@ impl<V> SegmentTrie<V> {
     pub fn heap_bytes(&self) -> usize {
         self.nodes.capacity() * std::mem::size_of::<Node<V>>()
             + self.text.capacity()
-            + self.children.capacity() * (std::mem::size_of::<(u64, NodeId)>() + 1)
+            + self.slots.len() * std::mem::size_of::<Slot>()
     }
 }
 
 /// The path key of `segment` under a node whose path key is `parent`. Each 8-byte word is
 /// multiplied on its own and folded in with a rotation (so the multiplications overlap and
-/// word order still counts); the last partial word is read with overlapping loads rather
-/// than byte by byte; a final mix makes the low bits hashbrown indexes by depend on every
-/// input bit. The length goes in first, so overlapping reads cannot make two segments alike.
-/// Built for segments of a few to a few dozen bytes.
+/// word order still counts). Segments of up to 32 bytes, nearly all, are read as two or four
+/// overlapping words with no loop; a final mix makes the low bits the table indexes by
+/// depend on every input bit. The length goes in first, so overlapping reads cannot make two
+/// segments alike.
 #[inline(always)]
 fn key(parent: u64, segment: &str) -> u64 {
     const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
@@ -154,19 +202,23 @@ fn key(parent: u64, segment: &str) -> u64 {
     let n = bytes.len();
     let fold = |hash: u64, word: u64| hash.rotate_left(29) ^ word.wrapping_mul(K);
     let mut hash = fold(parent, n as u64 | 1 << 63);
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        hash = fold(hash, word_le(chunk));
-    }
-    let tail = match n % 8 {
-        0 => None,
-        _ if n >= 8 => Some(word_le(&bytes[n - 8..])),
-        4.. => Some(u64::from(half_le(&bytes[..4])) << 32 | u64::from(half_le(&bytes[n - 4..]))),
-        _ => Some(u64::from(bytes[0]) << 16 | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1])),
+    hash = match n {
+        0 => hash,
+        1..=3 => fold(hash, u64::from(bytes[0]) << 16 | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1])),
+        4..=7 => fold(hash, u64::from(half_le(bytes)) << 32 | u64::from(half_le(&bytes[n - 4..]))),
+        8..=16 => fold(fold(hash, word_le(bytes)), word_le(&bytes[n - 8..])),
+        17..=32 => {
+            let hash = fold(fold(hash, word_le(bytes)), word_le(&bytes[8..]));
+            fold(fold(hash, word_le(&bytes[n - 16..])), word_le(&bytes[n - 8..]))
+        }
+        _ => {
+            let mut chunks = bytes.chunks_exact(8);
+            for chunk in &mut chunks {
+                hash = fold(hash, word_le(chunk));
+            }
+            if chunks.remainder().is_empty() { hash } else { fold(hash, word_le(&bytes[n - 8..])) }
+        }
     };
-    if let Some(word) = tail {
-        hash = fold(hash, word);
-    }
     hash ^= hash >> 29;
     hash = hash.wrapping_mul(0xd6e8_feb8_6659_fd93);
     hash ^ (hash >> 32)
@@ -188,24 +240,26 @@ fn half_le(bytes: &[u8]) -> u32 {
     u32::from_le_bytes(word)
 }
 
-/// The children map's keys are already hashes: pass them through.
-#[derive(Default, Clone, Copy)]
-struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are hashed; fold anything else in rather than fail.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+/// `a == b` for segments, inline: up to 32 bytes with two or four overlapping loads each
+/// side instead of a call to `memcmp`.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half_le(a) == half_le(b) && half_le(&a[n - 4..]) == half_le(&b[n - 4..]),
+        8..=16 => word_le(a) == word_le(b) && word_le(&a[n - 8..]) == word_le(&b[n - 8..]),
+        17..=32 => {
+            word_le(a) == word_le(b)
+                && word_le(&a[8..]) == word_le(&b[8..])
+                && word_le(&a[n - 16..]) == word_le(&b[n - 16..])
+                && word_le(&a[n - 8..]) == word_le(&b[n - 8..])
         }
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
+        _ => a == b,
     }
 }
 
@@ -229,27 +283,58 @@ mod tests {
 
     #[test]
     fn colliding_keys_are_told_apart() {
-        // Force every (parent, segment) into one chain by inserting under the same hash slot.
+        // Every node placed under one and the same key: a lookup must walk the whole run of
+        // matching tags and tell the nodes apart by parent and segment.
         let mut trie: SegmentTrie<u32> = SegmentTrie::default();
         let names: Vec<String> = (0..50).map(|i| format!("seg{i}")).collect();
         for (i, name) in names.iter().enumerate() {
-            *trie.node_mut([name.as_str()]) = Some(i as u32);
+            *trie.node_mut([name.as_str(), "leaf"]) = Some(i as u32);
         }
-        // Rewire all children into one collision chain under the first key.
-        let first_key = key(ROOT_KEY, &names[0]);
+        let shared = key(ROOT_KEY, "shared");
+        trie.slots.fill(Slot::default());
         for id in 1..trie.nodes.len() as NodeId {
-            trie.nodes[id as usize].collision = if id + 1 < trie.nodes.len() as NodeId { id + 1 } else { 0 };
+            trie.place(shared, id);
         }
-        trie.children.clear();
-        for name in &names {
-            trie.children.insert(key(ROOT_KEY, name), 1);
-        }
-        trie.children.insert(first_key, 1);
-        trie.children.insert(key(ROOT_KEY, "absent"), 1);
         for (i, name) in names.iter().enumerate() {
-            let node = trie.child(SegmentTrie::<u32>::ROOT, name).unwrap();
-            assert_eq!(trie.value(node), Some(&(i as u32)), "{name}");
+            let node = trie.find(shared, 0, name).expect(name);
+            let leaf = trie.find(shared, node, "leaf").expect("leaf");
+            assert_eq!(trie.nodes[leaf as usize].value, Some(i as u32), "{name}");
         }
-        assert_eq!(trie.child(SegmentTrie::<u32>::ROOT, "absent"), None);
+        assert_eq!(trie.find(shared, 0, "absent"), None);
+        assert_eq!(trie.find(shared, 0, "leaf"), None, "a segment under another parent");
+    }
+
+    #[test]
+    fn the_table_grows_and_keeps_every_node() {
+        let mut trie: SegmentTrie<usize> = SegmentTrie::default();
+        let paths: Vec<[String; 2]> = (0..5_000).map(|i| [format!("reg{}.io", i % 700), format!("p{i}")]).collect();
+        for (i, [first, second]) in paths.iter().enumerate() {
+            *trie.node_mut([first.as_str(), second.as_str()]) = Some(i);
+        }
+        assert!(trie.slots.len() >= 2 * trie.nodes.len(), "at most half full");
+        let placed = trie.slots.iter().filter(|slot| slot.node != 0).count();
+        assert_eq!(placed, trie.nodes.len() - 1, "each node but the root in exactly one slot");
+        for (i, [first, second]) in paths.iter().enumerate() {
+            let registry = trie.child(SegmentTrie::<usize>::ROOT, first).expect("registry");
+            let leaf = trie.child(registry, second).expect("path");
+            assert_eq!(trie.value(leaf), Some(&i));
+        }
+        assert_eq!(trie.child(SegmentTrie::<usize>::ROOT, "p1"), None);
+    }
+
+    #[test]
+    fn segment_comparison_matches_slice_equality() {
+        let alphabet = "abcdefghijklmnopqrstuvwxyz0123456789.-_";
+        let words: Vec<&str> = (0..=alphabet.len()).map(|n| &alphabet[..n]).collect();
+        for &a in &words {
+            for &b in &words {
+                assert_eq!(same_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+            }
+            for position in 0..a.len() {
+                let mut changed = a.as_bytes().to_vec();
+                changed[position] ^= 1;
+                assert!(!same_bytes(a.as_bytes(), &changed), "{a:?} at {position}");
+            }
+        }
     }
 }
