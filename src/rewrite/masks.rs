@@ -282,6 +282,7 @@ pub(crate) fn split_host_port(registry: &str) -> Option<Result<(&str, Option<&st
 }
 
 /// Bytes `0..end` are dotted DNS labels: `[A-Za-z0-9]` at both ends of each label, `-` inside.
+#[inline(always)]
 fn host_ok(m: &Masks, end: usize) -> bool {
     let host = low(end);
     let label_chars = m.lower_digit | m.upper | m.dash;
