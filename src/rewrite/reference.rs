@@ -285,19 +285,20 @@ pub fn parse_scalar(raw: &str) -> Result<Reference<'_>, InvalidReference> {
         at
     };
     if at < bytes.len() {
-        validate_digest(&raw[at + 1..])?;
+        validate_digest(ascii.from(at + 1))?;
     }
     if name_end > MAX_NAME_LEN {
         return Err(InvalidReference::NameTooLong);
     }
     let has_registry = first_slash < name_end
         && (first_segment_registry_like || bytes[0] == b'[' || &bytes[..first_slash] == b"localhost");
-    let (registry, path_start) = if has_registry { (Some(&raw[..first_slash]), first_slash + 1) } else { (None, 0) };
+    let (registry, path_start) =
+        if has_registry { (Some(ascii.slice(0, first_slash)), first_slash + 1) } else { (None, 0) };
     let (host, port) = match registry {
         // The structural pass already found the port's colon: no second scan.
         Some(registry) if !registry.starts_with('[') => {
             let (host, port) = if first_colon < first_slash {
-                (&raw[..first_colon], Some(&raw[first_colon + 1..first_slash]))
+                (ascii.slice(0, first_colon), Some(ascii.slice(first_colon + 1, first_slash)))
             } else {
                 (registry, None)
             };

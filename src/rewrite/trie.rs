@@ -85,7 +85,7 @@ impl<V> SegmentTrie<V> {
     pub fn node_mut<'s>(&mut self, segments: impl IntoIterator<Item = &'s str>) -> &mut Option<V> {
         let mut at = Self::ROOT;
         for segment in segments {
-            let key = key(at.key, segment);
+            let key = key(at.key, segment.as_bytes());
             let existing = if self.nodes[at.id as usize].has_children { self.find(key, at.id, segment) } else { None };
             let id = match existing {
                 Some(child) => child,
@@ -137,8 +137,10 @@ impl<V> SegmentTrie<V> {
         }
     }
 
-    fn segment(&self, node: &Node<V>) -> &str {
-        &self.text[node.start as usize..(node.start + node.len) as usize]
+    /// The segment `node` is reached by.
+    #[inline(always)]
+    fn segment(&self, node: &Node<V>) -> &[u8] {
+        &self.text.as_bytes()[node.start as usize..(node.start + node.len) as usize]
     }
 
     /// The child of `at` reached by `segment`, if any. Always inlined: as a call, saving
@@ -148,7 +150,7 @@ impl<V> SegmentTrie<V> {
         if !self.nodes[at.id as usize].has_children {
             return None;
         }
-        let key = key(at.key, segment);
+        let key = key(at.key, segment.as_bytes());
         self.find(key, at.id, segment).map(|id| At { id, key })
     }
 
@@ -166,8 +168,7 @@ impl<V> SegmentTrie<V> {
             }
             if slot.tag == tag {
                 let found = &self.nodes[slot.node as usize];
-                let text = &self.text.as_bytes()[found.start as usize..(found.start + found.len) as usize];
-                if found.parent == parent && same_bytes(text, segment.as_bytes()) {
+                if found.parent == parent && same_bytes(self.segment(found), segment.as_bytes()) {
                     return Some(slot.node);
                 }
             }
@@ -189,16 +190,15 @@ impl<V> SegmentTrie<V> {
     }
 }
 
-/// The path key of `segment` under a node whose path key is `parent`. Each 8-byte word is
+/// The path key of the segment `bytes` under a node whose path key is `parent`. Each 8-byte word is
 /// multiplied on its own and folded in with a rotation (so the multiplications overlap and
 /// word order still counts). Segments of up to 32 bytes, nearly all, are read as two or four
 /// overlapping words with no loop; a final mix makes the low bits the table indexes by
 /// depend on every input bit. The length goes in first, so overlapping reads cannot make two
 /// segments alike.
 #[inline(always)]
-fn key(parent: u64, segment: &str) -> u64 {
+fn key(parent: u64, bytes: &[u8]) -> u64 {
     const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-    let bytes = segment.as_bytes();
     let n = bytes.len();
     let fold = |hash: u64, word: u64| hash.rotate_left(29) ^ word.wrapping_mul(K);
     let mut hash = fold(parent, n as u64 | 1 << 63);
@@ -290,7 +290,7 @@ mod tests {
         for (i, name) in names.iter().enumerate() {
             *trie.node_mut([name.as_str(), "leaf"]) = Some(i as u32);
         }
-        let shared = key(ROOT_KEY, "shared");
+        let shared = key(ROOT_KEY, b"shared");
         trie.slots.fill(Slot::default());
         for id in 1..trie.nodes.len() as NodeId {
             trie.place(shared, id);
