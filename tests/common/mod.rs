@@ -21,6 +21,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
 pub mod apiserver;
+pub mod components;
 
 pub const RULES: &str = "\
 docker.io::harbor.example.org/hub
