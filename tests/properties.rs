@@ -1,6 +1,7 @@
 //! Property tests: for random rule sets and references, the trie-based
 //! [`RuleSet::rewrite`] decides exactly as the linear-scan [`LinearModel`],
-//! and rewriting is idempotent.
+//! the first of [`RuleSet::candidates`] is `rewrite()`'s answer and the whole
+//! list agrees with the model's, and rewriting is idempotent.
 //!
 //! Rules and references are drawn from small alphabets so that prefixes,
 //! ports, Docker Hub names, mirror targets and wildcards collide often.
@@ -84,6 +85,22 @@ proptest! {
         let model = LinearModel::new(&rules);
         for image in &images {
             prop_assert_eq!(summary(&rules.rewrite(image)), summary(&model.rewrite(image)), "rules:\n{}\nimage: {}", text, image);
+        }
+    }
+
+    #[test]
+    fn first_candidate_is_the_rewrite_and_candidates_agree_with_linear_model((text, canonical) in rule_set(), images in proptest::collection::vec(reference(), 1..8)) {
+        let rules = compile(&text, canonical);
+        let model = LinearModel::new(&rules);
+        for image in &images {
+            let candidates = rules.candidates(image);
+            prop_assert_eq!(summary(&candidates.first_decision()), summary(&rules.rewrite(image)), "rules:\n{}\nimage: {}", text, image);
+            let expected = model.candidates(image);
+            let listed = |c: &mirrorswap::rewrite::Candidates<'_>| -> Vec<(String, u32)> {
+                c.targets.iter().map(|candidate| (candidate.image.clone(), candidate.rule.line)).collect()
+            };
+            prop_assert_eq!(listed(&candidates), listed(&expected), "rules:\n{}\nimage: {}", text, image);
+            prop_assert_eq!(candidates.then.label(), expected.then.label(), "rules:\n{}\nimage: {}", text, image);
         }
     }
 

@@ -5,6 +5,7 @@
 //! Kubernetes types. The server, the reload loop and the CLI are thin shells
 //! around [`RuleSet::rewrite`]. `tests/engine_purity.rs` keeps it that way.
 
+mod candidates;
 mod compile;
 mod engine;
 mod explain;
@@ -18,6 +19,7 @@ mod render;
 pub mod rules;
 mod trie;
 
+pub use candidates::{Candidate, Candidates};
 pub use compile::{Compiled, compile};
 pub use engine::{Decision, DockerHubMode, Options, RuleId, RuleSet, Unchanged};
 pub use explain::Explanation;
