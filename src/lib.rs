@@ -10,6 +10,7 @@
 pub mod certs;
 pub mod cli;
 pub mod containerd;
+pub mod registry;
 pub mod rewrite;
 pub mod rules_file;
 pub mod server;

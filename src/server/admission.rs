@@ -18,6 +18,7 @@ use super::patch::{self, PatchOperation};
 use super::review::{Metadata, Object, Request, Review};
 pub use super::workload::ORIGINAL_IMAGES_ANNOTATION;
 use super::workload::{self, ImageField};
+use crate::registry::{Resolved, Verdict};
 use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged};
 
 const API_VERSION: &str = "admission.k8s.io/v1";
@@ -66,18 +67,49 @@ struct Outcome {
     result: &'static str,
     /// The serialized JSON patch, when something changed.
     patch: Option<Vec<u8>>,
-    /// A warning for the client, when something went wrong.
-    warning: Option<String>,
+    /// Warnings for the client: something went wrong, or an image was kept.
+    warnings: Vec<String>,
 }
 
 impl Outcome {
     fn allow(result: &'static str) -> Self {
-        Self { result, patch: None, warning: None }
+        Self { result, patch: None, warnings: Vec::new() }
     }
 }
 
-/// Answers one admission request body.
+/// Answers one admission request body, as the rules say (`--swap-policy always`).
 pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metrics) -> Answer {
+    answer_resolved(body, rules, settings, metrics, None)
+}
+
+/// The images of a request body that the webhook would decide on (none for a request it
+/// ignores): what `--swap-policy exists` asks the registries about before [`answer_resolved`].
+pub fn images_to_check(body: &[u8]) -> Vec<String> {
+    let Ok(review) = serde_json::from_slice::<Review<'_>>(body) else { return Vec::new() };
+    let Some(request) = review.request else { return Vec::new() };
+    let Some((_, spec_path)) = workload::known_kind(&request.kind.group, &request.kind.kind) else {
+        return Vec::new();
+    };
+    match &request.object {
+        Some(object)
+            if matches!(request.operation, Operation::Create | Operation::Update)
+                && !workload::opted_out(&object.metadata) =>
+        {
+            workload::image_fields(object, spec_path).into_iter().map(|field| field.image.to_owned()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Answers one admission request body; with `resolved` (`--swap-policy exists`), each image
+/// takes the candidate the registries confirmed, or stays with a warning saying why.
+pub fn answer_resolved(
+    body: &[u8],
+    rules: &RuleSet,
+    settings: &Settings,
+    metrics: &Metrics,
+    resolved: Option<&Resolved>,
+) -> Answer {
     // Validating UTF-8 once for the whole body is cheaper than serde_json doing it per string.
     let decoded = match std::str::from_utf8(body) {
         Ok(text) => serde_json::from_str::<Review<'_>>(text),
@@ -101,12 +133,12 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
     }
     let known = workload::known_kind(&request.kind.group, &request.kind.kind);
     let outcome = match known {
-        Some((_, spec_path)) => decide(&request, spec_path, rules, settings, metrics),
+        Some((_, spec_path)) => decide(&request, spec_path, rules, settings, metrics, resolved),
         None => Outcome::allow("ignored"),
     };
     Answer {
         status: StatusCode::OK,
-        body: review_body(&request.uid, outcome.patch.as_deref(), outcome.warning.as_deref()),
+        body: review_body(&request.uid, outcome.patch.as_deref(), &outcome.warnings),
         kind: known.map_or("other", |(kind, _)| kind),
         operation: operation_name(&request.operation),
         result: outcome.result,
@@ -120,6 +152,7 @@ fn decide(
     rules: &RuleSet,
     settings: &Settings,
     metrics: &Metrics,
+    resolved: Option<&Resolved>,
 ) -> Outcome {
     if !matches!(request.operation, Operation::Create | Operation::Update) {
         return Outcome::allow("ignored");
@@ -134,9 +167,21 @@ fn decide(
     let mut operations = Vec::new();
     let mut originals = BTreeMap::new();
     let mut secrets_needed: Vec<&str> = Vec::new();
+    let mut warnings = Vec::new();
     for field in workload::image_fields(object, spec_path) {
         let ImageField { container, image, .. } = field;
-        let decision = rules.rewrite(image);
+        let decision = match resolved.and_then(|resolved| resolved.get(image)).map(|resolution| &resolution.verdict) {
+            None => rules.rewrite(image),
+            Some(Verdict::Take(index)) => match rules.candidates(image).targets.into_iter().nth(*index) {
+                Some(candidate) => Decision::Rewritten { image: candidate.image, rule: candidate.rule },
+                None => rules.rewrite(image),
+            },
+            Some(Verdict::Keep(why)) => {
+                warnings.push(format!("mirrorswap kept image {image} of container {container}: {why}"));
+                metrics.unchanged.with_label_values(&["not_in_mirror"]).inc();
+                continue;
+            }
+        };
         // Per-image lines are debug: at info a busy cluster's log would be mostly these;
         // `mirrorswap_images_rewritten_total{rule}` counts them. `rewrite --explain` says the same.
         debug!(
@@ -165,7 +210,7 @@ fn decide(
         }
     }
     if operations.is_empty() {
-        return Outcome::allow("unchanged");
+        return Outcome { warnings, ..Outcome::allow("unchanged") };
     }
     if !secrets_needed.is_empty() {
         operations.extend(pull_secret_operations(object, spec_path, secrets_needed));
@@ -174,11 +219,11 @@ fn decide(
         operations.push(annotation_operation(&object.metadata, originals));
     }
     match patch::to_json(&operations) {
-        Ok(patch) => Outcome { result: "patched", patch: Some(patch), warning: None },
+        Ok(patch) => Outcome { result: "patched", patch: Some(patch), warnings },
         Err(error) => Outcome {
             result: "undecodable",
             patch: None,
-            warning: Some(format!("mirrorswap could not encode its patch: {error}")),
+            warnings: vec![format!("mirrorswap could not encode its patch: {error}")],
         },
     }
 }
@@ -262,7 +307,7 @@ fn operation_name(operation: &Operation) -> &'static str {
 /// its patch as an array of numbers, while the admission API documents (and `kubectl`,
 /// `curl | base64 -d` users expect) a base64 string. The patch was serialized by serde_json
 /// ([`patch`]); base64 needs no JSON escaping, and the uid and warning are escaped by serde_json.
-fn review_body(uid: &str, patch: Option<&[u8]>, warning: Option<&str>) -> Vec<u8> {
+fn review_body(uid: &str, patch: Option<&[u8]>, warnings: &[String]) -> Vec<u8> {
     let mut body = Vec::with_capacity(128 + uid.len() + patch.map_or(0, |patch| patch.len() / 3 * 4 + 4));
     body.extend_from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#);
     push_json_string(&mut body, uid);
@@ -275,9 +320,13 @@ fn review_body(uid: &str, patch: Option<&[u8]>, warning: Option<&str>) -> Vec<u8
         body.truncate(start + written);
         body.push(b'"');
     }
-    if let Some(warning) = warning {
+    if let Some((first, rest)) = warnings.split_first() {
         body.extend_from_slice(br#","warnings":["#);
-        push_json_string(&mut body, warning);
+        push_json_string(&mut body, first);
+        for warning in rest {
+            body.push(b',');
+            push_json_string(&mut body, warning);
+        }
         body.push(b']');
     }
     body.extend_from_slice(b"}}");
@@ -311,7 +360,7 @@ fn undecodable(body: &[u8], error: &serde_json::Error) -> Answer {
     let warning = format!("mirrorswap could not decode the request and left it unchanged: {error}");
     Answer {
         status: StatusCode::OK,
-        body: review_body(uid, None, Some(&warning)),
+        body: review_body(uid, None, std::slice::from_ref(&warning)),
         kind,
         operation: "-",
         result: "undecodable",

@@ -10,6 +10,7 @@ use clap::Args;
 use super::kube_rules::{ObjectKind, ObjectSource};
 use super::logging::LogFormat;
 use crate::cli::EngineArgs;
+use crate::registry::CheckArgs;
 use crate::rules_file::Format;
 
 /// Arguments of `mirrorswap serve`.
@@ -59,6 +60,8 @@ pub struct ServeArgs {
     pub format: Option<Format>,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub check: CheckArgs,
     /// Record the original images in the `mirrorswap.io/original-images` annotation.
     #[arg(long, env = "MIRRORSWAP_ANNOTATE_ORIGINAL")]
     pub annotate_original: bool,

@@ -97,6 +97,13 @@ async fn respond(state: &Arc<State>, is_json: bool, body: Bytes, work: Work) -> 
             operation: "-",
             result: "noop",
         }
+    } else if let Some(resolver) = &state.resolver {
+        // `--swap-policy exists`: ask the registries (cached, one deadline), then decide.
+        let rules = state.rules();
+        let images = admission::images_to_check(&body);
+        let images: Vec<&str> = images.iter().map(String::as_str).collect();
+        let resolved = resolver.resolve(&rules, &images).await;
+        admission::answer_resolved(&body, &rules, &state.settings, &state.metrics, Some(&resolved))
     } else if body.len() <= INLINE_BODY_LIMIT {
         admission::answer(&body, &state.rules(), &state.settings, &state.metrics)
     } else {

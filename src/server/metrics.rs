@@ -32,6 +32,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The registry `/metrics` renders, for metrics of other modules (the registry checks).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Creates and registers every metric.
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();

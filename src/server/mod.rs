@@ -36,6 +36,7 @@ use tracing::{error, info, warn};
 
 pub use args::ServeArgs;
 
+use crate::registry::{AuthFile, RegistryMetrics, Resolver, SwapPolicy};
 use crate::rewrite::RuleSet;
 use crate::rules_file::{self, Format, LoadError};
 use state::State;
@@ -96,7 +97,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         rules_origin: rules_origin.into(),
         pull_secrets: args.pull_secrets.clone().into(),
     };
-    let state = Arc::new(State::new(settings, metrics));
+    let resolver = resolver(&args, &metrics)?;
+    let state = Arc::new(State::new(settings, metrics).with_resolver(resolver));
     if let Some(rules) = rules {
         state.install_rules(rules, started);
     }
@@ -197,6 +199,33 @@ fn initial_certificate(args: &ServeArgs) -> anyhow::Result<tls::Loaded> {
         ca_path.display()
     );
     tls::from_pem(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())
+}
+
+/// With `--swap-policy exists`, the registry resolver (its metrics registered, its
+/// `--registry-auth` file watched); `None` with `always`: no registry is ever contacted.
+fn resolver(args: &ServeArgs, metrics: &metrics::Metrics) -> anyhow::Result<Option<Arc<Resolver>>> {
+    if args.check.swap_policy != SwapPolicy::Exists {
+        return Ok(None);
+    }
+    let registry_metrics = RegistryMetrics::new(metrics.registry()).context("creating registry metrics")?;
+    let resolver = Arc::new(Resolver::new(&args.check, Some(registry_metrics))?);
+    if let Some(path) = args.check.registry_auth.clone() {
+        let watched = Arc::clone(&resolver);
+        let file = path.clone();
+        watch::spawn("registry-auth", vec![path], args.reload_poll, move || match AuthFile::load(&file) {
+            Ok(auth) => {
+                info!(file = %file.display(), registries = auth.len(), "registry credentials reloaded");
+                watched.set_auth(auth);
+            }
+            Err(error) => error!(%error, "registry credentials reload failed; keeping the current ones"),
+        })?;
+    }
+    info!(
+        timeout = ?args.check.check_timeout,
+        on_check_error = ?args.check.on_check_error,
+        "swap policy `exists`: images are rewritten only to targets the mirror has"
+    );
+    Ok(Some(resolver))
 }
 
 fn watch_rules(path: PathBuf, args: &ServeArgs, state: Arc<State>) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 
 use super::admission::Settings;
 use super::metrics::Metrics;
+use crate::registry::Resolver;
 use crate::rewrite::RuleSet;
 
 /// Shared server state.
@@ -20,6 +21,8 @@ pub struct State {
     pub settings: Settings,
     /// Every exported metric.
     pub metrics: Metrics,
+    /// With `--swap-policy exists`, what asks the registries; `None` never contacts one.
+    pub resolver: Option<Arc<Resolver>>,
     ready: AtomicBool,
     rules_loaded: AtomicBool,
 }
@@ -33,9 +36,16 @@ impl State {
             rules: ArcSwap::from_pointee(RuleSet::default()),
             settings,
             metrics,
+            resolver: None,
             ready: AtomicBool::new(false),
             rules_loaded: AtomicBool::new(false),
         }
+    }
+
+    /// The state with `resolver` deciding which candidate images the registries have.
+    pub fn with_resolver(mut self, resolver: Option<Arc<Resolver>>) -> Self {
+        self.resolver = resolver;
+        self
     }
 
     /// The rule set to use for one request.

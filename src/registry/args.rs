@@ -1,0 +1,72 @@
+//! The swap-policy, registry and check flags, shared by `serve` and `rewrite`
+//! (`#[command(flatten)]`), each with its `MIRRORSWAP_*` environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Whether a rewrite needs the mirror to have the image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum SwapPolicy {
+    /// Rewrite as the rules say; never contact a registry.
+    #[default]
+    Always,
+    /// Rewrite to the first candidate target (most specific rule first) that the mirror has;
+    /// keep the original when none has it.
+    Exists,
+}
+
+/// What a failed lookup (timeout, 5xx, auth or TLS error) means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OnCheckError {
+    /// Try the next candidate; keep the original when none is known present.
+    #[default]
+    Keep,
+    /// Rewrite anyway (air-gapped clusters, where the original can never be pulled).
+    Swap,
+}
+
+/// Flags of registry-aware swapping.
+#[derive(Clone, Debug, Args)]
+pub struct CheckArgs {
+    /// `always`: rewrite as the rules say, no registry contact. `exists`: rewrite only to a
+    /// target the mirror has (manifest HEAD), trying less specific rules next.
+    #[arg(long, env = "MIRRORSWAP_SWAP_POLICY", value_enum, default_value_t = SwapPolicy::Always)]
+    pub swap_policy: SwapPolicy,
+    /// Docker config JSON (`{"auths": {...}}`, the `.dockerconfigjson` of a pull Secret) with
+    /// mirror credentials; reloaded when it changes.
+    #[arg(long, env = "MIRRORSWAP_REGISTRY_AUTH", value_name = "FILE")]
+    pub registry_auth: Option<PathBuf>,
+    /// PEM bundle of CAs trusted for registries, in addition to the system roots.
+    #[arg(long, env = "MIRRORSWAP_REGISTRY_CA", value_name = "FILE")]
+    pub registry_ca: Option<PathBuf>,
+    /// HOST[:PORT] (repeatable): TLS without certificate checks, plain HTTP if it speaks no TLS.
+    #[arg(
+        long = "insecure-registry",
+        env = "MIRRORSWAP_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        value_name = "HOST[:PORT]"
+    )]
+    pub insecure_registries: Vec<String>,
+    /// Deadline shared by all lookups of one admission request (they run concurrently).
+    #[arg(long, env = "MIRRORSWAP_CHECK_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub check_timeout: Duration,
+    /// How long a "present" answer is cached.
+    #[arg(long, env = "MIRRORSWAP_CHECK_CACHE_TTL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub check_cache_ttl: Duration,
+    /// How long an "absent" answer is cached.
+    #[arg(long, env = "MIRRORSWAP_CHECK_NEGATIVE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub check_negative_ttl: Duration,
+    /// Most cached answers (bounds memory).
+    #[arg(long, env = "MIRRORSWAP_CHECK_CACHE_ENTRIES", default_value_t = 100_000)]
+    pub check_cache_entries: u64,
+    /// After a registry failed (timeout, connection or 5xx), how long it is not asked again:
+    /// during an outage requests answer at once instead of each waiting for the timeout.
+    #[arg(long, env = "MIRRORSWAP_CHECK_BACKOFF", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub check_backoff: Duration,
+    /// `keep`: a failed lookup keeps the original (after trying the other candidates);
+    /// `swap`: it rewrites anyway.
+    #[arg(long, env = "MIRRORSWAP_ON_CHECK_ERROR", value_enum, default_value_t = OnCheckError::Keep)]
+    pub on_check_error: OnCheckError,
+}

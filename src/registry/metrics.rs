@@ -1,0 +1,41 @@
+//! Registry-check metrics: `mirrorswap_registry_checks_total{registry,result}`,
+//! `mirrorswap_registry_check_duration_seconds` and `mirrorswap_registry_check_cache_total{result}`.
+//! The `registry` label comes from rule targets, so it stays bounded.
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+
+/// The registry-check metrics.
+#[derive(Clone)]
+pub struct RegistryMetrics {
+    /// Lookups by registry and result (`present`, `absent`, `error`, `timeout`).
+    pub checks: IntCounterVec,
+    /// Time of one registry lookup.
+    pub duration: Histogram,
+    /// Answers from the cache (`hit`) or a lookup (`miss`).
+    pub cache: IntCounterVec,
+}
+
+impl RegistryMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let checks = IntCounterVec::new(
+            Opts::new("mirrorswap_registry_checks_total", "Registry lookups by registry and result."),
+            &["registry", "result"],
+        )?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new("mirrorswap_registry_check_duration_seconds", "Time of one registry lookup.")
+                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        )?;
+        let cache = IntCounterVec::new(
+            Opts::new(
+                "mirrorswap_registry_check_cache_total",
+                "Registry answers from the cache (hit) or a lookup (miss).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(checks.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(cache.clone()))?;
+        Ok(Self { checks, duration, cache })
+    }
+}

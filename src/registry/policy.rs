@@ -1,0 +1,277 @@
+//! The `exists` policy: for each image, the rules' candidates in order, each asked of its
+//! mirror (through the cache) until one has it. All lookups of one admission request run
+//! concurrently under one deadline (`--check-timeout`); a registry that just failed is not
+//! asked again for `--check-backoff`; `--on-check-error` says what a failed lookup means.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tracing::info;
+
+use super::args::{CheckArgs, OnCheckError};
+use super::auth_file::AuthFile;
+use super::cache::CheckCache;
+use super::client::{Answer, CheckError, Checker, ClientSettings};
+use super::metrics::RegistryMetrics;
+use crate::rewrite::{RuleSet, reference};
+
+/// What to do with one image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Rewrite to this candidate (an index into `RuleSet::candidates(image).targets`).
+    Take(usize),
+    /// Keep the original, for this reason (`not in m.io/airgap (404)`, `mirror unreachable: …`).
+    Keep(String),
+}
+
+/// One candidate asked and its answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tried {
+    /// The candidate image.
+    pub image: String,
+    /// The mirror it is in (the rule target's registry part), the metrics label.
+    pub registry: String,
+    /// What the mirror said.
+    pub outcome: Result<Answer, CheckError>,
+    /// Whether the answer came from the cache.
+    pub cached: bool,
+}
+
+/// The verdict for one image and the candidates tried on the way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolution {
+    pub verdict: Verdict,
+    pub tried: Vec<Tried>,
+}
+
+/// Resolutions by image, for the images of one request that the rules would rewrite.
+#[derive(Clone, Debug, Default)]
+pub struct Resolved {
+    by_image: HashMap<String, Resolution>,
+}
+
+impl Resolved {
+    /// The resolution of `image`; `None` for an image the rules leave alone (no lookup).
+    pub fn get(&self, image: &str) -> Option<&Resolution> {
+        self.by_image.get(image)
+    }
+}
+
+/// Timing and failure settings of the checks.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckSettings {
+    pub timeout: Duration,
+    pub backoff: Duration,
+    pub on_error: OnCheckError,
+}
+
+/// Decides, with the registries' help, which candidate each image gets. Cheap to share.
+pub struct Resolver {
+    checker: ArcSwap<Checker>,
+    client: ClientSettings,
+    cache: CheckCache,
+    failed: Mutex<HashMap<String, Instant>>,
+    settings: CheckSettings,
+    metrics: Option<RegistryMetrics>,
+}
+
+/// A resolver that could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolverError {
+    #[error("--registry-ca {path}: {source}")]
+    Ca { path: String, source: std::io::Error },
+    #[error("--registry-ca {path}: no PEM certificate in it")]
+    CaEmpty { path: String },
+    #[error(transparent)]
+    Auth(#[from] super::auth_file::AuthFileError),
+}
+
+impl Resolver {
+    /// Builds the clients and the cache from the flags (reads `--registry-ca` and `--registry-auth`).
+    pub fn new(args: &CheckArgs, metrics: Option<RegistryMetrics>) -> Result<Self, ResolverError> {
+        let ca_pem = match &args.registry_ca {
+            Some(path) => {
+                let name = path.display().to_string();
+                let pem = std::fs::read(path).map_err(|source| ResolverError::Ca { path: name.clone(), source })?;
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(ResolverError::CaEmpty { path: name });
+                }
+                Some(pem)
+            }
+            None => None,
+        };
+        let auth = match &args.registry_auth {
+            Some(path) => AuthFile::load(path)?,
+            None => AuthFile::default(),
+        };
+        let client = ClientSettings { ca_pem, insecure: args.insecure_registries.clone(), timeout: args.check_timeout };
+        let settings =
+            CheckSettings { timeout: args.check_timeout, backoff: args.check_backoff, on_error: args.on_check_error };
+        Ok(Self {
+            checker: ArcSwap::from_pointee(Checker::new(&client, auth)),
+            client,
+            cache: CheckCache::new(args.check_cache_entries, args.check_cache_ttl, args.check_negative_ttl),
+            failed: Mutex::new(HashMap::new()),
+            settings,
+            metrics,
+        })
+    }
+
+    /// Swaps in new credentials (a reloaded `--registry-auth`); cached answers are dropped.
+    pub fn set_auth(&self, auth: AuthFile) {
+        self.checker.store(Arc::new(Checker::new(&self.client, auth)));
+        self.cache.clear();
+        self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    }
+
+    /// The answer cache (for its size).
+    pub fn cache(&self) -> &CheckCache {
+        &self.cache
+    }
+
+    /// Resolves every image of one request that the rules would rewrite, concurrently, all
+    /// within one `--check-timeout` from now.
+    pub async fn resolve(&self, rules: &RuleSet, images: &[&str]) -> Resolved {
+        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let mut unique: Vec<&str> = images.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let lookups = unique.into_iter().filter_map(|image| {
+            let candidates = rules.candidates(image);
+            if candidates.targets.is_empty() {
+                return None;
+            }
+            let targets: Vec<(String, String)> = candidates
+                .targets
+                .into_iter()
+                .map(|candidate| (mirror_label(candidate.rule.target.as_str()), candidate.image))
+                .collect();
+            Some(async move { (image.to_owned(), self.resolve_one(targets, deadline).await) })
+        });
+        Resolved { by_image: futures::future::join_all(lookups).await.into_iter().collect() }
+    }
+
+    /// Tries `targets` ((mirror label, image), most specific first) in order.
+    async fn resolve_one(&self, targets: Vec<(String, String)>, deadline: tokio::time::Instant) -> Resolution {
+        let mut tried = Vec::with_capacity(targets.len());
+        let mut reasons = Vec::new();
+        for (index, (registry, image)) in targets.into_iter().enumerate() {
+            let (outcome, cached) = self.check(&registry, &image, deadline).await;
+            let take = match &outcome {
+                Ok(Answer::Present) => true,
+                Ok(Answer::Absent(status)) => {
+                    reasons.push(format!("not in {registry} ({status})"));
+                    false
+                }
+                Err(error) => {
+                    reasons.push(format!("mirror {registry} unreachable: {error}"));
+                    self.settings.on_error == OnCheckError::Swap
+                }
+            };
+            tried.push(Tried { image, registry, outcome, cached });
+            if take {
+                return Resolution { verdict: Verdict::Take(index), tried };
+            }
+        }
+        Resolution { verdict: Verdict::Keep(reasons.join("; ")), tried }
+    }
+
+    /// One candidate: backoff, then the cache or a lookup, bounded by `deadline`.
+    async fn check(
+        &self,
+        registry: &str,
+        image: &str,
+        deadline: tokio::time::Instant,
+    ) -> (Result<Answer, CheckError>, bool) {
+        let host = registry_host(image);
+        if let Some(error) = self.backing_off(&host) {
+            self.count(registry, error.label());
+            return (Err(error), false);
+        }
+        let lookup = self.lookup(registry.to_owned(), image.to_owned());
+        let (outcome, cached) = match tokio::time::timeout_at(deadline, self.cache.get_or_check(image, lookup)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                // Counted here: the lookup itself may still finish and fill the cache.
+                self.count(registry, "timeout");
+                (Err(CheckError::Timeout(self.settings.timeout)), false)
+            }
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.cache.with_label_values(&[if cached { "hit" } else { "miss" }]).inc();
+        }
+        if outcome.as_ref().is_err_and(CheckError::is_outage) {
+            self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(host, Instant::now());
+        }
+        (outcome, cached)
+    }
+
+    /// The real lookup, on its own task (it outlives a caller that gave up, and a panic in the
+    /// client stays there), bounded by `--check-timeout`.
+    fn lookup(&self, registry: String, image: String) -> impl Future<Output = Result<Answer, CheckError>> + use<> {
+        let checker = self.checker.load_full();
+        let (timeout, metrics) = (self.settings.timeout, self.metrics.clone());
+        async move {
+            let started = Instant::now();
+            let task = tokio::spawn(async move { tokio::time::timeout(timeout, checker.check(&image)).await });
+            let outcome = match task.await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(_)) => Err(CheckError::Timeout(timeout)),
+                Err(_) => Err(CheckError::Transport("the registry client failed".into())),
+            };
+            let outcome = match outcome {
+                Err(CheckError::Timeout(_)) => Err(CheckError::Timeout(timeout)),
+                other => other,
+            };
+            let took = started.elapsed();
+            let result = match &outcome {
+                Ok(Answer::Present) => "present",
+                Ok(Answer::Absent(_)) => "absent",
+                Err(error) => error.label(),
+            };
+            if let Some(metrics) = &metrics {
+                metrics.checks.with_label_values(&[&registry, result]).inc();
+                metrics.duration.observe(took.as_secs_f64());
+            }
+            if let Err(error) = &outcome {
+                info!(%registry, status = %error, took = ?took, "registry check failed");
+            }
+            outcome
+        }
+    }
+
+    /// The backoff error while `host` is in its backoff window.
+    fn backing_off(&self, host: &str) -> Option<CheckError> {
+        let mut failed = self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let since = *failed.get(host)?;
+        let ago = since.elapsed();
+        if ago >= self.settings.backoff {
+            failed.remove(host);
+            return None;
+        }
+        Some(CheckError::BackingOff { ago: round(ago), left: round(self.settings.backoff - ago) })
+    }
+
+    fn count(&self, registry: &str, result: &str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.checks.with_label_values(&[registry, result]).inc();
+        }
+    }
+}
+
+/// Milliseconds are enough for a message.
+fn round(duration: Duration) -> Duration {
+    Duration::from_millis(duration.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+/// The mirror a rule target names: the target without a trailing `-` (`harbor.example.org/airgap-images`).
+fn mirror_label(target: &str) -> String {
+    target.trim_end_matches('-').trim_end_matches('/').to_owned()
+}
+
+/// The registry (`host[:port]`) of a candidate image.
+fn registry_host(image: &str) -> String {
+    reference::parse(image).map_or_else(|_| image.to_owned(), |parsed| parsed.registry_key().to_ascii_lowercase())
+}
