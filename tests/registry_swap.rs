@@ -1,0 +1,256 @@
+//! `--swap-policy exists` end to end: a real `mirrorswap serve` over HTTPS in front of a real
+//! registry (Debian's docker-registry with a test CA and htpasswd or token auth, images pushed
+//! with skopeo), every case through `/mutate` with the patch applied.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::registry::{Auth, Blackhole, Registry, docker_config};
+use common::{Protocol, TestServer, patched_object, sample};
+use serde_json::{Value, json};
+
+/// Rules sending `src.invalid/team/...` first to `MIRROR/specific`, then to `MIRROR/general/team`.
+fn rules(mirror: &str) -> String {
+    format!("src.invalid/team::{mirror}/specific\nsrc.invalid::{mirror}/general\n")
+}
+
+/// A Pod review whose containers `c0`, `c1`, … run `images`.
+fn pod(images: &[&str]) -> Value {
+    let mut review = sample("pod.json");
+    let containers: Vec<Value> =
+        images.iter().enumerate().map(|(index, image)| json!({"name": format!("c{index}"), "image": image})).collect();
+    review["request"]["object"]["spec"] = json!({ "containers": containers });
+    review
+}
+
+fn images_of(object: &Value) -> Vec<String> {
+    object["spec"]["containers"].as_array().unwrap().iter().map(|c| c["image"].as_str().unwrap().to_owned()).collect()
+}
+
+fn warnings_of(response: &Value) -> Vec<String> {
+    response["response"]["warnings"]
+        .as_array()
+        .map(|list| list.iter().map(|w| w.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Starts the webhook with the `exists` policy against `registry`, plus `extra` flags.
+async fn server(registry: &Registry, rules_text: &str, extra: &[&str]) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.json");
+    std::fs::write(&auth, registry.docker_config()).unwrap();
+    let auth = auth.display().to_string();
+    let ca = registry.ca_path().display().to_string();
+    let mut flags = vec!["--swap-policy", "exists", "--registry-ca", &ca, "--registry-auth", &auth];
+    flags.extend_from_slice(extra);
+    let server = TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text, "rules.conf")), &flags).await;
+    std::mem::forget(dir); // the auth file must outlive the server (it is watched)
+    server
+}
+
+async fn admit(server: &TestServer, review: &Value) -> (Value, Value, Duration) {
+    let mut client = server.connect(Protocol::Http1).await;
+    let started = Instant::now();
+    let response = client.review(review).await;
+    let took = started.elapsed();
+    (patched_object(review, &response), response, took)
+}
+
+async fn present_absent_and_fallback(auth: Auth) {
+    let Some(registry) = Registry::start(auth).await else { return };
+    let mirror = registry.host();
+    let digest = registry.push("specific/app", "1").await;
+    registry.push("general/team/only-general", "2").await;
+    let server = server(&registry, &rules(&mirror), &[]).await;
+    let review = pod(&[
+        "src.invalid/team/app:1",
+        &format!("src.invalid/team/app@{digest}"),
+        "src.invalid/team/missing:3",
+        "src.invalid/team/only-general:2",
+    ]);
+    let (object, response, _) = admit(&server, &review).await;
+    assert_eq!(
+        images_of(&object),
+        [
+            format!("{mirror}/specific/app:1"),
+            format!("{mirror}/specific/app@{digest}"),
+            "src.invalid/team/missing:3".to_owned(),
+            format!("{mirror}/general/team/only-general:2"),
+        ],
+        "present by tag and by digest, absent kept, fallback to the less specific rule"
+    );
+    let warnings = warnings_of(&response);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let expected = format!(
+        "mirrorswap kept image src.invalid/team/missing:3 of container c2: not in {mirror}/specific (404); not in {mirror}/general (404)"
+    );
+    assert_eq!(warnings[0], expected);
+    let present = format!("mirrorswap_registry_checks_total{{registry=\"{mirror}/specific\",result=\"present\"}}");
+    assert_eq!(server.metric(&present).await, 2.0);
+    let absent = format!("mirrorswap_registry_checks_total{{registry=\"{mirror}/general\",result=\"absent\"}}");
+    assert_eq!(server.metric(&absent).await, 1.0);
+
+    // Again: every answer comes from the cache, the registry sees no new manifest request.
+    let before = registry.manifest_requests();
+    let (again, _, _) = admit(&server, &review).await;
+    assert_eq!(images_of(&again), images_of(&object));
+    assert_eq!(registry.manifest_requests(), before);
+    assert!(server.metric("mirrorswap_registry_check_cache_total{result=\"hit\"}").await >= 5.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn basic_auth_present_by_tag_and_digest_absent_with_warning_and_fallback() {
+    present_absent_and_fallback(Auth::Basic).await;
+}
+
+#[tokio::test]
+async fn token_auth_present_by_tag_and_digest_absent_with_warning_and_fallback() {
+    present_absent_and_fallback(Auth::Token).await;
+}
+
+#[tokio::test]
+async fn an_image_pushed_after_its_negative_ttl_is_used() {
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    let server = server(&registry, &format!("src.invalid::{mirror}/late\n"), &["--check-negative-ttl", "1s"]).await;
+    let review = pod(&["src.invalid/app:1"]);
+    let (object, _, _) = admit(&server, &review).await;
+    assert_eq!(images_of(&object), ["src.invalid/app:1"]);
+    registry.push("late/app", "1").await;
+    let (object, _, _) = admit(&server, &review).await;
+    assert_eq!(images_of(&object), ["src.invalid/app:1"], "absent is still cached");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (object, _, _) = admit(&server, &review).await;
+    assert_eq!(images_of(&object), [format!("{mirror}/late/app:1")]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopped_registry_answers_within_the_deadline_and_keeps_the_original() {
+    let Some(mut registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    registry.push("general/app", "1").await;
+    let server = server(&registry, &format!("src.invalid::{mirror}/general\n"), &["--check-timeout", "1s"]).await;
+    registry.stop();
+    let (object, response, took) = admit(&server, &pod(&["src.invalid/app:1"])).await;
+    assert_eq!(images_of(&object), ["src.invalid/app:1"]);
+    assert!(took < Duration::from_millis(1200), "took {took:?}");
+    let warnings = warnings_of(&response);
+    assert!(warnings[0].contains(&format!("mirror {mirror}/general unreachable: ")), "{warnings:?}");
+    let errors = format!("mirrorswap_registry_checks_total{{registry=\"{mirror}/general\",result=\"error\"}}");
+    assert!(server.metric(&errors).await >= 1.0);
+    // During the backoff, the next request does not even try.
+    let (_, response, _) = admit(&server, &pod(&["src.invalid/other:1"])).await;
+    assert!(warnings_of(&response)[0].contains("not asked again"), "{:?}", warnings_of(&response));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_is_bounded_by_the_deadline() {
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let hole = Blackhole::start().await;
+    let mirror = hole.addr.to_string();
+    let server = server(&registry, &format!("src.invalid::{mirror}/general\n"), &["--check-timeout", "1s"]).await;
+    let (object, response, took) = admit(&server, &pod(&["src.invalid/app:1", "src.invalid/app:2"])).await;
+    assert_eq!(images_of(&object), ["src.invalid/app:1", "src.invalid/app:2"]);
+    assert!(took < Duration::from_millis(1200), "took {took:?}");
+    let warnings = warnings_of(&response);
+    assert_eq!(warnings.len(), 2);
+    assert!(warnings[0].ends_with("unreachable: timeout after 1s"), "{warnings:?}");
+    let timeouts = format!("mirrorswap_registry_checks_total{{registry=\"{mirror}/general\",result=\"timeout\"}}");
+    assert!(server.metric(&timeouts).await >= 1.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_credentials_keep_the_original_or_swap_as_configured() {
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    registry.push("general/app", "1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("wrong.json");
+    std::fs::write(&auth, docker_config(&mirror, common::registry::USER, "wrong")).unwrap();
+    let auth = auth.display().to_string();
+    let ca = registry.ca_path().display().to_string();
+    let rules_text = format!("src.invalid::{mirror}/general\n");
+    for (on_error, expected) in [("keep", "src.invalid/app:1".to_owned()), ("swap", format!("{mirror}/general/app:1"))]
+    {
+        let flags =
+            ["--swap-policy", "exists", "--registry-ca", &ca, "--registry-auth", &auth, "--on-check-error", on_error];
+        let server =
+            TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text.as_str(), "rules.conf")), &flags).await;
+        let (object, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
+        assert_eq!(images_of(&object), [expected], "--on-check-error {on_error}");
+        if on_error == "keep" {
+            let warnings = warnings_of(&response);
+            assert!(warnings[0].ends_with("unreachable: unauthorized (401)"), "{warnings:?}");
+            assert!(!warnings[0].contains("wrong"), "no credentials in warnings");
+        }
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_untrusted_ca_is_an_error_not_a_hang() {
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    registry.push("general/app", "1").await;
+    let flags = ["--swap-policy", "exists", "--check-timeout", "5s"];
+    let rules_text = format!("src.invalid::{mirror}/general\n");
+    let server =
+        TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text.as_str(), "rules.conf")), &flags).await;
+    let (object, response, took) = admit(&server, &pod(&["src.invalid/app:1"])).await;
+    assert_eq!(images_of(&object), ["src.invalid/app:1"]);
+    assert!(took < Duration::from_secs(4), "an error, not the 5 s deadline: {took:?}");
+    let warnings = warnings_of(&response);
+    assert!(warnings[0].to_lowercase().contains("certificate"), "{warnings:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_hundred_concurrent_requests_make_one_lookup() {
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    registry.push("general/busy", "1").await;
+    let server = server(&registry, &format!("src.invalid::{mirror}/general\n"), &["--check-timeout", "5s"]).await;
+    let before = registry.manifest_requests_matching("/v2/general/busy/manifests/");
+    let review = pod(&["src.invalid/busy:1"]);
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(server.connect(Protocol::Http1).await);
+    }
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            let review = review.clone();
+            tokio::spawn(async move { client.review(&review).await })
+        })
+        .collect();
+    for task in tasks {
+        let response = task.await.unwrap();
+        assert_eq!(images_of(&patched_object(&review, &response)), [format!("{mirror}/general/busy:1")]);
+    }
+    assert_eq!(registry.manifest_requests_matching("/v2/general/busy/manifests/") - before, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_cache_bound_holds() {
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    let server = server(&registry, &format!("src.invalid::{mirror}/bound\n"), &["--check-cache-entries", "4"]).await;
+    let images: Vec<String> = (0..16).map(|n| format!("src.invalid/absent-{n}:1")).collect();
+    for image in &images {
+        admit(&server, &pod(&[image])).await;
+    }
+    let first_round = registry.manifest_requests_matching("/v2/bound/");
+    for image in &images {
+        admit(&server, &pod(&[image])).await;
+    }
+    // With 4 entries at most, most of the 16 answers were evicted and are asked again.
+    let asked_again = registry.manifest_requests_matching("/v2/bound/") - first_round;
+    assert!(asked_again >= first_round / 2, "first round {first_round}, asked again {asked_again}");
+    server.stop().await;
+}
