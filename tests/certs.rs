@@ -22,7 +22,8 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SERVICE: &str = "mirrorswap.mirrorswap.svc";
-const FILES: [&str; 7] = ["ca.crt", "ca.key", "tls.crt", "tls.key", "secret.yaml", "ca-bundle.txt", "kustomization.yaml"];
+const FILES: [&str; 7] =
+    ["ca.crt", "ca.key", "tls.crt", "tls.key", "secret.yaml", "ca-bundle.txt", "kustomization.yaml"];
 
 /// `mirrorswap certs --out-dir OUT EXTRA…`, over manifests/base unless EXTRA names a --base.
 fn certs(out: &Path, extra: &[&str]) -> Output {
@@ -63,9 +64,8 @@ fn verifies(cert_pem: &str, bundle_pem: &str, name: &str) -> bool {
     for cert in CertificateDer::pem_slice_iter(bundle_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::new(default_provider()))
-        .build()
-        .unwrap();
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::new(default_provider())).build().unwrap();
     let leaf = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
     let name = ServerName::try_from(name.to_owned()).unwrap();
     verifier.verify_server_cert(&leaf, &[], &name, &[], UnixTime::now()).is_ok()
@@ -244,7 +244,8 @@ fn namespace_moves_every_object_of_the_kustomization() {
                             .iter()
                             .find(|e| e["key"].as_str() == Some("kubernetes.io/metadata.name"))
                             .expect("namespace exclusion");
-                        let values: Vec<_> = excluded["values"].as_vec().unwrap().iter().filter_map(Yaml::as_str).collect();
+                        let values: Vec<_> =
+                            excluded["values"].as_vec().unwrap().iter().filter_map(Yaml::as_str).collect();
                         assert_eq!(values, ["other", "kube-system"], "{base}: its own namespace is never sent");
                     }
                 }
@@ -256,7 +257,10 @@ fn namespace_moves_every_object_of_the_kustomization() {
         // The certificate names the Service where it now lives.
         let bundle = bundle(&out);
         let cert = read(out.join("tls.crt"));
-        assert!(verifies(&cert, &bundle, "mirrorswap.other.svc") && verifies(&cert, &bundle, "mirrorswap.other.svc.cluster.local"));
+        assert!(
+            verifies(&cert, &bundle, "mirrorswap.other.svc")
+                && verifies(&cert, &bundle, "mirrorswap.other.svc.cluster.local")
+        );
         assert!(!verifies(&cert, &bundle, SERVICE), "{base}: not the old namespace");
     }
 }
