@@ -49,15 +49,21 @@ fn object(kind: &str, spec: Value) -> Value {
     let (api_version, body) = match kind {
         "Pod" => ("v1", json!({"spec": template["spec"], "status": {"phase": "Running"}})),
         "PodTemplate" => ("v1", json!({"template": template})),
-        "ReplicationController" => ("v1", json!({"spec": {"replicas": 1, "selector": {"app": "web"}, "template": template}})),
-        "Deployment" | "ReplicaSet" => ("apps/v1", json!({"spec": {"replicas": 2, "selector": selector, "template": template}})),
+        "ReplicationController" => {
+            ("v1", json!({"spec": {"replicas": 1, "selector": {"app": "web"}, "template": template}}))
+        }
+        "Deployment" | "ReplicaSet" => {
+            ("apps/v1", json!({"spec": {"replicas": 2, "selector": selector, "template": template}}))
+        }
         "DaemonSet" => ("apps/v1", json!({"spec": {"selector": selector, "template": template}})),
         "StatefulSet" => (
             "apps/v1",
             json!({"spec": {"serviceName": "web", "replicas": 1, "selector": selector, "template": template}}),
         ),
         "Job" => ("batch/v1", json!({"spec": {"selector": selector, "template": template}})),
-        "CronJob" => ("batch/v1", json!({"spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": template}}}})),
+        "CronJob" => {
+            ("batch/v1", json!({"spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": template}}}}))
+        }
         other => panic!("{other}"),
     };
     let mut object = json!({"apiVersion": api_version, "kind": kind, "metadata": metadata});
@@ -143,7 +149,10 @@ fn cases() -> Vec<Case> {
             name: "a new container is rewritten",
             old: pod_spec,
             change: |object, spec| {
-                spec_at(object, spec)["containers"].as_array_mut().unwrap().push(json!({"name": "cache", "image": "redis:7"}))
+                spec_at(object, spec)["containers"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "cache", "image": "redis:7"}))
             },
             rewrites: &[("containers/2", "cache", "harbor.example.org/hub/redis:7")],
             // A Pod's containers cannot be added on UPDATE; its new containers are ephemeral ones.
@@ -235,7 +244,10 @@ impl Expect<'_> {
         assert_eq!(before.is_empty(), !self.rejected, "{what}: the test's own request: {before:?}");
         let patched = patched_object(review, response);
         let after = violations(self.kind, self.sub_resource, old, &patched);
-        assert!(after.iter().all(|violation| before.contains(violation)), "{what}: the patch breaks the update: {after:?}");
+        assert!(
+            after.iter().all(|violation| before.contains(violation)),
+            "{what}: the patch breaks the update: {after:?}"
+        );
         let warnings = response["response"]["warnings"].as_array().cloned().unwrap_or_default();
         if self.rewrites.is_empty() {
             assert!(patch_of(response).is_none(), "{what}: no patch wanted, got {patched}");
@@ -270,14 +282,16 @@ impl Expect<'_> {
         let warned = warnings.iter().any(|warning| warning.as_str().is_some_and(|text| text.contains(SECRET)));
         assert_eq!(warned, self.pull_secrets && on_pod, "{what}: warnings {warnings:?}");
         // The annotation: the originals of this request's rewrites, never on the ephemeral subresource.
-        let recorded = patched["metadata"]["annotations"][ANNOTATION].as_str().map(|text| {
-            serde_json::from_str::<Value>(text).unwrap_or_else(|error| panic!("{what}: {text}: {error}"))
-        });
+        let recorded = patched["metadata"]["annotations"][ANNOTATION]
+            .as_str()
+            .map(|text| serde_json::from_str::<Value>(text).unwrap_or_else(|error| panic!("{what}: {text}: {error}")));
         if self.annotate && self.sub_resource.is_empty() {
             let originals: serde_json::Map<String, Value> = self
                 .rewrites
                 .iter()
-                .map(|(field, name, _)| ((*name).to_owned(), new.pointer(&format!("{}/{field}/image", self.spec)).unwrap().clone()))
+                .map(|(field, name, _)| {
+                    ((*name).to_owned(), new.pointer(&format!("{}/{field}/image", self.spec)).unwrap().clone())
+                })
                 .collect();
             assert_eq!(recorded, Some(Value::Object(originals)), "{what}");
         } else {
@@ -367,7 +381,8 @@ async fn annotate_original_replaces_the_entry_of_a_changed_image() {
         let request = review(group, kind, "UPDATE", "", &new, &old);
         let patched = patched_object(&request, &client.review(&request).await);
         assert!(violations(kind, "", &old, &patched).is_empty(), "{kind}");
-        let recorded: Value = serde_json::from_str(patched["metadata"]["annotations"][ANNOTATION].as_str().unwrap()).unwrap();
+        let recorded: Value =
+            serde_json::from_str(patched["metadata"]["annotations"][ANNOTATION].as_str().unwrap()).unwrap();
         assert_eq!(
             recorded,
             json!({"web": "nginx:1.27", "exporter": "quay.io/prometheus/nginx-exporter:1.3.0"}),
@@ -429,15 +444,25 @@ fn the_update_checker_rejects_what_the_api_server_rejects() {
         ("labels and annotations", edit(&pod, &|pod| pod["metadata"]["annotations"] = json!({"a": "b"})), true),
         ("status", edit(&pod, &|pod| pod["status"]["phase"] = json!("Failed")), true),
         ("deadline set", edit(&pod, &|pod| pod["spec"]["activeDeadlineSeconds"] = json!(30)), true),
-        ("toleration added", edit(&pod, &|pod| pod["spec"]["tolerations"] = json!([{"key": "k", "operator": "Exists"}])), true),
+        (
+            "toleration added",
+            edit(&pod, &|pod| pod["spec"]["tolerations"] = json!([{"key": "k", "operator": "Exists"}])),
+            true,
+        ),
         ("imagePullSecrets", edit(&pod, &|pod| pod["spec"]["imagePullSecrets"] = json!([{"name": SECRET}])), false),
         (
             "container added",
-            edit(&pod, &|pod| pod["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "x", "image": "y"}))),
+            edit(&pod, &|pod| {
+                pod["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "x", "image": "y"}))
+            }),
             false,
         ),
         ("container port", edit(&pod, &|pod| pod["spec"]["containers"][0]["ports"] = json!([])), false),
-        ("ephemeral container outside its subresource", edit(&pod, &|pod| pod["spec"]["ephemeralContainers"] = json!([{"name": "d", "image": "busybox"}])), false),
+        (
+            "ephemeral container outside its subresource",
+            edit(&pod, &|pod| pod["spec"]["ephemeralContainers"] = json!([{"name": "d", "image": "busybox"}])),
+            false,
+        ),
         ("deadline negative", edit(&pod, &|pod| pod["spec"]["activeDeadlineSeconds"] = json!(-1)), false),
         ("renamed", edit(&pod, &|pod| pod["metadata"]["name"] = json!("other")), false),
     ];
@@ -449,10 +474,32 @@ fn the_update_checker_rejects_what_the_api_server_rejects() {
     let with_debug = edit(&pod, &|pod| pod["spec"]["ephemeralContainers"] = json!([debug]));
     let ephemeral_cases: [(&str, &Value, Value, bool); 5] = [
         ("added", &pod, with_debug.clone(), true),
-        ("another added", &with_debug, edit(&with_debug, &|pod| pod["spec"]["ephemeralContainers"].as_array_mut().unwrap().push(json!({"name": "s", "image": "a"}))), true),
-        ("existing changed", &with_debug, edit(&with_debug, &|pod| pod["spec"]["ephemeralContainers"][0]["image"] = json!("x")), false),
-        ("annotation (dropped)", &pod, edit(&with_debug, &|pod| pod["metadata"]["annotations"] = json!({ ANNOTATION: "{}" })), false),
-        ("imagePullSecrets (dropped)", &pod, edit(&with_debug, &|pod| pod["spec"]["imagePullSecrets"] = json!([{"name": SECRET}])), false),
+        (
+            "another added",
+            &with_debug,
+            edit(&with_debug, &|pod| {
+                pod["spec"]["ephemeralContainers"].as_array_mut().unwrap().push(json!({"name": "s", "image": "a"}))
+            }),
+            true,
+        ),
+        (
+            "existing changed",
+            &with_debug,
+            edit(&with_debug, &|pod| pod["spec"]["ephemeralContainers"][0]["image"] = json!("x")),
+            false,
+        ),
+        (
+            "annotation (dropped)",
+            &pod,
+            edit(&with_debug, &|pod| pod["metadata"]["annotations"] = json!({ ANNOTATION: "{}" })),
+            false,
+        ),
+        (
+            "imagePullSecrets (dropped)",
+            &pod,
+            edit(&with_debug, &|pod| pod["spec"]["imagePullSecrets"] = json!([{"name": SECRET}])),
+            false,
+        ),
     ];
     for (what, old, changed, valid) in ephemeral_cases {
         assert_eq!(violations("Pod", "ephemeralcontainers", old, &changed).is_empty(), valid, "ephemeral {what}");
@@ -467,7 +514,9 @@ fn the_update_checker_rejects_what_the_api_server_rejects() {
     let secrets = edit(&job, &|job| job["spec"]["template"]["spec"]["imagePullSecrets"] = json!([{"name": SECRET}]));
     assert!(!violations("Job", "", &job, &secrets).is_empty());
 
-    for kind in ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "CronJob", "PodTemplate"] {
+    for kind in
+        ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "CronJob", "PodTemplate"]
+    {
         let old = object(kind, pod_spec(kind));
         let spec = KINDS.iter().find(|(_, name, _)| *name == kind).unwrap().2;
         let changed = edit(&old, &|object| {
@@ -483,5 +532,7 @@ fn the_update_checker_rejects_what_the_api_server_rejects() {
     let set = object("StatefulSet", pod_spec("StatefulSet"));
     let claims = edit(&set, &|object| object["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}}]));
     assert!(!violations("StatefulSet", "", &set, &claims).is_empty());
-    assert!(violations("StatefulSet", "", &set, &edit(&set, &|object| object["spec"]["replicas"] = json!(3))).is_empty());
+    assert!(
+        violations("StatefulSet", "", &set, &edit(&set, &|object| object["spec"]["replicas"] = json!(3))).is_empty()
+    );
 }

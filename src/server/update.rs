@@ -55,7 +55,8 @@ impl Scope {
     const TEMPLATE_UPDATE: Self = Self { update: true, ..Self::CREATE };
     const POD_UPDATE: Self = Self { lists: [true, true, false], pull_secrets: false, metadata: true, update: true };
     const JOB_UPDATE: Self = Self { lists: [false; 3], pull_secrets: false, metadata: true, update: true };
-    const EPHEMERAL_UPDATE: Self = Self { lists: [false, false, true], pull_secrets: false, metadata: false, update: true };
+    const EPHEMERAL_UPDATE: Self =
+        Self { lists: [false, false, true], pull_secrets: false, metadata: false, update: true };
 
     /// Whether images of `list` (one of [`CONTAINER_LISTS`]) may be rewritten.
     pub fn allows(&self, list: &str) -> bool {
@@ -115,7 +116,11 @@ impl<'o, 'a> OldImages<'o, 'a> {
             spec.and_then(|spec| pick(spec).as_deref()).unwrap_or(&[])
         };
         Self {
-            lists: [list(|spec| &spec.containers), list(|spec| &spec.init_containers), list(|spec| &spec.ephemeral_containers)],
+            lists: [
+                list(|spec| &spec.containers),
+                list(|spec| &spec.init_containers),
+                list(|spec| &spec.ephemeral_containers),
+            ],
             by_name: OnceCell::new(),
         }
     }
@@ -237,7 +242,10 @@ mod tests {
         let debug = object(
             r#"{"spec": {"containers": [{"name": "a", "image": "x"}], "ephemeralContainers": [{"name": "d", "image": "busybox"}]}}"#,
         );
-        assert_eq!(verdicts(&Scope::POD_UPDATE, Some(&old), &debug), [("a", "x", Unchanged), ("d", "busybox", Immutable)]);
+        assert_eq!(
+            verdicts(&Scope::POD_UPDATE, Some(&old), &debug),
+            [("a", "x", Unchanged), ("d", "busybox", Immutable)]
+        );
         assert_eq!(
             verdicts(&Scope::EPHEMERAL_UPDATE, Some(&old), &debug),
             [("a", "x", Unchanged), ("d", "busybox", Rewrite)]

@@ -67,7 +67,8 @@ fn pod_update(old: &Value, new: &Value, found: &mut Vec<String>) {
         }
     }
     let number = |spec: &Map<String, Value>, key: &str| spec.get(key).and_then(Value::as_i64);
-    let (old_deadline, new_deadline) = (number(&old_spec, "activeDeadlineSeconds"), number(&munged, "activeDeadlineSeconds"));
+    let (old_deadline, new_deadline) =
+        (number(&old_spec, "activeDeadlineSeconds"), number(&munged, "activeDeadlineSeconds"));
     let deadline_ok = match (old_deadline, new_deadline) {
         (_, None) => old_deadline.is_none(),
         (None, Some(new)) => new > 0,
@@ -80,7 +81,8 @@ fn pod_update(old: &Value, new: &Value, found: &mut Vec<String>) {
     if grace(&old_spec).is_some_and(|old| old < 0) && grace(&munged) == Some(1) {
         set(&mut munged, "terminationGracePeriodSeconds", old_spec.get("terminationGracePeriodSeconds"));
     }
-    let entries = |spec: &Map<String, Value>, key: &str| spec.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let entries =
+        |spec: &Map<String, Value>, key: &str| spec.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
     let (old_tolerations, new_tolerations) = (entries(&old_spec, "tolerations"), entries(&munged, "tolerations"));
     if old_tolerations.iter().all(|toleration| new_tolerations.contains(toleration)) {
         set(&mut munged, "tolerations", old_spec.get("tolerations"));
@@ -107,7 +109,9 @@ fn ephemeral_update(old: &Value, new: &Value, found: &mut Vec<String>) {
     let new_list = new_spec.remove("ephemeralContainers").and_then(|list| list.as_array().cloned()).unwrap_or_default();
     for (index, old_container) in old_list.iter().enumerate() {
         if new_list.get(index) != Some(old_container) {
-            found.push(format!("spec.ephemeralContainers[{index}]: existing ephemeral containers may not be changed or removed"));
+            found.push(format!(
+                "spec.ephemeralContainers[{index}]: existing ephemeral containers may not be changed or removed"
+            ));
         }
     }
     for key in changed_keys(&old_spec, &new_spec) {
@@ -134,7 +138,9 @@ fn workload_update(kind: &str, old: &Value, new: &Value, found: &mut Vec<String>
                 "minReadySeconds",
             ];
             for key in changed_keys(&old_spec, &new_spec).into_iter().filter(|key| !MUTABLE.contains(&key.as_str())) {
-                found.push(format!("spec.{key}: updates to statefulset spec for fields other than {MUTABLE:?} are forbidden"));
+                found.push(format!(
+                    "spec.{key}: updates to statefulset spec for fields other than {MUTABLE:?} are forbidden"
+                ));
             }
             &[]
         }
@@ -160,7 +166,8 @@ fn set(spec: &mut Map<String, Value>, key: &str, value: Option<&Value>) {
 
 /// The keys whose values differ between two objects.
 fn changed_keys(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<String> {
-    let mut keys: Vec<String> = old.keys().chain(new.keys()).filter(|key| old.get(*key) != new.get(*key)).cloned().collect();
+    let mut keys: Vec<String> =
+        old.keys().chain(new.keys()).filter(|key| old.get(*key) != new.get(*key)).cloned().collect();
     keys.sort();
     keys.dedup();
     keys
