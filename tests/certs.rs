@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use base64::Engine;
+use common::tools::kustomize;
 use common::{Client, Protocol, sample, serve_args};
 use mirrorswap::server::start;
 use rustls_pki_types::pem::PemObject;
@@ -200,21 +201,6 @@ fn every_file_ends_up_0600_even_when_it_existed_readable() {
     for file in FILES {
         assert_eq!(mode(&out.join(file)), 0o600, "{file} after the second run");
     }
-}
-
-fn kubectl() -> PathBuf {
-    let path = std::env::var_os("MIRRORSWAP_KUBECTL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(ROOT).join("target/tools/bin/kubectl"));
-    assert!(path.exists(), "{} is missing: run scripts/install-tools.sh (scripts/test.sh does)", path.display());
-    path
-}
-
-/// `kubectl kustomize DIR`, offline, as documents.
-pub fn kustomize(dir: &Path) -> Vec<Yaml> {
-    let output = Command::new(kubectl()).arg("kustomize").arg(dir).output().expect("run kubectl");
-    assert!(output.status.success(), "kubectl kustomize: {}", String::from_utf8_lossy(&output.stderr));
-    YamlLoader::load_from_str(&String::from_utf8(output.stdout).unwrap()).unwrap()
 }
 
 #[test]

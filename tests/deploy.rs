@@ -44,11 +44,7 @@ fn ci_values() -> Vec<String> {
 }
 
 fn helm() -> PathBuf {
-    let path = std::env::var_os("MIRRORSWAP_HELM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(ROOT).join("target/tools/bin/helm"));
-    assert!(path.exists(), "{} is missing: run scripts/install-tools.sh (scripts/test.sh does)", path.display());
-    path
+    common::tools::tool("helm", "MIRRORSWAP_HELM")
 }
 
 /// `helm template` of the chart with `values` (a file under helm/mirrorswap/ci/), as documents.
@@ -80,14 +76,9 @@ fn helm_run(how: &str, values: &str, sets: &[&str]) -> std::process::Output {
     command.output().expect("run helm")
 }
 
-/// `kubectl kustomize manifests/DIR` (offline, kubectl from target/tools), as documents.
+/// `kubectl kustomize manifests/DIR`, as documents.
 fn kustomized(dir: &str) -> Vec<Yaml> {
-    let kubectl = Path::new(ROOT).join("target/tools/bin/kubectl");
-    assert!(kubectl.exists(), "{} is missing: run scripts/install-tools.sh", kubectl.display());
-    let output =
-        Command::new(kubectl).arg("kustomize").arg(Path::new(ROOT).join("manifests").join(dir)).output().unwrap();
-    assert!(output.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&output.stderr));
-    YamlLoader::load_from_str(&String::from_utf8(output.stdout).unwrap()).unwrap()
+    common::tools::kustomize(&Path::new(ROOT).join("manifests").join(dir))
 }
 
 /// The plain manifests of manifests/base, as documents.
