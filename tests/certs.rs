@@ -154,12 +154,19 @@ fn an_external_ca_signs_and_its_key_stays_where_it_is() {
     std::fs::write(&cert, &ca.cert_pem).unwrap();
     std::fs::write(&key, &ca.key_pem).unwrap();
     let out = dir.path().join("out");
-    certs_ok(&out, &["--new-ca"]); // a CA of its own first, whose key must not stay beside ca.crt
+    certs_ok(&out, &[]); // a CA of its own first, whose key must not stay beside ca.crt
+    let own_cert = read(out.join("tls.crt"));
     let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
     certs_ok(&out, &["--ca-cert", &cert_arg, "--ca-key", &key_arg]);
-    assert_eq!(bundle(&out), ca.cert_pem);
-    assert!(verifies(&read(out.join("tls.crt")), &ca.cert_pem, SERVICE));
     assert!(!out.join("ca.key").exists(), "the CA key is not copied, and the stale one is gone");
+    assert_eq!(read(out.join("ca.crt")), ca.cert_pem);
+    // A change of CA: the certificate still served (the own CA's) verifies during the switch.
+    let switching = bundle(&out);
+    assert_eq!(count_certificates(&switching), 2);
+    assert!(verifies(&own_cert, &switching, SERVICE) && verifies(&read(out.join("tls.crt")), &switching, SERVICE));
+    certs_ok(&out, &["--ca-cert", &cert_arg, "--ca-key", &key_arg]);
+    assert_eq!(bundle(&out), ca.cert_pem, "the next run: the platform CA alone");
+    assert!(verifies(&read(out.join("tls.crt")), &ca.cert_pem, SERVICE));
 
     // ca.crt without ca.key: the next plain run refuses rather than issuing a CA silently.
     let output = certs(&out, &[]);

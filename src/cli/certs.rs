@@ -41,7 +41,8 @@ pub struct CertsArgs {
     #[arg(long, env = "MIRRORSWAP_CA_DAYS", default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub ca_days: u32,
     /// Sign with this CA certificate (PEM) instead of the one in --out-dir; needs --ca-key. Its
-    /// key is not copied into --out-dir.
+    /// key is not copied into --out-dir. When it replaces another CA there, the caBundle holds
+    /// both until the next run, as with --new-ca.
     #[arg(long, env = "MIRRORSWAP_CA_CERT", requires = "ca_key")]
     pub ca_cert: Option<PathBuf>,
     /// The private key (PEM) of --ca-cert.
@@ -150,15 +151,17 @@ fn signer(args: &CertsArgs) -> anyhow::Result<Signer> {
     let ca_name = format!("mirrorswap CA ({})", args.namespace);
     let cert_path = args.out_dir.join("ca.crt");
     let key_path = args.out_dir.join("ca.key");
-    if let (Some(cert), Some(key)) = (&args.ca_cert, &args.ca_key) {
-        let ca = Ca { cert_pem: read(cert)?, key_pem: read(key)? };
-        return Ok(Signer { ca, origin: format!("{}", cert.display()), key_in_out_dir: false, previous: None });
-    }
     let existing = match fs::read_to_string(&cert_path) {
         Ok(pem) => Some(pem),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(error).with_context(|| format!("cannot read {}", cert_path.display())),
     };
+    if let (Some(cert), Some(key)) = (&args.ca_cert, &args.ca_key) {
+        let ca = Ca { cert_pem: read(cert)?, key_pem: read(key)? };
+        // Switching to this CA is a CA change like --new-ca: the old one stays for one run.
+        let previous = existing.filter(|old| is_certificate(old) && old.trim() != ca.cert_pem.trim());
+        return Ok(Signer { ca, origin: format!("{}", cert.display()), key_in_out_dir: false, previous });
+    }
     let Some(existing) = existing else {
         let ca = Ca::generate(&ca_name, args.ca_days).context("cannot issue the CA")?;
         return Ok(Signer { ca, origin: "new".into(), key_in_out_dir: true, previous: None });
