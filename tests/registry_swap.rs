@@ -254,3 +254,54 @@ async fn the_cache_bound_holds() {
     assert!(asked_again >= first_round / 2, "first round {first_round}, asked again {asked_again}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn rewrite_cli_decides_as_the_server_and_explains_each_candidate() {
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    registry.push("specific/app", "1").await;
+    registry.push("general/team/only-general", "2").await;
+    let rules_text = rules(&mirror);
+    let images = ["src.invalid/team/app:1", "src.invalid/team/missing:3", "src.invalid/team/only-general:2", "nginx:1"];
+    let server = server(&registry, &rules_text, &[]).await;
+    let (object, _, _) = admit(&server, &pod(&images)).await;
+    let from_server = images_of(&object);
+    server.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.conf"), &rules_text).unwrap();
+    std::fs::write(dir.path().join("auth.json"), registry.docker_config()).unwrap();
+    let run = |explain: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorswap"));
+        command.arg("rewrite").arg("--rules").arg(dir.path().join("rules.conf"));
+        command.arg("--registry-auth").arg(dir.path().join("auth.json"));
+        command.env("MIRRORSWAP_SWAP_POLICY", "exists").env("MIRRORSWAP_REGISTRY_CA", registry.ca_path());
+        if explain {
+            command.arg("--explain");
+        }
+        command.args(images);
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        (String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
+    };
+    // Blocking is fine here: the registry is another process, nothing on this runtime must run.
+    let ((stdout, stderr), (explained, _)) = (run(false), run(true));
+    let from_cli: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    assert_eq!(from_cli, from_server);
+    assert!(stderr.contains("`src.invalid/team/missing:3` kept: not in"), "{stderr}");
+    let expected = [
+        format!(
+            "src.invalid/team/missing:3: candidate {mirror}/specific/missing:3 from prefix rule `src.invalid/team::{mirror}/specific` ("
+        ),
+        format!(
+            "src.invalid/team/missing:3: candidate {mirror}/general/team/missing:3 from prefix rule `src.invalid::{mirror}/general` ("
+        ),
+        format!("src.invalid/team/missing:3 kept: not in {mirror}/specific (404); not in {mirror}/general (404)"),
+        format!("src.invalid/team/only-general:2 -> {mirror}/general/team/only-general:2"),
+        "nginx:1 unchanged: no rule matches and there is no default".to_owned(),
+    ];
+    for line in expected {
+        assert!(explained.contains(&line), "missing `{line}` in:\n{explained}");
+    }
+    assert!(explained.contains(":2): absent (404)"), "{explained}");
+}
