@@ -112,7 +112,8 @@ fn main() {
     .expect("rules");
     let auth = dir.path().join("auth.json");
     std::fs::write(&auth, registry.docker_config()).expect("auth file");
-    let (rules, auth, ca) = (rules.display().to_string(), auth.display().to_string(), registry.ca_path().display().to_string());
+    let (rules, auth, ca) =
+        (rules.display().to_string(), auth.display().to_string(), registry.ca_path().display().to_string());
     let tls = server::test_certificate("registry load test CA");
     let exists = ["--rules", &rules, "--swap-policy", "exists", "--registry-auth", &auth, "--registry-ca", &ca];
     let always = Server::start(&tls.cert, &tls.key, "LOAD_LOG_LEVEL", &["--rules", &rules]);
@@ -122,7 +123,9 @@ fn main() {
     let cold = Server::start(&tls.cert, &tls.key, "LOAD_LOG_LEVEL", &cold_flags);
     let body = server::sample_review("pod.json");
     let config = server::client_config([tls.issued.ca_pem.as_str()]);
-    println!("4-container Pod review, loopback registry (docker-registry, TLS, basic auth), median of {rounds} alternating rounds of {seconds} s");
+    println!(
+        "4-container Pod review, loopback registry (docker-registry, TLS, basic auth), median of {rounds} alternating rounds of {seconds} s"
+    );
     println!();
     println!("| connections | policy | requests/s | p50 ms | p99 ms | exists-warm vs always |");
     println!("| ---: | --- | ---: | ---: | ---: | ---: |");
