@@ -305,3 +305,38 @@ async fn rewrite_cli_decides_as_the_server_and_explains_each_candidate() {
     }
     assert!(explained.contains(":2): absent (404)"), "{explained}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn palettes_registry_info_secret_gives_the_mirror_credentials_and_ca() {
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    registry.push("general/app", "1").await;
+    let api = common::apiserver::FakeApi::start().await;
+    let rules_text = format!("src.invalid::{mirror}/general");
+    let user = common::registry::USER;
+    let password = common::registry::PASSWORD;
+    let data = [
+        ("DOMAIN", mirror.as_str()),
+        ("USERNAME", user),
+        ("PASSWORD", password),
+        ("CA_CERT", registry.ca.ca_pem.as_str()),
+        ("MIRROR_REGISTRIES", rules_text.as_str()),
+    ];
+    api.put_secret("jet-system", "registry-info", &data);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig);
+    let kubeconfig = kubeconfig.display().to_string();
+    let flags = ["--rules-secret", "jet-system/registry-info", "--kubeconfig", &kubeconfig, "--swap-policy", "exists"];
+    let server = TestServer::start_in(dir, None, &flags).await;
+    let review = pod(&["src.invalid/app:1", "src.invalid/absent:1"]);
+    let mut seen = Vec::new();
+    let expected = [format!("{mirror}/general/app:1"), "src.invalid/absent:1".to_owned()];
+    let arrived = common::eventually(Duration::from_secs(5), async || {
+        seen = images_of(&admit(&server, &review).await.0);
+        seen == expected
+    })
+    .await;
+    assert!(arrived, "no --registry-auth, no --registry-ca: the Secret's keys must serve; got {seen:?}");
+    server.stop().await;
+}

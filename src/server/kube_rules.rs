@@ -26,6 +26,7 @@ use kube::{Api, Client};
 use tracing::{error, info, warn};
 
 use super::state::State;
+use crate::registry::{PaletteRegistry, Resolver};
 use crate::rewrite::{Options, RuleSet};
 use crate::rules_file::{self, Format};
 
@@ -165,7 +166,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
 /// Watches `source` and keeps `state`'s rules in step with it until the process ends.
 pub fn spawn(source: ObjectSource, client: Client, format: Option<Format>, options: Options, state: Arc<State>) {
     tokio::spawn(async move {
-        let mut stream = observe(&source, client);
+        let mut stream = observe(&source, client, state.resolver.clone());
         let mut applier = Applier { format: source.format(format), options, last: None, source, state };
         while let Some(step) = stream.next().await {
             match step {
@@ -188,12 +189,29 @@ pub fn spawn(source: ObjectSource, client: Client, format: Option<Format>, optio
 }
 
 /// The object's successive states, reconnecting with backoff forever.
-fn observe(source: &ObjectSource, client: Client) -> ObservedStream {
+/// The mirror settings of a Palette `registry-info` Secret (`DOMAIN`, `USERNAME`/`PASSWORD`,
+/// `CA_CERT`, `INSECURE`), for `--swap-policy exists`.
+fn palette_registry(secret: &Secret) -> Option<PaletteRegistry> {
+    let data = secret.data.as_ref();
+    let strings = secret.string_data.as_ref();
+    PaletteRegistry::from_keys(|key| {
+        data.and_then(|data| data.get(key))
+            .map(|bytes| bytes.0.as_slice())
+            .or_else(|| strings.and_then(|strings| strings.get(key)).map(String::as_bytes))
+    })
+}
+
+/// The object's successive states, reconnecting with backoff forever; a Secret's mirror
+/// settings also go to `resolver`.
+fn observe(source: &ObjectSource, client: Client, resolver: Option<Arc<Resolver>>) -> ObservedStream {
     let (namespace, name, reader) = (source.namespace.as_str(), source.name.as_str(), source.clone());
     match source.kind {
-        ObjectKind::Secret => {
-            watch_one(Api::<Secret>::namespaced(client, namespace), name, move |secret| reader.secret_text(secret))
-        }
+        ObjectKind::Secret => watch_one(Api::<Secret>::namespaced(client, namespace), name, move |secret| {
+            if let Some(resolver) = &resolver {
+                resolver.set_palette(palette_registry(secret));
+            }
+            reader.secret_text(secret)
+        }),
         ObjectKind::ConfigMap => {
             watch_one(Api::<ConfigMap>::namespaced(client, namespace), name, move |map| reader.config_map_text(map))
         }
