@@ -10,6 +10,10 @@ use common::registry::{Auth, Blackhole, Registry, docker_config};
 use common::{Protocol, TestServer, patched_object, sample};
 use serde_json::{Value, json};
 
+/// Cases not about the deadline give the first lookup (TLS, auth, HEAD) room on a busy machine.
+const TIMEOUT_FLAG: &str = "--check-timeout";
+const GENEROUS: &str = "5s";
+
 /// Rules sending `src.invalid/team/...` first to `MIRROR/specific`, then to `MIRROR/general/team`.
 fn rules(mirror: &str) -> String {
     format!("src.invalid/team::{mirror}/specific\nsrc.invalid::{mirror}/general\n")
@@ -43,6 +47,9 @@ async fn server(registry: &Registry, rules_text: &str, extra: &[&str]) -> TestSe
     let auth = auth.display().to_string();
     let ca = registry.ca_path().display().to_string();
     let mut flags = vec!["--swap-policy", "exists", "--registry-ca", &ca, "--registry-auth", &auth];
+    if !extra.contains(&"--check-timeout") {
+        flags.extend([TIMEOUT_FLAG, GENEROUS]);
+    }
     flags.extend_from_slice(extra);
     let server = TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text, "rules.conf")), &flags).await;
     std::mem::forget(dir); // the auth file must outlive the server (it is watched)
@@ -276,6 +283,7 @@ async fn rewrite_cli_decides_as_the_server_and_explains_each_candidate() {
         command.arg("rewrite").arg("--rules").arg(dir.path().join("rules.conf"));
         command.arg("--registry-auth").arg(dir.path().join("auth.json"));
         command.env("MIRRORSWAP_SWAP_POLICY", "exists").env("MIRRORSWAP_REGISTRY_CA", registry.ca_path());
+        command.env("MIRRORSWAP_CHECK_TIMEOUT", GENEROUS);
         if explain {
             command.arg("--explain");
         }
@@ -327,7 +335,16 @@ async fn palettes_registry_info_secret_gives_the_mirror_credentials_and_ca() {
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig);
     let kubeconfig = kubeconfig.display().to_string();
-    let flags = ["--rules-secret", "jet-system/registry-info", "--kubeconfig", &kubeconfig, "--swap-policy", "exists"];
+    let flags = [
+        "--rules-secret",
+        "jet-system/registry-info",
+        "--kubeconfig",
+        &kubeconfig,
+        "--swap-policy",
+        "exists",
+        TIMEOUT_FLAG,
+        GENEROUS,
+    ];
     let server = TestServer::start_in(dir, None, &flags).await;
     let review = pod(&["src.invalid/app:1", "src.invalid/absent:1"]);
     let mut seen = Vec::new();
@@ -338,5 +355,51 @@ async fn palettes_registry_info_secret_gives_the_mirror_credentials_and_ca() {
     })
     .await;
     assert!(arrived, "no --registry-auth, no --registry-ca: the Secret's keys must serve; got {seen:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_insecure_registry_is_asked_without_certificate_checks() {
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    registry.push("general/app", "1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.json");
+    std::fs::write(&auth, registry.docker_config()).unwrap();
+    let auth = auth.display().to_string();
+    let rules_text = format!("src.invalid::{mirror}/general\n");
+    // No --registry-ca: only --insecure-registry lets the lookup through.
+    let flags =
+        ["--swap-policy", "exists", "--registry-auth", &auth, "--insecure-registry", &mirror, TIMEOUT_FLAG, GENEROUS];
+    let server =
+        TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text.as_str(), "rules.conf")), &flags).await;
+    let (object, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
+    assert_eq!(images_of(&object), [format!("{mirror}/general/app:1")], "{:?}", warnings_of(&response));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_corrected_auth_file_is_reloaded() {
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    registry.push("general/app", "1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.json");
+    std::fs::write(&auth, docker_config(&mirror, common::registry::USER, "wrong")).unwrap();
+    let auth_flag = auth.display().to_string();
+    let ca = registry.ca_path().display().to_string();
+    let rules_text = format!("src.invalid::{mirror}/general\n");
+    let flags =
+        ["--swap-policy", "exists", "--registry-ca", &ca, "--registry-auth", &auth_flag, TIMEOUT_FLAG, GENEROUS];
+    let server =
+        TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text.as_str(), "rules.conf")), &flags).await;
+    let review = pod(&["src.invalid/app:1"]);
+    assert_eq!(images_of(&admit(&server, &review).await.0), ["src.invalid/app:1"]);
+    std::fs::write(&auth, registry.docker_config()).unwrap();
+    let expected = [format!("{mirror}/general/app:1")];
+    let reloaded =
+        common::eventually(Duration::from_secs(3), async || images_of(&admit(&server, &review).await.0) == expected)
+            .await;
+    assert!(reloaded, "the corrected credentials were not picked up");
     server.stop().await;
 }
