@@ -56,6 +56,42 @@ async fn server(registry: &Registry, rules_text: &str, extra: &[&str]) -> TestSe
     server
 }
 
+/// A basic-auth registry holding `general/app:1`, an auth file with `password` for it, and the
+/// rules `src.invalid::MIRROR/general`.
+struct Fixture {
+    registry: Registry,
+    mirror: String,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start(password: &str) -> Option<Self> {
+        let registry = Registry::start(Auth::Basic).await?;
+        let mirror = registry.host();
+        registry.push("general/app", "1").await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("auth.json"), docker_config(&mirror, common::registry::USER, password)).unwrap();
+        Some(Self { registry, mirror, dir })
+    }
+
+    fn auth_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("auth.json")
+    }
+
+    fn ca(&self) -> String {
+        self.registry.ca_path().display().to_string()
+    }
+
+    /// The webhook with `exists`, the auth file, a generous deadline, and `extra` flags.
+    async fn serve(&self, extra: &[&str]) -> TestServer {
+        let auth = self.auth_path().display().to_string();
+        let mut flags = vec!["--swap-policy", "exists", "--registry-auth", &auth, TIMEOUT_FLAG, GENEROUS];
+        flags.extend_from_slice(extra);
+        let rules_text = format!("src.invalid::{}/general\n", self.mirror);
+        TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text.as_str(), "rules.conf")), &flags).await
+    }
+}
+
 async fn admit(server: &TestServer, review: &Value) -> (Value, Value, Duration) {
     let mut client = server.connect(Protocol::Http1).await;
     let started = Instant::now();
@@ -173,21 +209,11 @@ async fn a_registry_that_never_answers_is_bounded_by_the_deadline() {
 
 #[tokio::test]
 async fn wrong_credentials_keep_the_original_or_swap_as_configured() {
-    let Some(registry) = Registry::start(Auth::Basic).await else { return };
-    let mirror = registry.host();
-    registry.push("general/app", "1").await;
-    let dir = tempfile::tempdir().unwrap();
-    let auth = dir.path().join("wrong.json");
-    std::fs::write(&auth, docker_config(&mirror, common::registry::USER, "wrong")).unwrap();
-    let auth = auth.display().to_string();
-    let ca = registry.ca_path().display().to_string();
-    let rules_text = format!("src.invalid::{mirror}/general\n");
+    let Some(fixture) = Fixture::start("wrong").await else { return };
+    let mirror = &fixture.mirror;
     for (on_error, expected) in [("keep", "src.invalid/app:1".to_owned()), ("swap", format!("{mirror}/general/app:1"))]
     {
-        let flags =
-            ["--swap-policy", "exists", "--registry-ca", &ca, "--registry-auth", &auth, "--on-check-error", on_error];
-        let server =
-            TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text.as_str(), "rules.conf")), &flags).await;
+        let server = fixture.serve(&["--registry-ca", &fixture.ca(), "--on-check-error", on_error]).await;
         let (object, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
         assert_eq!(images_of(&object), [expected], "--on-check-error {on_error}");
         if on_error == "keep" {
@@ -201,13 +227,8 @@ async fn wrong_credentials_keep_the_original_or_swap_as_configured() {
 
 #[tokio::test]
 async fn an_untrusted_ca_is_an_error_not_a_hang() {
-    let Some(registry) = Registry::start(Auth::Basic).await else { return };
-    let mirror = registry.host();
-    registry.push("general/app", "1").await;
-    let flags = ["--swap-policy", "exists", "--check-timeout", "5s"];
-    let rules_text = format!("src.invalid::{mirror}/general\n");
-    let server =
-        TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text.as_str(), "rules.conf")), &flags).await;
+    let Some(fixture) = Fixture::start(common::registry::PASSWORD).await else { return };
+    let server = fixture.serve(&[]).await; // no --registry-ca
     let (object, response, took) = admit(&server, &pod(&["src.invalid/app:1"])).await;
     assert_eq!(images_of(&object), ["src.invalid/app:1"]);
     assert!(took < Duration::from_secs(4), "an error, not the 5 s deadline: {took:?}");
@@ -360,43 +381,23 @@ async fn palettes_registry_info_secret_gives_the_mirror_credentials_and_ca() {
 
 #[tokio::test]
 async fn an_insecure_registry_is_asked_without_certificate_checks() {
-    let Some(registry) = Registry::start(Auth::Basic).await else { return };
-    let mirror = registry.host();
-    registry.push("general/app", "1").await;
-    let dir = tempfile::tempdir().unwrap();
-    let auth = dir.path().join("auth.json");
-    std::fs::write(&auth, registry.docker_config()).unwrap();
-    let auth = auth.display().to_string();
-    let rules_text = format!("src.invalid::{mirror}/general\n");
+    let Some(fixture) = Fixture::start(common::registry::PASSWORD).await else { return };
     // No --registry-ca: only --insecure-registry lets the lookup through.
-    let flags =
-        ["--swap-policy", "exists", "--registry-auth", &auth, "--insecure-registry", &mirror, TIMEOUT_FLAG, GENEROUS];
-    let server =
-        TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text.as_str(), "rules.conf")), &flags).await;
+    let server = fixture.serve(&["--insecure-registry", &fixture.mirror]).await;
     let (object, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
-    assert_eq!(images_of(&object), [format!("{mirror}/general/app:1")], "{:?}", warnings_of(&response));
+    let expected = [format!("{}/general/app:1", fixture.mirror)];
+    assert_eq!(images_of(&object), expected, "{:?}", warnings_of(&response));
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_corrected_auth_file_is_reloaded() {
-    let Some(registry) = Registry::start(Auth::Basic).await else { return };
-    let mirror = registry.host();
-    registry.push("general/app", "1").await;
-    let dir = tempfile::tempdir().unwrap();
-    let auth = dir.path().join("auth.json");
-    std::fs::write(&auth, docker_config(&mirror, common::registry::USER, "wrong")).unwrap();
-    let auth_flag = auth.display().to_string();
-    let ca = registry.ca_path().display().to_string();
-    let rules_text = format!("src.invalid::{mirror}/general\n");
-    let flags =
-        ["--swap-policy", "exists", "--registry-ca", &ca, "--registry-auth", &auth_flag, TIMEOUT_FLAG, GENEROUS];
-    let server =
-        TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text.as_str(), "rules.conf")), &flags).await;
+    let Some(fixture) = Fixture::start("wrong").await else { return };
+    let server = fixture.serve(&["--registry-ca", &fixture.ca()]).await;
     let review = pod(&["src.invalid/app:1"]);
     assert_eq!(images_of(&admit(&server, &review).await.0), ["src.invalid/app:1"]);
-    std::fs::write(&auth, registry.docker_config()).unwrap();
-    let expected = [format!("{mirror}/general/app:1")];
+    std::fs::write(fixture.auth_path(), fixture.registry.docker_config()).unwrap();
+    let expected = [format!("{}/general/app:1", fixture.mirror)];
     let reloaded =
         common::eventually(Duration::from_secs(3), async || images_of(&admit(&server, &review).await.0) == expected)
             .await;
