@@ -335,3 +335,18 @@ fn pull_secret_prints_a_docker_config_secret() {
     assert_eq!(auth["password"], "s3cret:x", "the trailing newline is not part of the password");
     assert_eq!(b64.decode(auth["auth"].as_str().unwrap()).unwrap(), b"robot$ci:s3cret:x");
 }
+
+/// A file with no rules loads (it may be meant), but `check` says so, and `--strict` fails on it.
+#[test]
+fn check_warns_on_a_file_with_no_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in
+        [("empty.conf", ""), ("comments.conf", "# none yet\n"), ("empty.yaml", "registryMappingRules: {}\n")]
+    {
+        let path = rules_file(dir.path(), name, text);
+        let output = mirrorswap(&["check", "--rules", &path]);
+        assert_eq!(output.status.code(), Some(0), "{name}");
+        assert!(stdout(&output).contains(&format!("{path}: warning: no rules")), "{name}: {}", stdout(&output));
+        assert_eq!(mirrorswap(&["check", "--strict", "--rules", &path]).status.code(), Some(1), "{name}");
+    }
+}
