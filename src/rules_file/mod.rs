@@ -2,7 +2,7 @@
 //! parser, compiles with the engine, and labels every diagnostic with its
 //! origin as `FILE:LINE: reason`. The only part of rule handling that does I/O.
 
-mod events;
+pub(crate) mod events;
 pub mod yaml;
 
 use std::fmt;
