@@ -70,8 +70,9 @@ pub fn parse(text: &str) -> Parsed {
 enum Bare {
     /// So far every root value is a string; the pairs go to `parsed.pairs`.
     Collecting,
-    /// The root holds a key whose value is not a string (its name and line), or is no mapping.
-    Not(Option<(String, u32)>),
+    /// The root holds a key whose value is not a string (its name, line, and whether string
+    /// pairs came before it), or is no mapping.
+    Not(Option<(String, u32, bool)>),
 }
 
 /// What a rules key's value is.
@@ -137,7 +138,14 @@ impl Walk<'_> {
         }
         match &self.bare {
             Bare::Collecting => Ok(()),
-            Bare::Not(Some((key, line))) => Err((
+            Bare::Not(Some((key, line, false))) => Err((
+                *line,
+                format!(
+                    "no rules key in the document: looked for {LOOKED_FOR} (nor is it a bare rules mapping: \
+                     the value of `{key}` must be a string)"
+                ),
+            )),
+            Bare::Not(Some((key, line, true))) => Err((
                 *line,
                 format!(
                     "the value of `{key}` must be a string (a rules mapping holds \"source\": \"target\" strings), \
@@ -244,7 +252,7 @@ impl Walk<'_> {
                 }
                 Event::Scalar(..) | Event::Alias(_) => {}
                 collection => {
-                    self.not_bare(root, &key, value_line);
+                    self.not_bare(root, &key, key_line);
                     self.enter(depth + 1, value_line)?;
                     self.path.push(key);
                     self.node(collection, depth)?;
@@ -256,7 +264,7 @@ impl Walk<'_> {
 
     fn not_bare(&mut self, root: bool, key: &str, line: u32) {
         if root && matches!(self.bare, Bare::Collecting) {
-            self.bare = Bare::Not(Some((key.to_owned(), line)));
+            self.bare = Bare::Not(Some((key.to_owned(), line, !self.parsed.pairs.is_empty())));
             self.parsed.pairs = Vec::new();
         }
     }
@@ -535,7 +543,7 @@ mod tests {
             ("\"a.io\": \"m.io\"\n\"b.io\": [x]\n", 2, "the value of `b.io` must be a string"),
             ("- a\n- b\n", 1, "expected a mapping"),
             ("\"a.io\": \"m.io\"\n\"b.io: x\n", 2, "not YAML"),
-            ("stylus:\n  site: {}\n", 2, "looked for `imageReplacementRules`"),
+            ("stylus:\n  site: {}\n", 1, "looked for `imageReplacementRules`"),
             (
                 "a:\n  registryMappingRules: {}\nb:\n  imageReplacementRules: {}\n",
                 4,
