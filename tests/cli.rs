@@ -213,7 +213,7 @@ fn malformed_rule_files_report_file_line_reason() {
             "`all` and `default` are both fallbacks: keep one (the other is at line 1)",
         ),
         ("list.yaml", "- gcr.io\n- quay.io\n", 1, "expected a mapping"),
-        ("nested.yaml", "\"gcr.io\": \"m.io\"\n\"quay.io\":\n  x: y\n", 3, "the value of `quay.io` must be a string"),
+        ("nested.yaml", "\"gcr.io\": \"m.io\"\n\"quay.io\":\n  x: y\n", 2, "the value of `quay.io` must be a string"),
         ("syntax.yaml", "\"gcr.io\": \"m.io\"\n\"quay.io: x\n", 2, "not YAML"),
         ("bad-yaml-source.yaml", "\"gcr.io\": \"m.io\"\n\"Quay\": \"q.io\"\n", 2, "invalid source `Quay`"),
     ];

@@ -48,7 +48,8 @@ fn line_of(text: &str, needle: &str) -> u32 {
 fn each_document_is_read_where_it_keeps_its_rules() {
     let specific = [(FLANNEL, FLANNEL_MIRRORED)];
     // (file, rules path, image -> rewritten)
-    let table: [(&str, &str, &[(&str, &str)]); 7] = [
+    type Rewrites<'a> = &'a [(&'a str, &'a str)];
+    let table: [(&str, &str, Rewrites); 7] = [
         ("user-data.yaml", "stylus.externalRegistries.registryMappingRules", &specific),
         ("user-data-top-level.yaml", "registryMappingRules", &specific),
         ("user-data-single.yaml", "stylus.registryMappingRules", &[(FLANNEL, FLANNEL_ALL)]),
@@ -241,7 +242,8 @@ fn lookup<'a>(auths: &'a BTreeMap<String, Value>, image: &str) -> Option<&'a Val
 #[test]
 fn pull_secret_from_each_document_holds_every_credential() {
     // (file, registry -> (username, password), image pulled from it, notes expected on stderr)
-    let table: [(&str, &[(&str, &str, &str)], &[&str], &[&str]); 6] = [
+    type Logins<'a> = &'a [(&'a str, &'a str, &'a str)];
+    let table: [(&str, Logins, &[&str], &[&str]); 6] = [
         (
             "user-data.yaml",
             &[
