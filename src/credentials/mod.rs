@@ -211,14 +211,7 @@ fn walk(node: &Node, path: &mut Vec<String>, found: &mut Found) {
 }
 
 fn dotted(path: &[String]) -> String {
-    let mut text = String::new();
-    for part in path {
-        if !text.is_empty() && !part.starts_with('[') {
-            text.push('.');
-        }
-        text.push_str(part);
-    }
-    text
+    crate::rules_file::yaml::dotted(path.iter().map(String::as_str))
 }
 
 /// One `{domain, username | usernameRef, password | passwordRef}` entry.

@@ -237,11 +237,7 @@ impl Walk<'_> {
             }
             match value {
                 Event::Scalar(value, style, ..) if root && matches!(self.bare, Bare::Collecting) => {
-                    let value = if style == TScalarStyle::Plain && (value == "~" || value == "null") {
-                        String::new()
-                    } else {
-                        value
-                    };
+                    let value = string_or_empty(value, style);
                     self.parsed.pairs.push(RulePair { line: key_line, key, value });
                 }
                 Event::Alias(id) if root && matches!(self.bare, Bare::Collecting) => {
@@ -313,7 +309,7 @@ impl Walk<'_> {
                 return Err((value_line, format!("the value of `{key}` must be {what}")));
             }
         };
-        if style == TScalarStyle::Plain && (text.is_empty() || text == "~" || text == "null") {
+        if is_null_scalar(&text, style) {
             return Ok(());
         }
         // A literal block string keeps its lines: the parser marks it at its first content
@@ -354,20 +350,35 @@ impl Walk<'_> {
 
     /// `a.b[0].key` for `key` under the current path.
     fn dotted(&self, key: &str) -> String {
-        let mut path = String::new();
-        for part in self.path.iter().map(String::as_str).chain([key]) {
-            if !path.is_empty() && !part.starts_with('[') {
-                path.push('.');
-            }
-            path.push_str(part);
-        }
-        path
+        dotted(self.path.iter().map(String::as_str).chain([key]))
     }
 }
 
+/// Keys and `[N]` indexes as one path: `a.b[0].key`.
+pub(crate) fn dotted<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut path = String::new();
+    for part in parts {
+        if !path.is_empty() && !part.starts_with('[') {
+            path.push('.');
+        }
+        path.push_str(part);
+    }
+    path
+}
+
 fn is_null(event: &Event) -> bool {
-    matches!(event, Event::Scalar(value, TScalarStyle::Plain, ..) if value.is_empty() || value == "~" || value == "null")
+    matches!(event, Event::Scalar(value, style, ..) if is_null_scalar(value, *style))
         || matches!(event, Event::DocumentEnd)
+}
+
+/// A plain empty, `~` or `null` scalar: YAML's null.
+fn is_null_scalar(value: &str, style: TScalarStyle) -> bool {
+    style == TScalarStyle::Plain && (value.is_empty() || value == "~" || value == "null")
+}
+
+/// A scalar's string; a null is the empty string (an empty target: leave matches alone).
+fn string_or_empty(value: String, style: TScalarStyle) -> String {
+    if is_null_scalar(&value, style) { String::new() } else { value }
 }
 
 /// The `"source": "target"` pairs in a block string of the rules key `wrapper`.
@@ -441,13 +452,7 @@ fn pairs(events: &mut Events<'_>, wrapper: &str, out: &mut Vec<RulePair>) -> Res
         }
         let (value, value_line) = events.next()?;
         let value = match value {
-            Event::Scalar(value, style, ..) => {
-                if style == TScalarStyle::Plain && (value == "~" || value == "null") {
-                    String::new()
-                } else {
-                    value
-                }
-            }
+            Event::Scalar(value, style, ..) => string_or_empty(value, style),
             Event::Alias(id) => match events.anchored(id) {
                 Some(value) => value.to_owned(),
                 None => return Err((value_line, format!("`{key}`: an alias must name a string"))),
