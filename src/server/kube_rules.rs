@@ -5,7 +5,8 @@
 //! One object is watched with kube's runtime watcher and a field selector on
 //! its name (which is also what lets RBAC limit the Role to that one name).
 //! Every change of the key's text is compiled like a rules file: a good text
-//! replaces the rules, a bad one is logged and counted and the last good rules
+//! replaces the rules, a bad one (or one with no rules while rules are in force,
+//! unless `--allow-empty-rules`) is logged and counted and the last good rules
 //! stay. A deleted object (or one absent at start) means no rules. When the API
 //! server is away the watcher reconnects with a capped exponential backoff and
 //! relists; the rules in force stay meanwhile. Readiness waits for the first
