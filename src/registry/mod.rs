@@ -8,14 +8,12 @@
 //! - [`cache`]: cached answers with single flight ([`CheckCache`]).
 //! - [`policy`]: deadlines, backoff and the verdict per image ([`Resolver`]).
 //! - [`metrics`]: the `mirrorswap_registry_*` metrics.
-//! - [`palette`]: the mirror settings of Palette's `registry-info` Secret.
 
 pub mod args;
 pub mod auth_file;
 pub mod cache;
 pub mod client;
 pub mod metrics;
-pub mod palette;
 pub mod policy;
 
 pub use args::{CheckArgs, OnCheckError, SwapPolicy};
@@ -23,5 +21,4 @@ pub use auth_file::{AuthFile, AuthFileError, Credential};
 pub use cache::CheckCache;
 pub use client::{Answer, CheckError, Checker, ClientSettings};
 pub use metrics::RegistryMetrics;
-pub use palette::PaletteRegistry;
 pub use policy::{CheckSettings, Resolution, Resolved, Resolver, ResolverError, Tried, Verdict};

@@ -11,11 +11,11 @@ use arc_swap::ArcSwap;
 use tracing::info;
 
 use super::args::{CheckArgs, OnCheckError};
-use super::auth_file::AuthFile;
+use super::auth_file::{AuthFile, Credential};
 use super::cache::CheckCache;
 use super::client::{Answer, CheckError, Checker, ClientSettings};
 use super::metrics::RegistryMetrics;
-use super::palette::PaletteRegistry;
+use crate::credentials::RegistryInfo;
 use crate::rewrite::{RuleSet, reference};
 
 /// What to do with one image.
@@ -73,7 +73,7 @@ pub struct Resolver {
     checker: ArcSwap<Checker>,
     client: ClientSettings,
     /// `--registry-auth` and Palette's Secret, the inputs the checker is rebuilt from.
-    sources: Mutex<(AuthFile, Option<PaletteRegistry>)>,
+    sources: Mutex<(AuthFile, Option<RegistryInfo>)>,
     cache: CheckCache,
     failed: Mutex<HashMap<String, Instant>>,
     settings: CheckSettings,
@@ -133,7 +133,7 @@ impl Resolver {
     /// Uses the mirror settings of Palette's `registry-info` Secret (when the rules come from
     /// it): its credentials (unless `--registry-auth` has the registry), CA and `INSECURE`.
     /// Unchanged settings (a relist) change nothing.
-    pub fn set_palette(&self, palette: Option<PaletteRegistry>) {
+    pub fn set_palette(&self, palette: Option<RegistryInfo>) {
         let mut sources = self.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if sources.1 == palette {
             return;
@@ -143,20 +143,21 @@ impl Resolver {
     }
 
     /// New clients from the current inputs; cached answers and backoffs are dropped.
-    fn rebuild(&self, (auth, palette): &(AuthFile, Option<PaletteRegistry>)) {
+    fn rebuild(&self, (auth, palette): &(AuthFile, Option<RegistryInfo>)) {
         let (mut auth, mut client) = (auth.clone(), self.client.clone());
         if let Some(palette) = palette {
-            if let (None, Some(credential)) = (auth.get(&palette.domain), &palette.credential) {
-                auth.insert(&palette.domain, credential.clone());
+            if let (None, Some(login)) = (auth.get(&palette.registry), palette.credential("registry-info")) {
+                let credential = Credential { username: login.username, password: login.password.expose().to_owned() };
+                auth.insert(&palette.registry, credential);
             }
-            if let Some(pem) = &palette.ca_pem {
+            if let Some(pem) = &palette.ca_cert {
                 let mut bundle = client.ca_pem.take().unwrap_or_default();
                 bundle.push(b'\n');
-                bundle.extend_from_slice(pem);
+                bundle.extend_from_slice(pem.expose().as_bytes());
                 client.ca_pem = Some(bundle);
             }
             if palette.insecure {
-                client.insecure.push(palette.domain.clone());
+                client.insecure.push(palette.registry.clone());
             }
         }
         self.checker.store(Arc::new(Checker::new(&client, auth)));

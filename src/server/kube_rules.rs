@@ -5,7 +5,8 @@
 //! One object is watched with kube's runtime watcher and a field selector on
 //! its name (which is also what lets RBAC limit the Role to that one name).
 //! Every change of the key's text is compiled like a rules file: a good text
-//! replaces the rules, a bad one is logged and counted and the last good rules
+//! replaces the rules, a bad one (or one with no rules while rules are in force,
+//! unless `--allow-empty-rules`) is logged and counted and the last good rules
 //! stay. A deleted object (or one absent at start) means no rules. When the API
 //! server is away the watcher reconnects with a capped exponential backoff and
 //! relists; the rules in force stay meanwhile. Readiness waits for the first
@@ -26,7 +27,8 @@ use kube::{Api, Client};
 use tracing::{error, info, warn};
 
 use super::state::State;
-use crate::registry::{PaletteRegistry, Resolver};
+use crate::credentials::{self, RegistryInfo};
+use crate::registry::Resolver;
 use crate::rewrite::{Options, RuleSet};
 use crate::rules_file::{self, Format};
 
@@ -163,11 +165,23 @@ pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
     Client::try_from(config).context("creating the Kubernetes API client")
 }
 
+/// How the object's text is read.
+#[derive(Clone, Copy, Debug)]
+pub struct Reading {
+    /// `--format`, if given.
+    pub format: Option<Format>,
+    /// Engine options.
+    pub options: Options,
+    /// `--allow-empty-rules`: a text with no rules may replace rules in force.
+    pub allow_empty: bool,
+}
+
 /// Watches `source` and keeps `state`'s rules in step with it until the process ends.
-pub fn spawn(source: ObjectSource, client: Client, format: Option<Format>, options: Options, state: Arc<State>) {
+pub fn spawn(source: ObjectSource, client: Client, reading: Reading, state: Arc<State>) {
     tokio::spawn(async move {
         let mut stream = observe(&source, client, state.resolver.clone());
-        let mut applier = Applier { format: source.format(format), options, last: None, source, state };
+        let Reading { format, options, allow_empty } = reading;
+        let mut applier = Applier { format: source.format(format), options, allow_empty, last: None, source, state };
         while let Some(step) = stream.next().await {
             match step {
                 // Compiling (100k rules take ~100 ms) and returning memory stay off the
@@ -188,17 +202,15 @@ pub fn spawn(source: ObjectSource, client: Client, format: Option<Format>, optio
     });
 }
 
-/// The object's successive states, reconnecting with backoff forever.
 /// The mirror settings of a Palette `registry-info` Secret (`DOMAIN`, `USERNAME`/`PASSWORD`,
-/// `CA_CERT`, `INSECURE`), for `--swap-policy exists`.
-fn palette_registry(secret: &Secret) -> Option<PaletteRegistry> {
-    let data = secret.data.as_ref();
-    let strings = secret.string_data.as_ref();
-    PaletteRegistry::from_keys(|key| {
-        data.and_then(|data| data.get(key))
-            .map(|bytes| bytes.0.as_slice())
-            .or_else(|| strings.and_then(|strings| strings.get(key)).map(String::as_bytes))
-    })
+/// `CA_CERT`, `INSECURE`), for `--swap-policy exists`; `None` when it has no valid `DOMAIN`.
+fn registry_info(secret: &Secret) -> Option<RegistryInfo> {
+    let (data, strings) = (secret.data.as_ref(), secret.string_data.as_ref());
+    let value = |key: &str| {
+        let bytes = data.and_then(|data| data.get(key)).map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned());
+        bytes.or_else(|| strings.and_then(|strings| strings.get(key)).cloned())
+    };
+    credentials::registry_info(value).ok()
 }
 
 /// The object's successive states, reconnecting with backoff forever; a Secret's mirror
@@ -208,7 +220,7 @@ fn observe(source: &ObjectSource, client: Client, resolver: Option<Arc<Resolver>
     match source.kind {
         ObjectKind::Secret => watch_one(Api::<Secret>::namespaced(client, namespace), name, move |secret| {
             if let Some(resolver) = &resolver {
-                resolver.set_palette(palette_registry(secret));
+                resolver.set_palette(registry_info(secret));
             }
             reader.secret_text(secret)
         }),
@@ -236,6 +248,7 @@ struct Applier {
     source: ObjectSource,
     format: Format,
     options: Options,
+    allow_empty: bool,
     state: Arc<State>,
     /// The last observation acted on; a relist or a metadata-only edit repeats it and is skipped.
     last: Option<Observed>,
@@ -259,6 +272,11 @@ impl Applier {
                 self.swap_in(RuleSet::default(), started);
             }
             Some(Ok(text)) => match rules_file::load_text(text, &origin, self.format, self.options) {
+                Ok(loaded) if self.state.refuses_empty(&loaded.rules, self.allow_empty) => {
+                    let keeping = self.state.rules().len();
+                    error!("no rules in {origin}; keeping {keeping} rules (use --allow-empty-rules to accept)");
+                    self.state.metrics.record_reload("rules", false);
+                }
                 Ok(loaded) => {
                     loaded.messages().for_each(|message| warn!("{message}"));
                     self.swap_in(loaded.rules, started);
