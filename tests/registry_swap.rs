@@ -408,3 +408,23 @@ async fn a_corrected_auth_file_is_reloaded() {
     assert!(reloaded, "the corrected credentials were not picked up");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_registry_secret_manifest_as_the_rules_file_gives_the_mirror_credentials_and_ca() {
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    registry.push("general/app", "1").await;
+    let ca: String = registry.ca.ca_pem.lines().map(|line| format!("    {line}\n")).collect();
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: registry-info\n  namespace: jet-system\nstringData:\n  \
+         DOMAIN: {mirror}\n  USERNAME: {}\n  PASSWORD: {}\n  CA_CERT: |\n{ca}  MIRROR_REGISTRIES: src.invalid::{mirror}/general\n",
+        common::registry::USER,
+        common::registry::PASSWORD
+    );
+    let flags = ["--swap-policy", "exists", TIMEOUT_FLAG, GENEROUS];
+    let server = TestServer::start_with_rules(&manifest, "registry-secret.yaml", &flags).await;
+    let (object, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
+    let expected = [format!("{mirror}/general/app:1")];
+    assert_eq!(images_of(&object), expected, "{:?}", warnings_of(&response));
+    server.stop().await;
+}

@@ -153,11 +153,25 @@ impl Found {
 
 /// A `registry-info` Secret manifest: `stringData` as is, `data` base64-decoded.
 fn secret_manifest(document: &Node, found: &mut Found) {
+    let Some((info, line)) = manifest_info(document) else { return };
+    let source = format!("registry-info (line {line})");
+    match info {
+        Ok(info) => match info.credential(&source) {
+            Some(credential) => found.add(credential),
+            None => found.notes.push(format!("{source}: no USERNAME or PASSWORD for {}: skipped", info.registry)),
+        },
+        Err(why) => found.notes.push(format!("{source}: {why}: skipped")),
+    }
+}
+
+/// The `registry-info` keys of a Secret manifest document and its line; `None` when it has
+/// no `DOMAIN` under `stringData` or `data`.
+fn manifest_info(document: &Node) -> Option<(Result<RegistryInfo, String>, u32)> {
     let string_data = document.get("stringData");
     let data = document.get("data");
     let holds = |node: Option<&Node>| node.and_then(|node| node.get("DOMAIN")).is_some();
     if !holds(string_data) && !holds(data) {
-        return;
+        return None;
     }
     let lookup = |key: &str| {
         if let Some(text) = string_data.and_then(|node| node.get(key)).and_then(Node::text) {
@@ -167,15 +181,14 @@ fn secret_manifest(document: &Node, found: &mut Found) {
         let compact: Vec<u8> = encoded.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
         base64::engine::general_purpose::STANDARD.decode(compact).ok().and_then(|bytes| String::from_utf8(bytes).ok())
     };
-    let line = string_data.or(data).map_or(1, Node::line);
-    let source = format!("registry-info (line {line})");
-    match registry_info(lookup) {
-        Ok(info) => match info.credential(&source) {
-            Some(credential) => found.add(credential),
-            None => found.notes.push(format!("{source}: no USERNAME or PASSWORD for {}: skipped", info.registry)),
-        },
-        Err(why) => found.notes.push(format!("{source}: {why}: skipped")),
-    }
+    Some((registry_info(lookup), string_data.or(data).map_or(1, Node::line)))
+}
+
+/// The mirror settings of the first `registry-info` Secret manifest in a YAML text (a
+/// `registry-secret.yaml` given as `--rules`); `None` when there is none or it is invalid.
+pub fn registry_info_in_document(text: &str) -> Option<RegistryInfo> {
+    let documents = tree::documents(text).ok()?;
+    documents.iter().find_map(manifest_info).and_then(|(info, _)| info.ok())
 }
 
 /// Looks for Edge and Registry Connect credential entries at any depth.

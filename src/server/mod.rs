@@ -223,6 +223,10 @@ fn resolver(args: &ServeArgs, metrics: &metrics::Metrics) -> anyhow::Result<Opti
     }
     let registry_metrics = RegistryMetrics::new(metrics.registry()).context("creating registry metrics")?;
     let resolver = Arc::new(Resolver::new(&args.check, Some(registry_metrics))?);
+    if let Some(rules) = &args.rules {
+        // A `registry-secret.yaml` manifest as the rules file names the mirror too.
+        resolver.set_palette(palette_of_rules_file(rules));
+    }
     if let Some(path) = args.check.registry_auth.clone() {
         let watched = Arc::clone(&resolver);
         let file = path.clone();
@@ -242,6 +246,12 @@ fn resolver(args: &ServeArgs, metrics: &metrics::Metrics) -> anyhow::Result<Opti
     Ok(Some(resolver))
 }
 
+/// The mirror settings of a `registry-secret.yaml` manifest used as the rules file.
+fn palette_of_rules_file(path: &std::path::Path) -> Option<crate::credentials::RegistryInfo> {
+    let bytes = rules_file::read_bounded_bytes(path).ok()?;
+    crate::credentials::registry_info_in_document(std::str::from_utf8(&bytes).ok()?)
+}
+
 fn watch_rules(path: PathBuf, args: &ServeArgs, state: Arc<State>) -> anyhow::Result<()> {
     let (format, options, allow_empty) = (args.format, args.engine.options(), args.allow_empty_rules);
     let file = path.clone();
@@ -255,6 +265,9 @@ fn watch_rules(path: PathBuf, args: &ServeArgs, state: Arc<State>) -> anyhow::Re
             }
             Ok(loaded) => {
                 loaded.messages().for_each(|message| warn!("{message}"));
+                if let Some(resolver) = &state.resolver {
+                    resolver.set_palette(palette_of_rules_file(&file));
+                }
                 let count = loaded.rules.len();
                 let took = state.install_rules(loaded.rules, started);
                 info!(origin = %loaded.origin, rules = count, took = ?took, "rules reloaded");
