@@ -48,6 +48,12 @@ impl CheckCache {
         match self.cache.entry_by_ref(image).or_try_insert_with(lookup).await {
             Ok(entry) => {
                 let hit = !entry.is_fresh();
+                if !hit {
+                    // moka evicts in its maintenance pass, which may lag behind a burst of new
+                    // entries; run it on every insert (a miss paid a lookup anyway), so the
+                    // bound holds at once.
+                    self.cache.run_pending_tasks().await;
+                }
                 (Ok(entry.into_value()), hit)
             }
             Err(error) => (Err(Arc::unwrap_or_clone(error)), false),
@@ -68,5 +74,35 @@ impl CheckCache {
     /// True when nothing is cached.
     pub async fn is_empty(&self) -> bool {
         self.len().await == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn holds_its_bound_and_shares_one_lookup() {
+        let cache = CheckCache::new(10, Duration::from_secs(60), Duration::from_secs(60));
+        for n in 0..100 {
+            let (answer, hit) = cache.get_or_check(&format!("m.io/a:{n}"), async { Ok(Answer::Absent(404)) }).await;
+            assert_eq!((answer, hit), (Ok(Answer::Absent(404)), false));
+            assert!(cache.len().await <= 10, "after {n} inserts");
+        }
+        let lookups = std::sync::atomic::AtomicUsize::new(0);
+        let one = |_| {
+            cache.get_or_check("m.io/b:1", async {
+                lookups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(Answer::Present)
+            })
+        };
+        let answers = futures::future::join_all((0..50).map(one)).await;
+        assert!(answers.iter().all(|(answer, _)| *answer == Ok(Answer::Present)));
+        assert_eq!(lookups.into_inner(), 1);
+        let (failed, _) = cache.get_or_check("m.io/c:1", async { Err(CheckError::Status(503)) }).await;
+        assert_eq!(failed, Err(CheckError::Status(503)));
+        let (retried, _) = cache.get_or_check("m.io/c:1", async { Ok(Answer::Present) }).await;
+        assert_eq!(retried, Ok(Answer::Present), "failures are not cached");
     }
 }
