@@ -49,6 +49,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// 32 MiB outside the budget. A 3 MiB body then takes ~48 window updates, on a cluster network
 /// a few milliseconds.
 const HTTP2_WINDOW: u32 = 65_535;
+/// hyper adds its timeouts to `Instant::now()` unchecked: a day is more than any sane setting.
+const MAX_TIMER: Duration = Duration::from_secs(86_400);
 /// Pause after a failed accept (e.g. EMFILE), so a failing listener does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -140,7 +142,7 @@ fn http_builder(settings: &ConnectionSettings) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.idle_timeout.saturating_add(settings.first_request_timeout));
+        .header_read_timeout(settings.idle_timeout.saturating_add(settings.first_request_timeout).min(MAX_TIMER));
     builder
         .http2()
         .timer(TokioTimer::new())
