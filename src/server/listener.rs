@@ -9,8 +9,9 @@
 //!   [`LOG_EVERY`], with the count since the last one.
 //! - **Idle connections are closed gracefully** (HTTP/2 GOAWAY, HTTP/1.1 close between
 //!   requests) once no request has been in flight for `--idle-timeout`, and a new connection
-//!   that sends no request within `--request-timeout`. A connection that is closing gets
-//!   [`CLOSE_GRACE`] to finish, then it is dropped.
+//!   that sends no request within `--request-timeout`. A connection closed for idleness gets
+//!   `--request-timeout` more to finish (a request racing the close, a slow-loris head that
+//!   hyper's graceful close waits for), then it is dropped; on shutdown, `--shutdown-grace`.
 //! - **HTTP/2** pings every [`KEEP_ALIVE_INTERVAL`] find dead peers; streams per connection
 //!   are capped by `--http2-max-concurrent-streams`.
 
@@ -41,8 +42,6 @@ pub const LOG_EVERY: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// How long a ping may go unanswered before the connection is closed.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a connection that is being closed may take to finish its last response.
-const CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// HTTP/2 flow-control window per stream and per connection: the protocol's default (hyper
 /// raises it to 1 MiB). It bounds what a client can push that no handler has read yet, e.g.
 /// while its request waits for the body budget: with 1 MiB, 32 waiting h2 clients held
@@ -217,10 +216,10 @@ async fn connection(tcp: TcpStream, shared: Arc<Shared>, _open: Open, mut stop: 
     let connection = shared.http.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(connection);
     let settings = shared.settings;
-    let mut closing_since: Option<Instant> = None;
+    // Set once the connection is closing; `give_up` only for an idle close (a shutdown has its own grace).
+    let (mut closing, mut give_up) = (false, None::<Instant>);
     loop {
-        let closing = closing_since.is_some();
-        let give_up = closing_since.map_or(far_future(), |since| since + CLOSE_GRACE);
+        let deadline = give_up.unwrap_or_else(far_future);
         tokio::select! {
             ended = connection.as_mut() => {
                 if let Err(error) = ended {
@@ -231,16 +230,18 @@ async fn connection(tcp: TcpStream, shared: Arc<Shared>, _open: Open, mut stop: 
             () = activity.idle(settings.first_request_timeout, settings.idle_timeout), if !closing => {
                 shared.metrics.connections_idle_closed.inc();
                 connection.as_mut().graceful_shutdown();
-                closing_since = Some(Instant::now());
+                closing = true;
+                give_up = Some(Instant::now() + settings.first_request_timeout.min(MAX_TIMER));
             }
             state = stop.wait_for(move |state| *state == Stop::Now || (*state == Stop::Graceful && !closing)) => {
                 if !matches!(state.as_deref(), Ok(Stop::Graceful)) {
                     return;
                 }
                 connection.as_mut().graceful_shutdown();
-                closing_since = Some(Instant::now());
+                closing = true;
+                give_up = None;
             }
-            () = tokio::time::sleep_until(give_up.into()), if closing => return,
+            () = tokio::time::sleep_until(deadline.into()), if give_up.is_some() => return,
         }
     }
 }
