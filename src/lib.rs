@@ -5,11 +5,12 @@
 //! - [`rules_file`]: reading rule files and texts in every supported format.
 //! - [`server`]: `mirrorswap serve`, the HTTPS admission webhook.
 //! - [`certs`]: CA and serving certificates (rcgen).
+//! - [`node_config`]: the rules as node-level mirror config (containerd, CRI-O, K3s).
 //! - [`cli`]: the `mirrorswap` command line.
 
 pub mod certs;
 pub mod cli;
-pub mod containerd;
+pub mod node_config;
 pub mod rewrite;
 pub mod rules_file;
 pub mod server;
