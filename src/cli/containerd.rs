@@ -51,7 +51,7 @@ pub fn run(args: &ContainerdArgs) -> anyhow::Result<ExitCode> {
         Some(_) => containerd::render(&plan, &tls, &loaded.origin),
         None => containerd::render_legacy(&plan),
     };
-    report(&loaded.origin, "containerd", &plan, &rendered, &tls);
+    report(&loaded.origin, "the containerd config", &plan, &rendered, &tls);
     let Some(out) = &args.out else {
         rendered.files.iter().for_each(|(_, text)| print!("{text}"));
         return Ok(ExitCode::SUCCESS);

@@ -38,7 +38,7 @@ impl MirrorTlsArgs {
 /// `--insecure-registry` host no rule mirrors to.
 pub fn report(origin: &str, runtime: &str, plan: &Plan, rendered: &Rendered, tls: &MirrorTls) {
     for skip in &rendered.skipped {
-        eprintln!("{origin}:{}: warning: `{}` is not in the {runtime} config: {}", skip.line, skip.rule, skip.reason);
+        eprintln!("{origin}:{}: warning: `{}` is not in {runtime}: {}", skip.line, skip.rule, skip.reason);
     }
     let mirrors = plan.mirror_hosts();
     for host in tls.insecure.iter().filter(|host| !mirrors.contains(host.as_str())) {
