@@ -287,3 +287,42 @@ fn crio_and_k3s_list_what_they_cannot_express_with_file_and_line() {
         }
     }
 }
+
+/// The README's worked examples are what the commands write for examples/rules/node-mirrors.conf.
+#[test]
+fn readme_node_level_examples_are_what_the_commands_write() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = readme.split("### Node-level mirrors\n").nth(1).unwrap().split("\n## ").next().unwrap();
+    let blocks: Vec<&str> = section
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .filter_map(|block| block.strip_prefix("toml\n").or_else(|| block.strip_prefix("yaml\n")))
+        .collect();
+    assert_eq!(blocks.len(), 3, "containerd, CRI-O and K3s examples");
+    let rules = root.join("examples/rules/node-mirrors.conf").display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let auth =
+        write(dir.path(), "config.json", &common::registry::docker_config("harbor.example.org", "robot$nodes", "x"));
+    let ca = "/etc/ssl/certs/harbor-ca.pem";
+    let certs_d = dir.path().join("certs.d");
+    run_ok(
+        &mirrorswap(&["containerd", "--rules", &rules, "--out", certs_d.to_str().unwrap(), "--registry-ca", ca]),
+        "containerd",
+    );
+    let rendered = [
+        std::fs::read_to_string(certs_d.join("docker.io/hosts.toml")).unwrap(),
+        run_ok(&mirrorswap(&["crio", "--rules", &rules, "--out", "-"]), "crio"),
+        run_ok(
+            &mirrorswap(&["k3s", "--rules", &rules, "--out", "-", "--registry-auth", &auth, "--registry-ca", ca]),
+            "k3s",
+        ),
+    ];
+    for (block, text) in blocks.iter().zip(&rendered) {
+        for line in block.lines().filter(|line| !line.trim().is_empty() && !line.contains('…')) {
+            assert!(text.lines().any(|out| out == line), "README line {line:?} is not in\n{text}");
+        }
+    }
+    assert!(!certs_d.join("gcr.io").exists(), "the README says path-level sources have no hosts.toml");
+}
