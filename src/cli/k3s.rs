@@ -54,6 +54,11 @@ pub fn run(args: &K3sArgs) -> anyhow::Result<ExitCode> {
     for host in credentials.keys().filter(|host| !mirrors.contains(host.as_str())) {
         eprintln!("note: the credentials for {host} are not written: no rule mirrors to it");
     }
+    if let Some(path) = &args.registry_auth {
+        for host in mirrors.iter().filter(|host| !credentials.contains_key(**host)) {
+            eprintln!("note: {} has no credentials for the mirror {host}: it is pulled anonymously", path.display());
+        }
+    }
     let options = K3sOptions { credentials, tls: args.tls.tls() };
     let rendered = k3s::render(&plan, &options, &loaded.origin);
     report(&loaded.origin, "registries.yaml", &plan, &rendered, &options.tls);
