@@ -3,7 +3,8 @@
 #   - helm lint --strict and helm template of the chart for every values file in helm/mirrorswap/ci/
 #     (defaults, cert-manager, existing Secret, Palette's image-swap values with and without a
 #     detected registry-info Secret, Palette's imageSwap block, rules from a Secret through the API
-#     with its Role/RoleBinding, workload templates in opt-in mode);
+#     with its Role/RoleBinding, workload templates in opt-in mode, the operations kit: HPA,
+#     PrometheusRule, dashboard);
 #   - the kustomizations `mirrorswap certs` writes over manifests/base, opt-in, workloads and
 #     opt-in-workloads, and over manifests/base with --namespace other;
 #   - every rendered document and every file in manifests/base validated against the official

@@ -151,7 +151,18 @@ fn assert_hardened(deployment: &Yaml, what: &str) {
     assert!(container["resources"]["requests"]["memory"].as_str().is_some(), "{what}: memory request");
     assert!(container["resources"]["limits"]["memory"].as_str().is_some(), "{what}: memory limit");
     assert!(container["lifecycle"]["preStop"]["exec"]["command"][0].as_str().is_some(), "{what}: preStop");
-    assert!(deployment["spec"]["replicas"].as_i64().unwrap_or(0) >= 2, "{what}: replicas");
+    // Under an HPA the Deployment has no `replicas`; `lowest_replicas` checks its minReplicas.
+    let replicas = &deployment["spec"]["replicas"];
+    assert!(replicas.is_badvalue() || replicas.as_i64().unwrap_or(0) >= 2, "{what}: replicas");
+}
+
+/// The lowest replica count of a rendering: the Deployment's, or the HPA's minReplicas.
+fn lowest_replicas(documents: &[Yaml]) -> i64 {
+    let replicas = &find(documents, "Deployment")["spec"]["replicas"];
+    if replicas.is_badvalue() {
+        return find(documents, "HorizontalPodAutoscaler")["spec"]["minReplicas"].as_i64().expect("minReplicas");
+    }
+    replicas.as_i64().expect("replicas")
 }
 
 /// Every webhook leaves out `namespace` and kube-system.
@@ -180,6 +191,7 @@ fn every_rendering_is_hardened_and_never_selects_its_own_namespace() {
         let values = values.as_str();
         let documents = render(values);
         assert_hardened(find(&documents, "Deployment"), values);
+        assert!(lowest_replicas(&documents) >= 2, "{values}: replicas");
         assert_excludes(&find(&documents, "MutatingWebhookConfiguration")["webhooks"], "mirrorswap", values);
     }
     let documents = manifests();
@@ -497,7 +509,7 @@ fn allowed_disruptions(documents: &[Yaml], replicas: i64) -> Option<i64> {
 fn no_pod_disruption_budget_blocks_a_drain() {
     for values in ci_values() {
         let documents = render(&values);
-        let replicas = find(&documents, "Deployment")["spec"]["replicas"].as_i64().unwrap();
+        let replicas = lowest_replicas(&documents);
         if let Some(allowed) = allowed_disruptions(&documents, replicas) {
             assert!(allowed >= 1, "{values}: {allowed} evictions allowed at {replicas} replicas");
         }
@@ -565,4 +577,70 @@ fn colliding_or_reserved_host_network_ports_fail_the_render() {
     assert!(
         render_with("default-values.yaml", &["hostNetwork.webhookPort=10250", "hostNetwork.adminPort=10250"]).is_ok()
     );
+}
+
+/// The operations kit (ci/ops-kit-values.yaml): the HPA owns the replica count, the
+/// PrometheusRule carries files/prometheus-rules.yaml as is, the dashboard is a sidecar ConfigMap.
+#[test]
+fn ops_kit_renders_hpa_prometheus_rule_and_dashboard() {
+    let documents = render("ops-kit-values.yaml");
+    assert!(find(&documents, "Deployment")["spec"]["replicas"].is_badvalue(), "the HPA owns replicas");
+    let hpa = &find(&documents, "HorizontalPodAutoscaler");
+    assert_eq!(hpa["apiVersion"].as_str(), Some("autoscaling/v2"));
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"]["name"].as_str(),
+        find(&documents, "Deployment")["metadata"]["name"].as_str()
+    );
+    let targets: Vec<_> = hpa["spec"]["metrics"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (m["resource"]["name"].as_str().unwrap(), m["resource"]["target"]["averageUtilization"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(targets, [("cpu", 75), ("memory", 80)]);
+    let rule = find(&documents, "PrometheusRule");
+    assert_eq!(rule["metadata"]["labels"]["release"].as_str(), Some("kube-prometheus-stack"));
+    let file = std::fs::read_to_string(Path::new(ROOT).join("helm/mirrorswap/files/prometheus-rules.yaml")).unwrap();
+    assert_eq!(
+        unordered(&rule["spec"]),
+        unordered(&YamlLoader::load_from_str(&file).unwrap()[0]),
+        "the rules promtool tests"
+    );
+    let dashboard = documents
+        .iter()
+        .find(|doc| doc["kind"].as_str() == Some("ConfigMap") && !doc["data"]["mirrorswap.json"].is_badvalue())
+        .expect("the dashboard ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"].as_str(), Some("1"));
+    let json: serde_json::Value = serde_json::from_str(dashboard["data"]["mirrorswap.json"].as_str().unwrap()).unwrap();
+    assert_eq!(json["uid"], "mirrorswap");
+    for kind in ["HorizontalPodAutoscaler", "PrometheusRule"] {
+        assert!(render("default-values.yaml").iter().all(|doc| doc["kind"].as_str() != Some(kind)), "{kind} is opt-in");
+    }
+    for (sets, message) in [
+        (
+            &["autoscaling.targetCPUUtilizationPercentage=0", "autoscaling.targetMemoryUtilizationPercentage=0"][..],
+            "needs targetCPU",
+        ),
+        (&["autoscaling.minReplicas=7", "autoscaling.maxReplicas=3"][..], "must not exceed"),
+        (&["autoscaling.minReplicas=2", "podDisruptionBudget.minAvailable=2"][..], "drains would block"),
+    ] {
+        let error = render_with("ops-kit-values.yaml", sets).expect_err("refused");
+        assert!(error.contains(message), "{sets:?}: {error}");
+    }
+}
+
+/// A YAML document as JSON, so mappings compare regardless of key order.
+fn unordered(yaml: &Yaml) -> serde_json::Value {
+    match yaml {
+        Yaml::Hash(hash) => {
+            hash.iter().map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), unordered(v))).collect()
+        }
+        Yaml::Array(items) => items.iter().map(unordered).collect(),
+        Yaml::String(text) => text.clone().into(),
+        Yaml::Integer(number) => (*number).into(),
+        Yaml::Boolean(flag) => (*flag).into(),
+        other => format!("{other:?}").into(),
+    }
 }

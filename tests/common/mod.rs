@@ -23,6 +23,7 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 pub mod apiserver;
 pub mod components;
 pub mod k8s_update;
+pub mod registry;
 pub mod tools;
 
 pub const RULES: &str = "\
