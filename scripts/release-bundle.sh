@@ -24,8 +24,8 @@ if [ "$chart_version" != "$version" ] || [ "$app_version" != "$version" ]; then
   exit 1
 fi
 revision=$(git rev-parse HEAD)
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct HEAD)}
-created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct HEAD)}
+created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)
 if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
   echo "warning: uncommitted changes; the image's revision label ($revision) does not include them" >&2
 fi
@@ -37,6 +37,9 @@ if [ -z "$binary" ]; then
   $build
   binary=target/release/mirrorswap
 fi
+# Only now: ring's build script reruns when SOURCE_DATE_EPOCH changes, so exporting it before
+# the build would rebuild what CI's release step built.
+export SOURCE_DATE_EPOCH=$epoch
 
 helm=$(command -v helm || true)
 [ -x target/tools/bin/helm ] && helm=target/tools/bin/helm
