@@ -30,6 +30,11 @@ if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
   echo "warning: uncommitted changes; the image's revision label ($revision) does not include them" >&2
 fi
 
+# Run from a cargo process (tests/airgap.rs), cargo's per-package variables would reach ring's
+# build script (it watches CARGO_MANIFEST_DIR) and rebuild what CI's release step built.
+for name in $(compgen -e | grep -E '^(CARGO_(MANIFEST_|PKG_|CRATE_|PRIMARY_|TARGET_TMPDIR|BIN_)|OUT_DIR$)' || true); do
+  unset "$name"
+done
 binary=${MIRRORSWAP_BINARY:-}
 if [ -z "$binary" ]; then
   build=$(sed -n 's/^RUN \(cargo build .*\)$/\1/p' Dockerfile)
