@@ -23,6 +23,7 @@ root=$2
 for tool in ldd dpkg-query; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: build on Debian (libc-bin, dpkg)" >&2; exit 1; }
 done
+[ "$(id -u)" = 0 ] || { echo "run as root or under \`buildah unshare\`: the image's files need their owners" >&2; exit 1; }
 certs=/etc/ssl/certs/ca-certificates.crt
 [ -s "$certs" ] || { echo "$certs is missing: apt-get install ca-certificates" >&2; exit 1; }
 
