@@ -412,6 +412,30 @@ fn a_registry_check_the_webhook_timeout_leaves_no_room_for_fails_the_render() {
 }
 
 #[test]
+fn the_registry_check_overlay_adds_the_flags_and_a_read_only_credentials_mount() {
+    let documents = kustomized("registry-check");
+    let args = registry_args(&documents);
+    assert_eq!(
+        args,
+        [
+            "--swap-policy=exists",
+            "--on-check-error=keep",
+            "--check-timeout=1s",
+            "--registry-auth=/etc/mirrorswap/registry-auth/.dockerconfigjson",
+        ]
+    );
+    let (mounts, volumes) = registry_mounts(&documents);
+    assert_eq!(mounts, [("registry-auth", "/etc/mirrorswap/registry-auth", true)]);
+    assert_eq!(volumes[0]["secret"]["secretName"].as_str(), Some("mirrorswap-registry-auth"));
+    assert_eq!(volumes[0]["secret"]["items"][0]["key"].as_str(), Some(".dockerconfigjson"));
+    assert_hardened(find(&documents, "Deployment"), "manifests/registry-check");
+    // The API server waits at least 1s longer than the lookups.
+    for webhook in find(&documents, "MutatingWebhookConfiguration")["webhooks"].as_vec().unwrap() {
+        assert!(webhook["timeoutSeconds"].as_i64().unwrap() >= 2, "timeoutSeconds above --check-timeout=1s + 1s");
+    }
+}
+
+#[test]
 fn bad_registry_check_values_fail_the_render_naming_the_value() {
     for (set, says) in [
         ("registryCheck.swapPolicy=sometimes", "/registryCheck/swapPolicy"),
