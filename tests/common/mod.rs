@@ -184,6 +184,14 @@ impl Client {
         Self { sender, peer_certificate }
     }
 
+    /// True once the server closed the connection (or it failed).
+    pub fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::Http1(sender) => sender.is_closed(),
+            Sender::Http2(sender) => sender.is_closed(),
+        }
+    }
+
     /// POSTs `body` to `path` with `content_type`; returns status and body.
     pub async fn post(&mut self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
         let request = hyper::Request::post(path)
