@@ -305,6 +305,169 @@ async fn certs_output_is_served_and_verifies_for_the_service_name() {
     running.shutdown(std::time::Duration::from_secs(5)).await.unwrap();
 }
 
+/// The Deployment's container of a rendering.
+fn container(documents: &[Yaml]) -> &Yaml {
+    &find(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+}
+
+/// The registry-check flags among the container's arguments.
+fn registry_args(documents: &[Yaml]) -> Vec<&str> {
+    let flags = ["--swap-policy", "--on-check-error", "--check-", "--registry-", "--insecure-registry"];
+    strings(&container(documents)["args"]).into_iter().filter(|arg| flags.iter().any(|f| arg.starts_with(f))).collect()
+}
+
+/// `(name, mountPath, readOnly)` of each registry mount, and each registry volume.
+fn registry_mounts(documents: &[Yaml]) -> (Vec<(&str, &str, bool)>, Vec<&Yaml>) {
+    let is_registry = |yaml: &Yaml| yaml["name"].as_str().is_some_and(|name| name.starts_with("registry-"));
+    let mounts = container(documents)["volumeMounts"].as_vec().unwrap().iter().filter(|m| is_registry(m));
+    let mounts = mounts
+        .map(|m| (m["name"].as_str().unwrap(), m["mountPath"].as_str().unwrap(), m["readOnly"].as_bool() == Some(true)))
+        .collect();
+    let pod = &find(documents, "Deployment")["spec"]["template"]["spec"];
+    (mounts, pod["volumes"].as_vec().unwrap().iter().filter(|v| is_registry(v)).collect())
+}
+
+#[test]
+fn registry_check_values_render_as_serve_flags_and_read_only_mounts() {
+    // Off (swapPolicy always, the server's default): no flag, no mount, the arguments unchanged.
+    let default = render("default-values.yaml");
+    assert!(registry_args(&default).is_empty(), "{:?}", registry_args(&default));
+    assert_eq!(registry_mounts(&default), (vec![], vec![]));
+
+    let documents = render("registry-check-values.yaml");
+    assert_eq!(
+        registry_args(&documents),
+        [
+            "--swap-policy=exists",
+            "--on-check-error=swap",
+            "--check-timeout=2s",
+            "--check-cache-ttl=10m",
+            "--check-negative-ttl=1m",
+            "--check-cache-entries=50000",
+            "--check-backoff=5s",
+            "--registry-auth=/etc/mirrorswap/registry-auth/.dockerconfigjson",
+            "--registry-ca=/etc/mirrorswap/registry-ca/ca.pem",
+            "--insecure-registry=registry.local:5000",
+        ]
+    );
+    let (mounts, volumes) = registry_mounts(&documents);
+    assert_eq!(
+        mounts,
+        [
+            ("registry-auth", "/etc/mirrorswap/registry-auth", true),
+            ("registry-ca", "/etc/mirrorswap/registry-ca", true)
+        ]
+    );
+    // Whole-directory mounts of one key each, so an edited Secret or ConfigMap reaches the pod.
+    assert_eq!(volumes[0]["secret"]["secretName"].as_str(), Some("harbor-pull"));
+    assert_eq!(volumes[0]["secret"]["items"][0]["key"].as_str(), Some(".dockerconfigjson"));
+    assert_eq!(volumes[0]["secret"]["items"][0]["path"].as_str(), Some(".dockerconfigjson"));
+    assert_eq!(volumes[1]["configMap"]["name"].as_str(), Some("harbor-ca"));
+    assert_eq!(volumes[1]["configMap"]["items"][0]["key"].as_str(), Some("ca.pem"));
+    assert!(container(&documents)["volumeMounts"].as_vec().unwrap().iter().all(|m| m["subPath"].is_badvalue()));
+    assert_hardened(find(&documents, "Deployment"), "registry check");
+
+    // The CA from a Secret instead; the defaults of the check flags.
+    let sets = ["registryCheck.swapPolicy=exists", "registryCa.existingSecret=mirror-ca"];
+    let documents = render_with("default-values.yaml", &sets).unwrap();
+    assert_eq!(
+        registry_args(&documents),
+        [
+            "--swap-policy=exists",
+            "--on-check-error=keep",
+            "--check-timeout=1s",
+            "--check-cache-ttl=5m",
+            "--check-negative-ttl=30s",
+            "--check-cache-entries=100000",
+            "--check-backoff=3s",
+            "--registry-ca=/etc/mirrorswap/registry-ca/ca.crt",
+        ]
+    );
+    let (_, volumes) = registry_mounts(&documents);
+    assert_eq!(volumes.len(), 1);
+    assert_eq!(volumes[0]["secret"]["secretName"].as_str(), Some("mirror-ca"));
+    assert_eq!(volumes[0]["secret"]["items"][0]["path"].as_str(), Some("ca.crt"));
+}
+
+#[test]
+fn a_registry_check_the_webhook_timeout_leaves_no_room_for_fails_the_render() {
+    for (policy, check, webhook, renders) in [
+        ("exists", "1s", 5, true),
+        ("exists", "4s", 5, true),
+        ("exists", "4001ms", 5, false),
+        ("exists", "2s500ms", 3, false),
+        ("exists", "2s", 3, true),
+        ("exists", "1m", 30, false),
+        ("exists", "29s", 30, true),
+        // always never asks a registry: the timeout is unused.
+        ("always", "1m", 5, true),
+    ] {
+        let sets = [
+            format!("registryCheck.swapPolicy={policy}"),
+            format!("registryCheck.timeout={check}"),
+            format!("webhook.timeoutSeconds={webhook}"),
+        ];
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let rendered = render_with("default-values.yaml", &sets);
+        if renders {
+            let documents = rendered.unwrap_or_else(|error| panic!("{sets:?}: {error}"));
+            let webhook_timeout =
+                find(&documents, "MutatingWebhookConfiguration")["webhooks"][0]["timeoutSeconds"].as_i64();
+            assert_eq!(webhook_timeout, Some(webhook), "{sets:?}");
+        } else {
+            let error = rendered.expect_err("the API server would give up first");
+            let says =
+                format!("webhook.timeoutSeconds ({webhook}s) must be at least registryCheck.timeout ({check}) plus 1s");
+            assert!(error.contains(&says), "{sets:?}: {error}");
+        }
+    }
+}
+
+#[test]
+fn the_registry_check_overlay_adds_the_flags_and_a_read_only_credentials_mount() {
+    let documents = kustomized("registry-check");
+    let args = registry_args(&documents);
+    assert_eq!(
+        args,
+        [
+            "--swap-policy=exists",
+            "--on-check-error=keep",
+            "--check-timeout=1s",
+            "--registry-auth=/etc/mirrorswap/registry-auth/.dockerconfigjson",
+        ]
+    );
+    let (mounts, volumes) = registry_mounts(&documents);
+    assert_eq!(mounts, [("registry-auth", "/etc/mirrorswap/registry-auth", true)]);
+    assert_eq!(volumes[0]["secret"]["secretName"].as_str(), Some("mirrorswap-registry-auth"));
+    assert_eq!(volumes[0]["secret"]["items"][0]["key"].as_str(), Some(".dockerconfigjson"));
+    assert_hardened(find(&documents, "Deployment"), "manifests/registry-check");
+    // The API server waits at least 1s longer than the lookups.
+    for webhook in find(&documents, "MutatingWebhookConfiguration")["webhooks"].as_vec().unwrap() {
+        assert!(webhook["timeoutSeconds"].as_i64().unwrap() >= 2, "timeoutSeconds above --check-timeout=1s + 1s");
+    }
+}
+
+#[test]
+fn bad_registry_check_values_fail_the_render_naming_the_value() {
+    for (set, says) in [
+        ("registryCheck.swapPolicy=sometimes", "/registryCheck/swapPolicy"),
+        ("registryCheck.onCheckError=retry", "/registryCheck/onCheckError"),
+        ("registryCheck.timeout=1 second", "/registryCheck/timeout"),
+        ("registryCheck.cacheEntries=0", "/registryCheck/cacheEntries"),
+        ("registryCheck.insecureRegistries[0]=https://registry.local", "/registryCheck/insecureRegistries/0"),
+        ("registryAuth.existingSecret=Harbor_Pull", "/registryAuth/existingSecret"),
+    ] {
+        let error = render_with("default-values.yaml", &[set]).expect_err(set);
+        assert!(error.contains(says), "{set}: {error}");
+    }
+    let sets = ["registryCa.existingSecret=mirror-ca", "registryCa.existingConfigMap=mirror-ca"];
+    let error = render_with("default-values.yaml", &sets).expect_err("two CA sources");
+    assert!(
+        error.contains("registryCa.existingSecret (mirror-ca) and registryCa.existingConfigMap (mirror-ca)"),
+        "{error}"
+    );
+}
+
 /// What one webhook is sent, as (apiGroup/resource, operations), sorted.
 fn sent(webhook: &Yaml) -> Vec<(String, Vec<String>)> {
     let mut sent = Vec::new();
