@@ -162,8 +162,8 @@ proptest! {
 
     #[test]
     fn auth_file_parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200), key in printable(), auth in printable()) {
-        let _ = AuthFile::parse(&bytes, "auth.json");
+        let _ = AuthFile::parse(&String::from_utf8_lossy(&bytes), "auth.json");
         let document = serde_json::json!({"auths": {key: {"auth": auth}}}).to_string();
-        let _ = AuthFile::parse(document.as_bytes(), "auth.json");
+        let _ = AuthFile::parse(&document, "auth.json");
     }
 }

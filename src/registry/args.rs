@@ -44,7 +44,7 @@ pub struct CheckArgs {
     /// HOST[:PORT] (repeatable): TLS without certificate checks, plain HTTP if it speaks no TLS.
     #[arg(
         long = "insecure-registry",
-        env = "MIRRORSWAP_INSECURE_REGISTRIES",
+        env = "MIRRORSWAP_INSECURE_REGISTRY",
         value_delimiter = ',',
         value_name = "HOST[:PORT]"
     )]

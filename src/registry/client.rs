@@ -120,7 +120,7 @@ impl Checker {
             image.parse().map_err(|error: oci_client::ParseError| CheckError::Reference(error.to_string()))?;
         let registry = reference.registry().to_owned();
         let auth = match self.auth.get(&registry) {
-            Some(credential) => RegistryAuth::Basic(credential.username.clone(), credential.password.clone()),
+            Some((username, password)) => RegistryAuth::Basic(username.to_owned(), password.to_owned()),
             None => RegistryAuth::Anonymous,
         };
         if !self.is_insecure(&registry) {

@@ -17,7 +17,7 @@ pub mod metrics;
 pub mod policy;
 
 pub use args::{CheckArgs, OnCheckError, SwapPolicy};
-pub use auth_file::{AuthFile, AuthFileError, Credential};
+pub use auth_file::{AuthFile, AuthFileError};
 pub use cache::CheckCache;
 pub use client::{Answer, CheckError, Checker, ClientSettings};
 pub use metrics::RegistryMetrics;

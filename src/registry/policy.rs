@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use tracing::info;
 
 use super::args::{CheckArgs, OnCheckError};
-use super::auth_file::{AuthFile, Credential};
+use super::auth_file::AuthFile;
 use super::cache::CheckCache;
 use super::client::{Answer, CheckError, Checker, ClientSettings};
 use super::metrics::RegistryMetrics;
@@ -147,8 +147,7 @@ impl Resolver {
         let (mut auth, mut client) = (auth.clone(), self.client.clone());
         if let Some(palette) = palette {
             if let (None, Some(login)) = (auth.get(&palette.registry), palette.credential("registry-info")) {
-                let credential = Credential { username: login.username, password: login.password.expose().to_owned() };
-                auth.insert(&palette.registry, credential);
+                auth.insert(&palette.registry, login.username, login.password.expose().to_owned());
             }
             if let Some(pem) = &palette.ca_cert {
                 let mut bundle = client.ca_pem.take().unwrap_or_default();
