@@ -1,4 +1,6 @@
-//! `mirrorswap rewrite`: rewrite image references given as arguments or on stdin.
+//! `mirrorswap rewrite`: rewrite image references given as arguments or on stdin. With
+//! `--swap-policy exists` it asks the mirrors exactly as `serve` does (all images under one
+//! `--check-timeout`), and `--explain` lists each candidate tried and its answer.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;
@@ -7,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::RulesArgs;
+use crate::registry::{Answer, CheckArgs, Resolved, Resolver, SwapPolicy, Verdict};
 use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged};
 
 /// Arguments of `mirrorswap rewrite`.
@@ -18,6 +21,8 @@ pub struct RewriteArgs {
     /// target, FILE:LINE) or why none did.
     #[arg(long, env = "MIRRORSWAP_EXPLAIN")]
     pub explain: bool,
+    #[command(flatten)]
+    pub check: CheckArgs,
     /// Images to rewrite; `-` reads images from stdin, one a line.
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
@@ -29,6 +34,9 @@ pub fn run(args: &RewriteArgs) -> anyhow::Result<ExitCode> {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
+    if args.check.swap_policy == SwapPolicy::Exists {
+        return run_exists(args, &loaded.rules, &loaded.origin);
+    }
     let write_one = |out: &mut BufWriter<_>, rules: &RuleSet, image: &str| {
         if args.explain { explain_one(out, rules, image, &loaded.origin) } else { write_one(out, rules, image) }
     };
@@ -71,4 +79,94 @@ fn write_one(out: &mut impl Write, rules: &RuleSet, image: &str) -> anyhow::Resu
         _ => {}
     }
     writeln!(out, "{}", decision.new_image().unwrap_or(image)).context("writing to stdout")
+}
+
+/// The images of the arguments, `-` expanded to stdin's lines.
+fn all_images(args: &RewriteArgs) -> anyhow::Result<Vec<String>> {
+    let mut images = Vec::new();
+    for image in &args.images {
+        if image == "-" {
+            for line in std::io::stdin().lock().lines() {
+                let line = line.context("reading images from stdin")?;
+                if !line.trim().is_empty() {
+                    images.push(line.trim().to_owned());
+                }
+            }
+        } else {
+            images.push(image.clone());
+        }
+    }
+    Ok(images)
+}
+
+/// `--swap-policy exists`: resolve every image through the registries, then print.
+fn run_exists(args: &RewriteArgs, rules: &RuleSet, origin: &str) -> anyhow::Result<ExitCode> {
+    let images = all_images(args)?;
+    let resolver = Resolver::new(&args.check, None)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
+    let resolved = runtime.block_on(async {
+        let images: Vec<&str> = images.iter().map(String::as_str).collect();
+        resolver.resolve(rules, &images).await
+    });
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    for image in &images {
+        if args.explain {
+            explain_checked(&mut out, rules, &resolved, image, origin)?;
+        } else {
+            match resolved.get(image).map(|resolution| &resolution.verdict) {
+                None => write_one(&mut out, rules, image)?,
+                Some(Verdict::Take(index)) => {
+                    let candidates = rules.candidates(image);
+                    let chosen = candidates.targets.get(*index).map_or(image.as_str(), |c| c.image.as_str());
+                    writeln!(out, "{chosen}").context("writing to stdout")?;
+                }
+                Some(Verdict::Keep(why)) => {
+                    eprintln!("warning: `{image}` kept: {why}");
+                    writeln!(out, "{image}").context("writing to stdout")?;
+                }
+            }
+        }
+    }
+    out.flush().context("writing to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--explain` with `exists`: one line per candidate tried, then the outcome.
+fn explain_checked(
+    out: &mut impl Write,
+    rules: &RuleSet,
+    resolved: &Resolved,
+    image: &str,
+    origin: &str,
+) -> anyhow::Result<()> {
+    let Some(resolution) = resolved.get(image) else {
+        return explain_one(out, rules, image, origin);
+    };
+    let candidates = rules.candidates(image);
+    for (tried, candidate) in resolution.tried.iter().zip(&candidates.targets) {
+        let answer = match &tried.outcome {
+            Ok(Answer::Present) => "present".to_owned(),
+            Ok(Answer::Absent(status)) => format!("absent ({status})"),
+            Err(error) => format!("error: {error}"),
+        };
+        let cached = if tried.cached { ", cached" } else { "" };
+        let rule = candidate.rule;
+        writeln!(
+            out,
+            "{image}: candidate {} from {} rule `{rule}` ({origin}:{}): {answer}{cached}",
+            tried.image,
+            rule.kind.name(),
+            rule.line
+        )
+        .context("writing to stdout")?;
+    }
+    match &resolution.verdict {
+        Verdict::Take(index) => {
+            let chosen = candidates.targets.get(*index).map_or(image, |c| c.image.as_str());
+            writeln!(out, "{image} -> {chosen}")
+        }
+        Verdict::Keep(why) => writeln!(out, "{image} kept: {why}"),
+    }
+    .context("writing to stdout")
 }

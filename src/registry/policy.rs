@@ -11,10 +11,11 @@ use arc_swap::ArcSwap;
 use tracing::info;
 
 use super::args::{CheckArgs, OnCheckError};
-use super::auth_file::AuthFile;
+use super::auth_file::{AuthFile, Credential};
 use super::cache::CheckCache;
 use super::client::{Answer, CheckError, Checker, ClientSettings};
 use super::metrics::RegistryMetrics;
+use crate::credentials::RegistryInfo;
 use crate::rewrite::{RuleSet, reference};
 
 /// What to do with one image.
@@ -71,6 +72,8 @@ pub struct CheckSettings {
 pub struct Resolver {
     checker: ArcSwap<Checker>,
     client: ClientSettings,
+    /// `--registry-auth` and Palette's Secret, the inputs the checker is rebuilt from.
+    sources: Mutex<(AuthFile, Option<RegistryInfo>)>,
     cache: CheckCache,
     failed: Mutex<HashMap<String, Instant>>,
     settings: CheckSettings,
@@ -110,8 +113,9 @@ impl Resolver {
         let settings =
             CheckSettings { timeout: args.check_timeout, backoff: args.check_backoff, on_error: args.on_check_error };
         Ok(Self {
-            checker: ArcSwap::from_pointee(Checker::new(&client, auth)),
+            checker: ArcSwap::from_pointee(Checker::new(&client, auth.clone())),
             client,
+            sources: Mutex::new((auth, None)),
             cache: CheckCache::new(args.check_cache_entries, args.check_cache_ttl, args.check_negative_ttl),
             failed: Mutex::new(HashMap::new()),
             settings,
@@ -121,7 +125,42 @@ impl Resolver {
 
     /// Swaps in new credentials (a reloaded `--registry-auth`); cached answers are dropped.
     pub fn set_auth(&self, auth: AuthFile) {
-        self.checker.store(Arc::new(Checker::new(&self.client, auth)));
+        let mut sources = self.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        sources.0 = auth;
+        self.rebuild(&sources);
+    }
+
+    /// Uses the mirror settings of Palette's `registry-info` Secret (when the rules come from
+    /// it): its credentials (unless `--registry-auth` has the registry), CA and `INSECURE`.
+    /// Unchanged settings (a relist) change nothing.
+    pub fn set_palette(&self, palette: Option<RegistryInfo>) {
+        let mut sources = self.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if sources.1 == palette {
+            return;
+        }
+        sources.1 = palette;
+        self.rebuild(&sources);
+    }
+
+    /// New clients from the current inputs; cached answers and backoffs are dropped.
+    fn rebuild(&self, (auth, palette): &(AuthFile, Option<RegistryInfo>)) {
+        let (mut auth, mut client) = (auth.clone(), self.client.clone());
+        if let Some(palette) = palette {
+            if let (None, Some(login)) = (auth.get(&palette.registry), palette.credential("registry-info")) {
+                let credential = Credential { username: login.username, password: login.password.expose().to_owned() };
+                auth.insert(&palette.registry, credential);
+            }
+            if let Some(pem) = &palette.ca_cert {
+                let mut bundle = client.ca_pem.take().unwrap_or_default();
+                bundle.push(b'\n');
+                bundle.extend_from_slice(pem.expose().as_bytes());
+                client.ca_pem = Some(bundle);
+            }
+            if palette.insecure {
+                client.insecure.push(palette.registry.clone());
+            }
+        }
+        self.checker.store(Arc::new(Checker::new(&client, auth)));
         self.cache.clear();
         self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
     }

@@ -62,6 +62,11 @@ pub struct ServeArgs {
     pub engine: EngineArgs,
     #[command(flatten)]
     pub check: CheckArgs,
+    /// Accept a reload that yields no rules while rules are in force. By default such a reload
+    /// (an emptied file, a key emptied in the Secret or ConfigMap) is refused: the last good
+    /// rules stay and the failure is logged and counted.
+    #[arg(long, env = "MIRRORSWAP_ALLOW_EMPTY_RULES")]
+    pub allow_empty_rules: bool,
     /// Record the original images in the `mirrorswap.io/original-images` annotation.
     #[arg(long, env = "MIRRORSWAP_ANNOTATE_ORIGINAL")]
     pub annotate_original: bool,

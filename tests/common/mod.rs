@@ -22,7 +22,9 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
 pub mod apiserver;
 pub mod components;
+pub mod k8s_update;
 pub mod registry;
+pub mod tools;
 
 pub const RULES: &str = "\
 docker.io::harbor.example.org/hub
