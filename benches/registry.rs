@@ -244,7 +244,8 @@ fn main() {
             assert_all_rewritten(&answer, &review, &mirror);
             fresh_exists.push(took);
         }
-        let expiring = start(&tls, &rules_path, &exists_flags(&registry, tls.dir.path(), &["--check-cache-ttl", "1ms"]));
+        let expiring =
+            start(&tls, &rules_path, &exists_flags(&registry, tls.dir.path(), &["--check-cache-ttl", "1ms"]));
         let before = registry.manifest_requests();
         let mut expired = Vec::new();
         // One Pod first so the connections to the registry exist; not counted.

@@ -51,7 +51,16 @@ fn any_json() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::vec(
-                (prop_oneof![Just("auths".to_owned()), Just("auth".to_owned()), Just("username".to_owned()), Just("password".to_owned()), ".{0,8}".prop_map(String::from)], inner),
+                (
+                    prop_oneof![
+                        Just("auths".to_owned()),
+                        Just("auth".to_owned()),
+                        Just("username".to_owned()),
+                        Just("password".to_owned()),
+                        ".{0,8}".prop_map(String::from)
+                    ],
+                    inner
+                ),
                 0..6
             )
             .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
@@ -221,8 +230,10 @@ fn envelope_json() -> impl Strategy<Value = Value> {
         Just("SOMETHING_NEW"),
     ];
     prop::collection::vec((code, ".{0,10}", any_json()), 0..4).prop_map(|errors| {
-        let errors: Vec<Value> =
-            errors.into_iter().map(|(code, message, detail)| json!({"code": code, "message": message, "detail": detail})).collect();
+        let errors: Vec<Value> = errors
+            .into_iter()
+            .map(|(code, message, detail)| json!({"code": code, "message": message, "detail": detail}))
+            .collect();
         json!({ "errors": errors })
     })
 }
@@ -233,7 +244,9 @@ fn classify_answer(status: u16, body: &[u8]) -> Result<Answer, CheckError> {
     let url = "https://r.example.org/v2/a/manifests/1".to_owned();
     let error = match serde_json::from_slice::<OciEnvelope>(body) {
         Ok(envelope) if (400..500).contains(&status) => OciDistributionError::RegistryError { envelope, url },
-        _ => OciDistributionError::ServerError { code: status, url, message: String::from_utf8_lossy(body).into_owned() },
+        _ => {
+            OciDistributionError::ServerError { code: status, url, message: String::from_utf8_lossy(body).into_owned() }
+        }
     };
     classify(&error)
 }
@@ -334,18 +347,21 @@ fn hostile() -> &'static Hostile {
                 while let Ok((stream, _)) = listener.accept().await {
                     let (script, served, realm) = (Arc::clone(&script_), Arc::clone(&served_), realm.clone());
                     tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                            let path = request.uri().path().to_owned();
-                            let reply = respond(&script.lock().unwrap(), &path, request.method(), &realm);
-                            served.lock().unwrap().push((path, reply.status));
-                            let mut response = hyper::Response::builder().status(reply.status);
-                            for (name, value) in &reply.headers {
-                                response = response.header(*name, value.as_slice());
-                            }
-                            let response = response.body(Full::new(Bytes::from(reply.body))).unwrap();
-                            async move { Ok::<_, Infallible>(response) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                        let service =
+                            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                                let path = request.uri().path().to_owned();
+                                let reply = respond(&script.lock().unwrap(), &path, request.method(), &realm);
+                                served.lock().unwrap().push((path, reply.status));
+                                let mut response = hyper::Response::builder().status(reply.status);
+                                for (name, value) in &reply.headers {
+                                    response = response.header(*name, value.as_slice());
+                                }
+                                let response = response.body(Full::new(Bytes::from(reply.body))).unwrap();
+                                async move { Ok::<_, Infallible>(response) }
+                            });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
                     });
                 }
             });
@@ -398,7 +414,8 @@ fn jwt() -> impl Strategy<Value = String> {
 /// JWTs, arbitrary JSON, arbitrary bytes.
 fn token_body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        (".{0,40}", prop::option::of(any::<i64>())).prop_map(|(token, expires_in)| json!({"token": token, "expires_in": expires_in}).to_string().into_bytes()),
+        (".{0,40}", prop::option::of(any::<i64>()))
+            .prop_map(|(token, expires_in)| json!({"token": token, "expires_in": expires_in}).to_string().into_bytes()),
         "[ -~]{0,40}".prop_map(|token| json!({ "access_token": token }).to_string().into_bytes()),
         jwt().prop_map(|token| json!({ "token": token }).to_string().into_bytes()),
         any_json().prop_map(|value| value.to_string().into_bytes()),
@@ -443,7 +460,11 @@ fn content_type() -> impl Strategy<Value = Option<Vec<u8>>> {
 
 /// A `Location` that stays on this server (a relative reference).
 fn location() -> impl Strategy<Value = Option<Vec<u8>>> {
-    prop::option::of(prop_oneof![Just(b"/v2/".to_vec()), Just(b"/elsewhere".to_vec()), "[a-z0-9._-]{0,12}".prop_map(String::into_bytes)])
+    prop::option::of(prop_oneof![
+        Just(b"/v2/".to_vec()),
+        Just(b"/elsewhere".to_vec()),
+        "[a-z0-9._-]{0,12}".prop_map(String::into_bytes)
+    ])
 }
 
 fn manifest_reply(with_body: bool) -> impl Strategy<Value = Reply> {
@@ -452,13 +473,15 @@ fn manifest_reply(with_body: bool) -> impl Strategy<Value = Reply> {
         Just(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#.to_vec()),
         prop::collection::vec(any::<u8>(), 0..128),
     ];
-    (status(), digest_header(), content_type(), location(), body).prop_map(move |(status, digest, kind, location, body)| {
-        let mut headers = Vec::new();
-        headers.extend(digest.map(|value| ("docker-content-digest", value)));
-        headers.extend(kind.map(|value| ("content-type", value)));
-        headers.extend(location.map(|value| ("location", value)));
-        Reply { status, headers, body: if with_body { body } else { Vec::new() } }
-    })
+    (status(), digest_header(), content_type(), location(), body).prop_map(
+        move |(status, digest, kind, location, body)| {
+            let mut headers = Vec::new();
+            headers.extend(digest.map(|value| ("docker-content-digest", value)));
+            headers.extend(kind.map(|value| ("content-type", value)));
+            headers.extend(location.map(|value| ("location", value)));
+            Reply { status, headers, body: if with_body { body } else { Vec::new() } }
+        },
+    )
 }
 
 fn script() -> impl Strategy<Value = Script> {
@@ -472,15 +495,21 @@ fn script() -> impl Strategy<Value = Script> {
         headers: vec![("content-type", b"application/json".to_vec())],
         body,
     });
-    (ping, token, manifest_reply(false), manifest_reply(true)).prop_map(|(ping, token, head, get)| Script { ping, token, head, get })
+    (ping, token, manifest_reply(false), manifest_reply(true)).prop_map(|(ping, token, head, get)| Script {
+        ping,
+        token,
+        head,
+        get,
+    })
 }
 
 /// Whether the client could have been handed a token it cannot put in a header.
 fn token_unfit_for_a_header(script: &Script) -> bool {
     let Ok(value) = serde_json::from_slice::<Value>(&script.token.body) else { return false };
-    ["token", "access_token"].iter().filter_map(|field| value[field].as_str()).any(|token| {
-        hyper::header::HeaderValue::from_str(&format!("Bearer {token}")).is_err()
-    })
+    ["token", "access_token"]
+        .iter()
+        .filter_map(|field| value[field].as_str())
+        .any(|token| hyper::header::HeaderValue::from_str(&format!("Bearer {token}")).is_err())
 }
 
 /// The checkers of the hostile cases: anonymous, and with basic credentials for the server.
@@ -488,7 +517,11 @@ fn checkers() -> &'static [Arc<Checker>; 2] {
     static CHECKERS: OnceLock<[Arc<Checker>; 2]> = OnceLock::new();
     CHECKERS.get_or_init(|| {
         let host = hostile().addr.to_string();
-        let settings = ClientSettings { insecure: vec![host.clone()], timeout: Duration::from_secs(3), ..ClientSettings::default() };
+        let settings = ClientSettings {
+            insecure: vec![host.clone()],
+            timeout: Duration::from_secs(3),
+            ..ClientSettings::default()
+        };
         let mut auth = AuthFile::default();
         auth.insert(&host, Credential { username: "user".into(), password: "pass word:1".into() });
         [Arc::new(Checker::new(&settings, AuthFile::default())), Arc::new(Checker::new(&settings, auth))]
@@ -506,7 +539,11 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Runs one check of a fresh repository against `script`; the outcome (or the panic's
 /// message) and the (path, status) pairs the server served.
-fn run_case(mut script: Script, by_digest: bool, with_credentials: bool) -> (Result<Result<Answer, CheckError>, String>, Vec<(String, u16)>) {
+fn run_case(
+    mut script: Script,
+    by_digest: bool,
+    with_credentials: bool,
+) -> (Result<Result<Answer, CheckError>, String>, Vec<(String, u16)>) {
     let server = hostile();
     let body_digest = sha256(&script.get.body);
     for reply in [&mut script.head, &mut script.get] {

@@ -166,7 +166,10 @@ fn check_update(object: &Value, patched: &Value, old: Option<&Value>, kind: &str
         for (index, (before, after)) in before.iter().zip(&after).enumerate() {
             let same = old.is_some_and(|old| same_as_old(object, old, kind, list, index));
             if !may_change || same {
-                assert_eq!(before, after, "{kind} {sub_resource:?}: {list}[{index}] may not change (same as old: {same})");
+                assert_eq!(
+                    before, after,
+                    "{kind} {sub_resource:?}: {list}[{index}] may not change (same as old: {same})"
+                );
             }
         }
     }
