@@ -13,6 +13,10 @@
 //! `HeaderValue` parse error. `hostile_registry_answers` allows exactly that panic and nothing
 //! else, and `a_token_that_panics_the_client_is_contained` shows the resolver (the path of an
 //! admission request) turns it into an error for that image.
+//!
+//! `tests/registry_parsing.rs` sends random answers through the `Resolver`, which runs each
+//! lookup on a task of its own and so turns a panic into an error; here checks call `Checker`
+//! directly, so a panic anywhere below it is seen, and the answers are asserted, not only ended.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -537,13 +541,16 @@ static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::ne
 /// The hostile cases share one server and its script: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// A check's outcome, or the message of the panic that ended it.
+type CaseOutcome = Result<Result<Answer, CheckError>, String>;
+
 /// Runs one check of a fresh repository against `script`; the outcome (or the panic's
 /// message) and the (path, status) pairs the server served.
 fn run_case(
     mut script: Script,
     by_digest: bool,
     with_credentials: bool,
-) -> (Result<Result<Answer, CheckError>, String>, Vec<(String, u16)>) {
+) -> (CaseOutcome, Vec<(String, u16)>) {
     let server = hostile();
     let body_digest = sha256(&script.get.body);
     for reply in [&mut script.head, &mut script.get] {
