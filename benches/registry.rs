@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use common::registry::{Auth, Registry};
 use hyper::body::Bytes;
 use serde_json::Value;
-use server::{Connection, Server, TestCertificate};
+use server::{Connection, Run, Server, TestCertificate, measure};
 use tokio_rustls::rustls::ClientConfig;
 
 /// The four images of `examples/admission/pod.json`, as the bench's rules rewrite them: the
@@ -52,41 +52,6 @@ fn rules(mirror: &str) -> String {
         "docker.io::{mirror}/hub\nquay.io::{mirror}/quay\nregistry.k8s.io::{mirror}/k8s\n\
          registry.internal.example.com::{mirror}/internal\n"
     )
-}
-
-/// One keep-alive client: requests back to back until `until`; returns latencies in µs.
-async fn run_client(addr: SocketAddr, config: Arc<ClientConfig>, body: Bytes, until: Instant) -> Vec<u32> {
-    let mut connection = Connection::open(addr, &config).await.expect("connect, TLS handshake");
-    let mut latencies = Vec::new();
-    while Instant::now() < until {
-        let started = Instant::now();
-        let (status, answer) = connection.post("/mutate", body.clone()).await.expect("response");
-        assert_eq!(status, 200, "/mutate");
-        assert!(answer.starts_with(b"{\"apiVersion\":\"admission.k8s.io/v1\""), "malformed response");
-        latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
-    }
-    latencies
-}
-
-struct Run {
-    requests_per_second: f64,
-    p50: u32,
-    p99: u32,
-}
-
-async fn measure(addr: SocketAddr, config: &Arc<ClientConfig>, body: &Bytes, clients: usize, seconds: u64) -> Run {
-    let started = Instant::now();
-    let until = started + Duration::from_secs(seconds);
-    let tasks: Vec<_> =
-        (0..clients).map(|_| tokio::spawn(run_client(addr, Arc::clone(config), body.clone(), until))).collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.expect("client task"));
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let at = |q: f64| server::quantile(&latencies, q);
-    Run { requests_per_second: latencies.len() as f64 / elapsed, p50: at(0.5), p99: at(0.99) }
 }
 
 /// What the bench needs of one admission answer: all four images now in the registry `mirror`.
@@ -185,7 +150,7 @@ fn main() {
         }
         let lookups_after_priming = registry.manifest_requests();
         for server in [&always, &exists] {
-            measure(server.addr, &config, &review_body, 4, 1).await;
+            measure(server.addr, &config, "/mutate", &review_body, 4, 1).await;
         }
 
         println!(
@@ -203,7 +168,7 @@ fn main() {
                 // Alternate which one goes first, so a drift of the machine hits both alike.
                 let order = if round % 2 == 0 { [&always, &exists] } else { [&exists, &always] };
                 for server in order {
-                    let run = measure(server.addr, &config, &review_body, clients, seconds).await;
+                    let run = measure(server.addr, &config, "/mutate", &review_body, clients, seconds).await;
                     if std::ptr::eq(server, &always) { always_runs.push(run) } else { exists_runs.push(run) }
                 }
             }

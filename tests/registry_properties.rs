@@ -546,11 +546,7 @@ type CaseOutcome = Result<Result<Answer, CheckError>, String>;
 
 /// Runs one check of a fresh repository against `script`; the outcome (or the panic's
 /// message) and the (path, status) pairs the server served.
-fn run_case(
-    mut script: Script,
-    by_digest: bool,
-    with_credentials: bool,
-) -> (CaseOutcome, Vec<(String, u16)>) {
+fn run_case(mut script: Script, by_digest: bool, with_credentials: bool) -> (CaseOutcome, Vec<(String, u16)>) {
     let server = hostile();
     let body_digest = sha256(&script.get.body);
     for reply in [&mut script.head, &mut script.get] {
