@@ -16,62 +16,7 @@
 #[path = "common/server.rs"]
 mod server;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use hyper::body::Bytes;
-use server::{Connection, Server};
-use tokio_rustls::rustls::ClientConfig;
-
-/// One keep-alive client: requests back to back until `until`; returns latencies in µs.
-async fn run_client(
-    addr: SocketAddr,
-    config: Arc<ClientConfig>,
-    path: &'static str,
-    body: Bytes,
-    until: Instant,
-) -> Vec<u32> {
-    let mut connection = Connection::open(addr, &config).await.expect("connect, TLS handshake");
-    let mut latencies = Vec::new();
-    while Instant::now() < until {
-        let started = Instant::now();
-        let (status, answer) = connection.post(path, body.clone()).await.expect("response");
-        assert_eq!(status, 200, "{path}");
-        assert!(answer.starts_with(b"{\"apiVersion\":\"admission.k8s.io/v1\""), "malformed response");
-        latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
-    }
-    latencies
-}
-
-struct Run {
-    requests_per_second: f64,
-    p50: u32,
-    p99: u32,
-    max: u32,
-}
-
-async fn measure(
-    addr: SocketAddr,
-    config: &Arc<ClientConfig>,
-    path: &'static str,
-    body: &Bytes,
-    clients: usize,
-    seconds: u64,
-) -> Run {
-    let started = Instant::now();
-    let until = started + Duration::from_secs(seconds);
-    let tasks: Vec<_> =
-        (0..clients).map(|_| tokio::spawn(run_client(addr, Arc::clone(config), path, body.clone(), until))).collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.expect("client task"));
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let at = |q: f64| server::quantile(&latencies, q);
-    Run { requests_per_second: latencies.len() as f64 / elapsed, p50: at(0.5), p99: at(0.99), max: at(1.0) }
-}
+use server::{Run, Server, measure};
 
 fn main() {
     // `cargo bench` passes `--bench`; anything else (such as `cargo test --benches`) only checks it builds.

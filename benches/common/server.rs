@@ -255,6 +255,58 @@ pub fn metric(text: &str, sample: &str) -> f64 {
     text.lines().find_map(|line| line.strip_prefix(sample)?.trim().parse().ok()).unwrap_or(0.0)
 }
 
+/// One keep-alive client: POSTs `body` to `path` back to back until `until`, checking each
+/// answer (200, an AdmissionReview); returns latencies in µs.
+pub async fn run_client(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    path: &'static str,
+    body: Bytes,
+    until: std::time::Instant,
+) -> Vec<u32> {
+    let mut connection = Connection::open(addr, &config).await.expect("connect, TLS handshake");
+    let mut latencies = Vec::new();
+    while std::time::Instant::now() < until {
+        let started = std::time::Instant::now();
+        let (status, answer) = connection.post(path, body.clone()).await.expect("response");
+        assert_eq!(status, 200, "{path}");
+        assert!(answer.starts_with(b"{\"apiVersion\":\"admission.k8s.io/v1\""), "malformed response");
+        latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+    }
+    latencies
+}
+
+/// Throughput and latency of one measured round.
+pub struct Run {
+    pub requests_per_second: f64,
+    pub p50: u32,
+    pub p99: u32,
+    pub max: u32,
+}
+
+/// `clients` concurrent [`run_client`]s for `seconds`.
+pub async fn measure(
+    addr: SocketAddr,
+    config: &Arc<ClientConfig>,
+    path: &'static str,
+    body: &Bytes,
+    clients: usize,
+    seconds: u64,
+) -> Run {
+    let started = std::time::Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let tasks: Vec<_> =
+        (0..clients).map(|_| tokio::spawn(run_client(addr, Arc::clone(config), path, body.clone(), until))).collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("client task"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let at = |q: f64| quantile(&latencies, q);
+    Run { requests_per_second: latencies.len() as f64 / elapsed, p50: at(0.5), p99: at(0.99), max: at(1.0) }
+}
+
 /// The run with the median `key` (throughput, for the benchmarks).
 pub fn median_by<T>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> T {
     runs.sort_by(|a, b| key(a).total_cmp(&key(b)));

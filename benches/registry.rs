@@ -1,0 +1,241 @@
+//! Registry-aware swapping under load: `cargo bench --bench registry`.
+//!
+//! Starts a real registry (Debian's `docker-registry` on 127.0.0.1 with a test CA and htpasswd
+//! basic auth, `tests/common/registry.rs`), pushes the four images that the 4-container Pod
+//! review of `benches/load.rs` is rewritten to, and runs two release `mirrorswap serve`
+//! processes with the same rules: `--swap-policy always` and `--swap-policy exists` (its cache
+//! primed first, so every lookup is a hit). Both stay up for the whole run and take turns:
+//! at each concurrency of `REGISTRY_CONCURRENCY` (default `1,16,64`) they alternate for
+//! `REGISTRY_ROUNDS` rounds (default 5) of `REGISTRY_SECONDS` (default 3), each row is the
+//! median round, and the last column is `exists` as a share of `always` (target ≥ 90%).
+//!
+//! Then the cold-cache admission latency of the same Pod (four lookups, concurrent, one
+//! deadline), `REGISTRY_COLD_RUNS` times (default 30), two ways:
+//! - *fresh server*: a new `exists` process per run, so the lookups also open the connection to
+//!   the registry (TCP, TLS, the `/v2/` auth ping) — the first Pod after a start or a reload;
+//! - *expired entries*: one process with `--check-cache-ttl 1ms`, every Pod asking the registry
+//!   again over kept-alive connections — a Pod whose images were not asked for in 5 minutes.
+//!
+//! Prints median, p99 and max per way, next to `always` on a fresh server as the baseline.
+//! Every answer is checked: all four images rewritten to the registry. Skips (exit 0) when
+//! `docker-registry`, `skopeo` or `htpasswd` is missing. Loopback only.
+
+#[path = "common/server.rs"]
+mod server;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::registry::{Auth, Registry};
+use hyper::body::Bytes;
+use serde_json::Value;
+use server::{Connection, Run, Server, TestCertificate, measure};
+use tokio_rustls::rustls::ClientConfig;
+
+/// The four images of `examples/admission/pod.json`, as the bench's rules rewrite them: the
+/// repository (below the registry) and the tag to push.
+const PUSHED: [(&str, &str); 4] = [
+    ("k8s/kubectl", "v1.30.0"),
+    ("hub/library/nginx", "1.27"),
+    ("quay/prometheus/nginx-exporter", "1.3.0"),
+    ("internal/team/app", "2.1"),
+];
+
+/// Rules sending each of the Pod's four registries to a repository of the test registry.
+fn rules(mirror: &str) -> String {
+    format!(
+        "docker.io::{mirror}/hub\nquay.io::{mirror}/quay\nregistry.k8s.io::{mirror}/k8s\n\
+         registry.internal.example.com::{mirror}/internal\n"
+    )
+}
+
+/// What the bench needs of one admission answer: all four images now in the registry `mirror`.
+fn assert_all_rewritten(answer: &[u8], review: &Value, mirror: &str) {
+    let uid = review["request"]["uid"].as_str().expect("uid");
+    let object = server::patched_object(200, answer, uid, &review["request"]["object"]).expect("a valid answer");
+    let spec = &object["spec"];
+    let images: Vec<&str> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|list| spec[list].as_array().into_iter().flatten())
+        .filter_map(|container| container["image"].as_str())
+        .collect();
+    assert_eq!(images.len(), 4, "{images:?}");
+    assert!(
+        images.iter().all(|image| image.starts_with(&format!("{mirror}/"))),
+        "every image rewritten to {mirror}: {images:?}, answer {}",
+        String::from_utf8_lossy(answer)
+    );
+}
+
+/// One Pod on a new connection (opened first, not timed); its latency in µs and the answer.
+async fn admit_once(addr: SocketAddr, config: &Arc<ClientConfig>, body: &Bytes) -> (u32, Bytes) {
+    let mut connection = Connection::open(addr, config).await.expect("connect, TLS handshake");
+    let started = Instant::now();
+    let (status, answer) = connection.post("/mutate", body.clone()).await.expect("response");
+    let took = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    (took, answer)
+}
+
+/// The flags of an `exists` server against `registry`, its credentials written into `dir`.
+fn exists_flags(registry: &Registry, dir: &Path, extra: &[&str]) -> Vec<String> {
+    let auth = dir.join("registry-auth.json");
+    std::fs::write(&auth, registry.docker_config()).expect("write the auth file");
+    let mut flags: Vec<String> = ["--swap-policy", "exists", "--registry-ca"].map(String::from).to_vec();
+    flags.push(registry.ca_path().display().to_string());
+    flags.push("--registry-auth".into());
+    flags.push(auth.display().to_string());
+    flags.extend(extra.iter().map(|flag| (*flag).to_owned()));
+    flags
+}
+
+fn start(tls: &TestCertificate, rules: &Path, flags: &[String]) -> Server {
+    let mut args: Vec<&str> = vec!["--rules", rules.to_str().expect("UTF-8 path")];
+    args.extend(flags.iter().map(String::as_str));
+    Server::start(&tls.cert, &tls.key, "REGISTRY_LOG_LEVEL", &args)
+}
+
+struct Latencies {
+    label: &'static str,
+    sorted_us: Vec<u32>,
+}
+
+fn print_latencies(rows: &[Latencies]) {
+    println!("| cold-cache Pod (4 images) | runs | median ms | p99 ms | max ms |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for row in rows {
+        let at = |q: f64| server::ms(server::quantile(&row.sorted_us, q));
+        println!("| {} | {} | {:.2} | {:.2} | {:.2} |", row.label, row.sorted_us.len(), at(0.5), at(0.99), at(1.0));
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; anything else (such as `cargo test --benches`) only checks it builds.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
+    let seconds = server::env_number("REGISTRY_SECONDS", 3);
+    let rounds = server::env_number("REGISTRY_ROUNDS", 5).max(1) as usize;
+    let cold_runs = server::env_number("REGISTRY_COLD_RUNS", 30).max(1) as usize;
+    let concurrencies = server::env_list("REGISTRY_CONCURRENCY", "1,16,64");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let Some(registry) = Registry::start(Auth::Basic).await else {
+            eprintln!("registry bench skipped: docker-registry, skopeo or htpasswd is missing");
+            return;
+        };
+        let mirror = registry.host();
+        for (repo, tag) in PUSHED {
+            registry.push(repo, tag).await;
+        }
+        let tls = server::test_certificate("registry bench CA");
+        let rules_path = tls.dir.path().join("rules.conf");
+        std::fs::write(&rules_path, rules(&mirror)).expect("write rules");
+        let config = server::client_config([tls.issued.ca_pem.as_str()]);
+        let review_body = server::sample_review("pod.json");
+        let review: Value = serde_json::from_slice(&review_body).expect("review JSON");
+
+        let always = start(&tls, &rules_path, &["--swap-policy".into(), "always".into()]);
+        let warm_flags = exists_flags(&registry, tls.dir.path(), &["--check-cache-ttl", "1h"]);
+        let exists = start(&tls, &rules_path, &warm_flags);
+        // Prime the cache (four lookups), check both answers, and warm both processes up.
+        for server in [&always, &exists] {
+            let (_, answer) = admit_once(server.addr, &config, &review_body).await;
+            assert_all_rewritten(&answer, &review, &mirror);
+        }
+        let lookups_after_priming = registry.manifest_requests();
+        for server in [&always, &exists] {
+            measure(server.addr, &config, "/mutate", &review_body, 4, 1).await;
+        }
+
+        println!(
+            "4-container Pod review ({} bytes), 4 images present in a loopback docker-registry (basic auth, TLS); \
+             median of {rounds} alternating rounds of {seconds} s, HTTPS keep-alive, HTTP/1.1",
+            review_body.len()
+        );
+        println!();
+        println!("| connections | policy | requests/s | p50 ms | p99 ms | exists vs always |");
+        println!("| ---: | --- | ---: | ---: | ---: | ---: |");
+        let mut worst_share = f64::INFINITY;
+        for clients in concurrencies {
+            let (mut always_runs, mut exists_runs) = (Vec::new(), Vec::new());
+            for round in 0..rounds {
+                // Alternate which one goes first, so a drift of the machine hits both alike.
+                let order = if round % 2 == 0 { [&always, &exists] } else { [&exists, &always] };
+                for server in order {
+                    let run = measure(server.addr, &config, "/mutate", &review_body, clients, seconds).await;
+                    if std::ptr::eq(server, &always) { always_runs.push(run) } else { exists_runs.push(run) }
+                }
+            }
+            let median = |runs| server::median_by(runs, |run: &Run| run.requests_per_second);
+            let (always_run, exists_run) = (median(always_runs), median(exists_runs));
+            let share = exists_run.requests_per_second / always_run.requests_per_second;
+            worst_share = worst_share.min(share);
+            for (policy, run, cell) in
+                [("always", &always_run, String::new()), ("exists", &exists_run, format!("{:.0}%", 100.0 * share))]
+            {
+                let ms = server::ms;
+                println!(
+                    "| {clients} | {policy} | {:.0} | {:.2} | {:.2} | {cell} |",
+                    run.requests_per_second,
+                    ms(run.p50),
+                    ms(run.p99)
+                );
+            }
+        }
+        let extra_lookups = registry.manifest_requests() - lookups_after_priming;
+        println!();
+        println!(
+            "warm cache: {extra_lookups} registry lookups during the load (expected 0); lowest exists/always share \
+             {:.0}% (target ≥ 90%: {})",
+            100.0 * worst_share,
+            if worst_share >= 0.9 { "met" } else { "NOT met" }
+        );
+        drop((always, exists));
+
+        // Cold cache. Fresh processes alternate between `always` (the baseline) and `exists`.
+        let (mut fresh_always, mut fresh_exists) = (Vec::new(), Vec::new());
+        for _ in 0..cold_runs {
+            let server = start(&tls, &rules_path, &["--swap-policy".into(), "always".into()]);
+            fresh_always.push(admit_once(server.addr, &config, &review_body).await.0);
+            drop(server);
+            let server = start(&tls, &rules_path, &exists_flags(&registry, tls.dir.path(), &[]));
+            let (took, answer) = admit_once(server.addr, &config, &review_body).await;
+            assert_all_rewritten(&answer, &review, &mirror);
+            fresh_exists.push(took);
+        }
+        let expiring =
+            start(&tls, &rules_path, &exists_flags(&registry, tls.dir.path(), &["--check-cache-ttl", "1ms"]));
+        let before = registry.manifest_requests();
+        let mut expired = Vec::new();
+        // One Pod first so the connections to the registry exist; not counted.
+        admit_once(expiring.addr, &config, &review_body).await;
+        for _ in 0..cold_runs {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let (took, answer) = admit_once(expiring.addr, &config, &review_body).await;
+            assert_all_rewritten(&answer, &review, &mirror);
+            expired.push(took);
+        }
+        let asked = registry.manifest_requests() - before;
+        let mut rows = [
+            Latencies { label: "`always`, fresh server (baseline, no registry)", sorted_us: fresh_always },
+            Latencies { label: "`exists`, fresh server (new registry connections)", sorted_us: fresh_exists },
+            Latencies { label: "`exists`, expired entries (kept-alive connections)", sorted_us: expired },
+        ];
+        for row in &mut rows {
+            row.sorted_us.sort_unstable();
+        }
+        println!();
+        print_latencies(&rows);
+        println!();
+        println!(
+            "expired entries: {asked} manifest requests at the registry for {} Pods (4 per Pod expected)",
+            cold_runs + 1
+        );
+    });
+}
