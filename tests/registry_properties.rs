@@ -30,8 +30,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use mirrorswap::registry::client::classify;
 use mirrorswap::registry::{
-    Answer, AuthFile, CheckArgs, CheckError, Checker, ClientSettings, Credential, OnCheckError, Resolver, SwapPolicy,
-    Verdict,
+    Answer, AuthFile, CheckArgs, CheckError, Checker, ClientSettings, OnCheckError, Resolver, SwapPolicy, Verdict,
 };
 use mirrorswap::rewrite::{Options, compile_maps};
 use oci_client::errors::{OciDistributionError, OciEnvelope};
@@ -110,16 +109,16 @@ proptest! {
     /// Any bytes: an answer or an error, never a panic; an error never repeats a credential.
     #[test]
     fn auth_file_of_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = AuthFile::parse(&bytes, "auth.json");
+        let _ = AuthFile::parse(&String::from_utf8_lossy(&bytes), "auth.json");
     }
 
     /// Any JSON document, and any JSON as the `auths` map or as an entry: no panic.
     #[test]
     fn auth_file_of_any_json(document in any_json(), entry in any_json(), key in ".{0,20}") {
-        let _ = AuthFile::parse(document.to_string().as_bytes(), "auth.json");
+        let _ = AuthFile::parse(&document.to_string(), "auth.json");
         let nested = json!({"auths": {key.clone(): entry}});
-        let _ = AuthFile::parse(nested.to_string().as_bytes(), "auth.json");
-        let _ = AuthFile::parse(json!({"auths": document}).to_string().as_bytes(), "auth.json");
+        let _ = AuthFile::parse(&nested.to_string(), "auth.json");
+        let _ = AuthFile::parse(&json!({"auths": document}).to_string(), "auth.json");
     }
 
     /// An `auth` value of arbitrary text, base64 or not: either the credentials it encodes
@@ -128,16 +127,16 @@ proptest! {
     fn auth_field_decodes_or_names_the_entry(raw in ".{0,40}", encode in any::<bool>()) {
         let auth = if encode { STANDARD.encode(&raw) } else { raw.clone() };
         let text = json!({"auths": {"r.example.org": {"auth": auth}}}).to_string();
-        match AuthFile::parse(text.as_bytes(), "auth.json") {
+        match AuthFile::parse(&text, "auth.json") {
             Ok(file) => {
                 let credential = file.get("r.example.org");
                 if auth.is_empty() {
                     prop_assert!(false, "an empty auth without username/password must be refused");
                 }
-                let credential = credential.expect("the entry");
+                let (username, password) = credential.expect("the entry");
                 let decoded = String::from_utf8(STANDARD.decode(auth.trim()).unwrap()).unwrap();
-                prop_assert_eq!(format!("{}:{}", credential.username, credential.password), decoded);
-                prop_assert!(!credential.username.contains(':'));
+                prop_assert_eq!(format!("{}:{}", username, password), decoded);
+                prop_assert!(!username.contains(':'));
             }
             Err(error) => {
                 let message = error.to_string();
@@ -168,15 +167,15 @@ proptest! {
             auths.insert(key_of(host, *port, *form), entry);
         }
         let text = json!({"auths": auths}).to_string();
-        let file = AuthFile::parse(text.as_bytes(), "auth.json").expect("well-formed entries parse");
+        let file = AuthFile::parse(&text, "auth.json").expect("well-formed entries parse");
         prop_assert_eq!(file.len(), entries.len());
         for ((host, port), _, user, password, _) in &entries {
-            let expected = Credential { username: user.clone(), password: password.clone() };
+            let expected = (user.as_str(), password.as_str());
             let registry = key_of(host, *port, KeyForm::Bare);
-            prop_assert_eq!(file.get(&registry), Some(&expected));
-            prop_assert_eq!(file.get(&registry.to_ascii_uppercase()), Some(&expected));
+            prop_assert_eq!(file.get(&registry), Some(expected));
+            prop_assert_eq!(file.get(&registry.to_ascii_uppercase()), Some(expected));
             if port.is_none() && !entries.iter().any(|((h, p), ..)| h == host && *p == Some(4443)) {
-                prop_assert_eq!(file.get(&format!("{host}:4443")), Some(&expected));
+                prop_assert_eq!(file.get(&format!("{host}:4443")), Some(expected));
             }
         }
         let _ = file.get(&probe);
@@ -527,7 +526,7 @@ fn checkers() -> &'static [Arc<Checker>; 2] {
             ..ClientSettings::default()
         };
         let mut auth = AuthFile::default();
-        auth.insert(&host, Credential { username: "user".into(), password: "pass word:1".into() });
+        auth.insert(&host, "user".into(), "pass word:1".into());
         [Arc::new(Checker::new(&settings, AuthFile::default())), Arc::new(Checker::new(&settings, auth))]
     })
 }
