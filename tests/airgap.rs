@@ -252,9 +252,9 @@ async fn the_bundle_installs_from_a_loopback_mirror_and_runs_under_containerd() 
     assert!(log.contains("SIGTERM received"), "{log}");
 }
 
-/// Needs `--swap-policy` (issue 15, branch `registry`): enable once it is merged.
+/// `--swap-policy exists` inside the image: the resolver finds `localhost`, and the
+/// registry client trusts the mirror's CA and logs in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs --swap-policy (issue 15)"]
 async fn the_image_checks_the_mirror_at_localhost_with_swap_policy_exists() {
     let Some([skopeo, containerd_bin, ctr, _runc, _buildah]) = require_all(COMPONENTS) else { return };
     let bundle = bundle::get();
