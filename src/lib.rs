@@ -7,6 +7,7 @@
 //! - [`certs`]: CA and serving certificates (rcgen).
 //! - [`cli`]: the `mirrorswap` command line.
 
+pub mod audit;
 pub mod certs;
 pub mod cli;
 pub mod containerd;

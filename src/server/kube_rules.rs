@@ -81,7 +81,7 @@ impl ObjectSource {
     }
 
     /// The text of [`Self::key`] in a Secret.
-    fn secret_text(&self, secret: &Secret) -> Result<String, String> {
+    pub fn secret_text(&self, secret: &Secret) -> Result<String, String> {
         let bytes = secret.data.as_ref().and_then(|data| data.get(&self.key)).map(|bytes| bytes.0.clone());
         // `stringData` is write-only in the API; honoured should a client ever pass it back.
         let bytes = bytes.or_else(|| {
@@ -92,7 +92,7 @@ impl ObjectSource {
     }
 
     /// The text of [`Self::key`] in a ConfigMap (`data`, else `binaryData`).
-    fn config_map_text(&self, map: &ConfigMap) -> Result<String, String> {
+    pub fn config_map_text(&self, map: &ConfigMap) -> Result<String, String> {
         if let Some(text) = map.data.as_ref().and_then(|data| data.get(&self.key)) {
             return Ok(text.clone());
         }
