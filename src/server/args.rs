@@ -59,6 +59,8 @@ pub struct ServeArgs {
     pub format: Option<Format>,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub validation: super::validate::ValidationArgs,
     /// Record the original images in the `mirrorswap.io/original-images` annotation.
     #[arg(long, env = "MIRRORSWAP_ANNOTATE_ORIGINAL")]
     pub annotate_original: bool,

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub rules_load_seconds: Gauge,
     /// Failed list/watch calls of the Kubernetes API rules source (each retried with backoff).
     pub rules_source_errors: IntCounter,
+    /// Unmirrored images `/validate` found, by the action taken (`allow`, `warn`, `deny`).
+    pub unmirrored: IntCounterVec,
 }
 
 impl Metrics {
@@ -72,6 +74,13 @@ impl Metrics {
             "mirrorswap_rules_source_errors_total",
             "Failed list/watch calls of the Kubernetes API rules source; each is retried with backoff.",
         )?;
+        let unmirrored = IntCounterVec::new(
+            Opts::new(
+                "mirrorswap_unmirrored_images_total",
+                "Images pulled from outside the mirrors that /validate found, by the action taken.",
+            ),
+            &["action"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mirrorswap_build_info", "Always 1; the labels describe the build."),
             &["version"],
@@ -87,6 +96,7 @@ impl Metrics {
         registry.register(Box::new(certificate_expiry.clone()))?;
         registry.register(Box::new(rules_load_seconds.clone()))?;
         registry.register(Box::new(rules_source_errors.clone()))?;
+        registry.register(Box::new(unmirrored.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -100,6 +110,7 @@ impl Metrics {
             certificate_expiry,
             rules_load_seconds,
             rules_source_errors,
+            unmirrored,
         })
     }
 

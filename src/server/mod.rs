@@ -20,6 +20,7 @@ pub mod patch;
 pub mod review;
 pub mod state;
 pub mod tls;
+pub mod validate;
 pub mod watch;
 pub mod workload;
 
@@ -96,7 +97,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         rules_origin: rules_origin.into(),
         pull_secrets: args.pull_secrets.clone().into(),
     };
-    let state = Arc::new(State::new(settings, metrics));
+    let state = Arc::new(State::new(settings, metrics).with_validation(args.validation.settings()));
     if let Some(rules) = rules {
         state.install_rules(rules, started);
     }

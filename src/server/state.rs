@@ -20,6 +20,8 @@ pub struct State {
     pub settings: Settings,
     /// Every exported metric.
     pub metrics: Metrics,
+    /// The leak guard's settings (`POST /validate`).
+    pub validation: super::validate::Settings,
     ready: AtomicBool,
     rules_loaded: AtomicBool,
 }
@@ -33,9 +35,16 @@ impl State {
             rules: ArcSwap::from_pointee(RuleSet::default()),
             settings,
             metrics,
+            validation: super::validate::Settings::default(),
             ready: AtomicBool::new(false),
             rules_loaded: AtomicBool::new(false),
         }
+    }
+
+    /// The state with the leak guard's `validation` settings.
+    pub fn with_validation(mut self, validation: super::validate::Settings) -> Self {
+        self.validation = validation;
+        self
     }
 
     /// The rule set to use for one request.
