@@ -70,6 +70,16 @@ fn body(source: &str) -> Vec<u8> {
             review["request"]["object"]["metadata"]["labels"] = Value::Object(labels);
         }
         "annotation" => review["request"]["object"]["metadata"]["annotations"] = json!({"big": "x".repeat(n)}),
+        "update-reversed" => {
+            // An UPDATE that reverses n containers and changes the image of one.
+            let old: Vec<Value> = (0..n).map(|i| json!({"name": format!("c{i}"), "image": "nginx:1.27"})).collect();
+            let mut new = old.clone();
+            new.reverse();
+            new[0]["image"] = json!("nginx:1.28");
+            review["request"]["operation"] = json!("UPDATE");
+            review["request"]["oldObject"] = json!({"metadata": {"name": "web"}, "spec": {"containers": old}});
+            review["request"]["object"]["spec"] = json!({ "containers": new });
+        }
         other => panic!("unknown request recipe {other}"),
     }
     serde_json::to_vec(&review).unwrap()

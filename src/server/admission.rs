@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 use super::metrics::Metrics;
 use super::patch::{self, PatchOperation};
 use super::review::{Metadata, Object, Request, Review};
+use super::update::{self, OldImages, Verdict};
 pub use super::workload::ORIGINAL_IMAGES_ANNOTATION;
 use super::workload::{self, ImageField};
 use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged};
@@ -101,7 +102,7 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
     }
     let known = workload::known_kind(&request.kind.group, &request.kind.kind);
     let outcome = match known {
-        Some((_, spec_path)) => decide(&request, spec_path, rules, settings, metrics),
+        Some(known) => decide(&request, known, rules, settings, metrics),
         None => Outcome::allow("ignored"),
     };
     Answer {
@@ -116,14 +117,14 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
 /// The outcome for a request of a kind mirrorswap rewrites.
 fn decide(
     request: &Request<'_>,
-    spec_path: &'static [&'static str],
+    (kind, spec_path): (&'static str, &'static [&'static str]),
     rules: &RuleSet,
     settings: &Settings,
     metrics: &Metrics,
 ) -> Outcome {
-    if !matches!(request.operation, Operation::Create | Operation::Update) {
+    let Some(scope) = update::scope(kind, &request.operation, request.sub_resource.as_deref().unwrap_or("")) else {
         return Outcome::allow("ignored");
-    }
+    };
     let Some(object) = &request.object else {
         return Outcome::allow("ignored");
     };
@@ -131,11 +132,22 @@ fn decide(
         debug!(uid = %request.uid, "object opted out of image rewriting");
         return Outcome::allow("skipped");
     }
+    let old = request.old_object.as_ref().filter(|_| scope.update).map(|old| OldImages::new(old, spec_path));
     let mut operations = Vec::new();
     let mut originals = BTreeMap::new();
     let mut secrets_needed: Vec<&str> = Vec::new();
     for field in workload::image_fields(object, spec_path) {
         let ImageField { container, image, .. } = field;
+        let left_alone = match update::verdict(&scope, old.as_ref(), &field) {
+            Verdict::Rewrite => None,
+            Verdict::Unchanged => Some(update::UNCHANGED_ON_UPDATE),
+            Verdict::Immutable => Some(update::IMMUTABLE),
+        };
+        if let Some(reason) = left_alone {
+            debug!(uid = %request.uid, %container, %image, %reason, "image left unchanged on update");
+            metrics.unchanged.with_label_values(&[reason]).inc();
+            continue;
+        }
         let decision = rules.rewrite(image);
         // Per-image lines are debug: at info a busy cluster's log would be mostly these;
         // `mirrorswap_images_rewritten_total{rule}` counts them. `rewrite --explain` says the same.
@@ -167,14 +179,24 @@ fn decide(
     if operations.is_empty() {
         return Outcome::allow("unchanged");
     }
-    if !secrets_needed.is_empty() {
-        operations.extend(pull_secret_operations(object, spec_path, secrets_needed));
+    let mut warning = None;
+    let (listed, missing) = missing_secrets(object, spec_path, secrets_needed);
+    if scope.pull_secrets {
+        operations.extend(pull_secret_operations(spec_path, listed, missing));
+    } else if !missing.is_empty() {
+        let missing = missing.join(", ");
+        warn!(uid = %request.uid, secrets = %missing, "pull secret not added: spec.imagePullSecrets cannot change on a Pod update");
+        warning = Some(format!(
+            "mirrorswap rewrote images to a registry that needs the pull secret {missing}, which it cannot add: \
+             spec.imagePullSecrets cannot change on a Pod update; add it to the ServiceAccount's \
+             imagePullSecrets or re-create the Pod"
+        ));
     }
-    if settings.annotate_original {
+    if settings.annotate_original && scope.metadata {
         operations.push(annotation_operation(&object.metadata, originals));
     }
     match patch::to_json(&operations) {
-        Ok(patch) => Outcome { result: "patched", patch: Some(patch), warning: None },
+        Ok(patch) => Outcome { result: "patched", patch: Some(patch), warning },
         Err(error) => Outcome {
             result: "undecodable",
             patch: None,
@@ -189,37 +211,43 @@ fn secrets_for<'s>(pull_secrets: &'s [(String, String)], image: &str) -> impl It
     pull_secrets.iter().filter(move |(wanted, _)| registry == Some(wanted.as_str())).map(|(_, secret)| secret.as_str())
 }
 
-/// `add` operations for the `needed` secrets the pod spec does not list yet: one for the whole
-/// list when there is none, else one append per secret. Existing entries are never touched.
-fn pull_secret_operations(
+/// Whether the pod spec has an `imagePullSecrets` list, and the `needed` secrets it does not
+/// list yet (sorted, each once).
+fn missing_secrets<'n>(
     object: &Object<'_>,
     spec_path: &'static [&'static str],
-    mut needed: Vec<&str>,
-) -> Vec<PatchOperation> {
+    mut needed: Vec<&'n str>,
+) -> (bool, Vec<&'n str>) {
     let existing = workload::pod_spec(object, spec_path).and_then(|spec| spec.image_pull_secrets.as_ref());
     let listed = |name: &str| existing.is_some_and(|list| list.iter().any(|entry| entry.name.as_deref() == Some(name)));
     needed.sort_unstable();
     needed.dedup();
     needed.retain(|name| !listed(name));
+    (existing.is_some(), needed)
+}
+
+/// `add` operations for the `missing` secrets: one for the whole list when the spec has none
+/// (`listed` false), else one append per secret. Existing entries are never touched.
+fn pull_secret_operations(spec_path: &'static [&'static str], listed: bool, missing: Vec<&str>) -> Vec<PatchOperation> {
     let entry = |name: &str| Value::Object([("name".to_owned(), Value::String(name.to_owned()))].into_iter().collect());
     let path = patch::pointer(spec_path.iter().copied().chain(["imagePullSecrets"]));
-    match existing {
-        None if needed.is_empty() => Vec::new(),
-        None => vec![PatchOperation::add(path, needed.into_iter().map(entry).collect())],
-        Some(_) => needed.into_iter().map(|name| PatchOperation::add(format!("{path}/-"), entry(name))).collect(),
+    match listed {
+        _ if missing.is_empty() => Vec::new(),
+        false => vec![PatchOperation::add(path, missing.into_iter().map(entry).collect())],
+        true => missing.into_iter().map(|name| PatchOperation::add(format!("{path}/-"), entry(name))).collect(),
     }
 }
 
-/// Adds the original images to the annotation, keeping entries an earlier invocation wrote.
-fn annotation_operation(metadata: &Metadata<'_>, mut originals: BTreeMap<String, Value>) -> PatchOperation {
+/// Merges the originals of the images this request rewrote into the annotation: entries of
+/// other containers are kept, a container's earlier entry is replaced (its image changed).
+fn annotation_operation(metadata: &Metadata<'_>, originals: BTreeMap<String, Value>) -> PatchOperation {
     let annotations = metadata.annotations.as_ref();
-    let earlier = annotations
+    let mut recorded = annotations
         .and_then(|annotations| annotations.original_images.as_deref())
         .and_then(|json| serde_json::from_str::<BTreeMap<String, Value>>(json).ok())
         .unwrap_or_default();
-    // The first original recorded for a container is the one to keep.
-    originals.extend(earlier);
-    let value = Value::String(Value::Object(originals.into_iter().collect()).to_string());
+    recorded.extend(originals);
+    let value = Value::String(Value::Object(recorded.into_iter().collect()).to_string());
     match annotations {
         Some(_) => PatchOperation::add(patch::pointer(["metadata", "annotations", ORIGINAL_IMAGES_ANNOTATION]), value),
         None => PatchOperation::add(

@@ -20,6 +20,7 @@ pub mod patch;
 pub mod review;
 pub mod state;
 pub mod tls;
+pub mod update;
 pub mod validate;
 pub mod watch;
 pub mod workload;

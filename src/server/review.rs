@@ -8,7 +8,8 @@
 //! annotations are checked to be string maps but only the keys mirrorswap
 //! acts on are kept, so an object with hundreds of labels allocates nothing
 //! for them. kube's `Operation` is used as it is. Nothing else is read, so
-//! nothing else can be lost: the patch only ever replaces `image` fields.
+//! nothing else can be lost: the patch only ever replaces `image` fields. On
+//! UPDATE the same parts of `oldObject` are read, to leave unchanged images alone.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -55,6 +56,12 @@ pub struct Request<'a> {
     /// The object being admitted.
     #[serde(default, borrow)]
     pub object: Option<Object<'a>>,
+    /// The object before an UPDATE (`null` on CREATE, so a CREATE parses nothing more).
+    #[serde(default, borrow)]
+    pub old_object: Option<Object<'a>>,
+    /// The subresource, such as `ephemeralcontainers`; absent for the object itself.
+    #[serde(default, borrow)]
+    pub sub_resource: Option<Cow<'a, str>>,
 }
 
 /// `request.kind` without its version, which does not change where images are.

@@ -22,6 +22,7 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
 pub mod apiserver;
 pub mod components;
+pub mod k8s_update;
 
 pub const RULES: &str = "\
 docker.io::harbor.example.org/hub
