@@ -2,7 +2,8 @@
 # Checks the deploy artifacts offline:
 #   - helm lint --strict and helm template of the chart for every values file in helm/mirrorswap/ci/
 #     (defaults, cert-manager, existing Secret, Palette's image-swap values, rules from a Secret
-#     through the API with its Role/RoleBinding);
+#     through the API with its Role/RoleBinding, the leak guard's ValidatingWebhookConfiguration and
+#     the audit ClusterRole);
 #   - the kustomizations `mirrorswap certs` writes over manifests/base and manifests/opt-in;
 #   - every rendered document and every file in manifests/base validated against the official
 #     Kubernetes schemas (kubernetes-validate --strict) for the chart's minimum and newest
