@@ -17,6 +17,7 @@ use crate::server::kube_rules::{self, ObjectKind, ObjectSource};
 
 /// Arguments of `mirrorswap audit`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("rules_source").required(true)))]
 pub struct AuditArgs {
     /// Rules file (maps or YAML).
     #[arg(long, env = "MIRRORSWAP_RULES", value_name = "FILE", group = "rules_source")]
