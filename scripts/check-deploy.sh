@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Checks the deploy artifacts offline:
 #   - helm lint --strict and helm template of the chart for every values file in helm/mirrorswap/ci/
-#     (defaults, cert-manager, existing Secret, Palette's image-swap values, rules from a Secret
-#     through the API with its Role/RoleBinding, the leak guard's ValidatingWebhookConfiguration and
-#     the audit ClusterRole);
-#   - the kustomizations `mirrorswap certs` writes over manifests/base and manifests/opt-in;
+#     (defaults, cert-manager, existing Secret, Palette's image-swap values with and without a
+#     detected registry-info Secret, Palette's imageSwap block, rules from a Secret through the API
+#     with its Role/RoleBinding, workload templates in opt-in mode, the leak guard's ValidatingWebhookConfiguration and the
+#     audit ClusterRole);
+#   - the kustomizations `mirrorswap certs` writes over manifests/base, opt-in, workloads and
+#     opt-in-workloads, and over manifests/base with --namespace other;
 #   - every rendered document and every file in manifests/base validated against the official
 #     Kubernetes schemas (kubernetes-validate --strict) for the chart's minimum and newest
 #     supported versions. CRD kinds (cert-manager, ServiceMonitor) have no official schema and
@@ -25,12 +27,22 @@ for values in "$chart"/ci/*.yaml; do
 done
 
 cargo build --quiet --bin mirrorswap
-for base in base opt-in; do
-  echo "mirrorswap certs + kubectl kustomize: manifests/$base"
-  target/debug/mirrorswap certs --out-dir "$out/certs-$base" --base "manifests/$base" >/dev/null 2>&1
-  kubectl kustomize "$out/certs-$base" >"$out/kustomized-$base.yaml"
-  grep -q 'caBundle: LS0t' "$out/kustomized-$base.yaml" || { echo "caBundle not set in manifests/$base" >&2; exit 1; }
+certs() { # NAME BASE [ARGS…]
+  local name=$1 base=$2
+  shift 2
+  echo "mirrorswap certs${*:+ $*} + kubectl kustomize: manifests/$base"
+  target/debug/mirrorswap certs --out-dir "$out/certs-$name" --base "manifests/$base" "$@" >/dev/null 2>&1
+  kubectl kustomize "$out/certs-$name" >"$out/kustomized-$name.yaml"
+  grep -q 'caBundle: LS0t' "$out/kustomized-$name.yaml" || { echo "caBundle not set in manifests/$base" >&2; exit 1; }
+}
+for base in base opt-in workloads opt-in-workloads; do
+  certs "$base" "$base"
 done
+certs namespace-other base --namespace other
+if grep -q 'namespace: mirrorswap$' "$out/kustomized-namespace-other.yaml"; then
+  echo "certs --namespace other left objects in mirrorswap" >&2
+  exit 1
+fi
 
 manifests=()
 for file in manifests/base/*.yaml; do

@@ -4,6 +4,7 @@
 //! - [`rewrite`]: the pure rewrite engine (reference splitting, rules, trie).
 //! - [`rules_file`]: reading rule files and texts in every supported format.
 //! - [`server`]: `mirrorswap serve`, the HTTPS admission webhook.
+//! - [`credentials`]: registry credentials from Palette's documents.
 //! - [`certs`]: CA and serving certificates (rcgen).
 //! - [`cli`]: the `mirrorswap` command line.
 
@@ -11,6 +12,7 @@ pub mod audit;
 pub mod certs;
 pub mod cli;
 pub mod containerd;
+pub mod credentials;
 pub mod rewrite;
 pub mod rules_file;
 pub mod server;

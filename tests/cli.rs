@@ -213,7 +213,7 @@ fn malformed_rule_files_report_file_line_reason() {
             "`all` and `default` are both fallbacks: keep one (the other is at line 1)",
         ),
         ("list.yaml", "- gcr.io\n- quay.io\n", 1, "expected a mapping"),
-        ("nested.yaml", "\"gcr.io\": \"m.io\"\n\"quay.io\":\n  x: y\n", 3, "the value of `quay.io` must be a string"),
+        ("nested.yaml", "\"gcr.io\": \"m.io\"\n\"quay.io\":\n  x: y\n", 2, "the value of `quay.io` must be a string"),
         ("syntax.yaml", "\"gcr.io\": \"m.io\"\n\"quay.io: x\n", 2, "not YAML"),
         ("bad-yaml-source.yaml", "\"gcr.io\": \"m.io\"\n\"Quay\": \"q.io\"\n", 2, "invalid source `Quay`"),
     ];
@@ -334,4 +334,19 @@ fn pull_secret_prints_a_docker_config_secret() {
     let auth = &config["auths"]["harbor.example.org"];
     assert_eq!(auth["password"], "s3cret:x", "the trailing newline is not part of the password");
     assert_eq!(b64.decode(auth["auth"].as_str().unwrap()).unwrap(), b"robot$ci:s3cret:x");
+}
+
+/// A file with no rules loads (it may be meant), but `check` says so, and `--strict` fails on it.
+#[test]
+fn check_warns_on_a_file_with_no_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in
+        [("empty.conf", ""), ("comments.conf", "# none yet\n"), ("empty.yaml", "registryMappingRules: {}\n")]
+    {
+        let path = rules_file(dir.path(), name, text);
+        let output = mirrorswap(&["check", "--rules", &path]);
+        assert_eq!(output.status.code(), Some(0), "{name}");
+        assert!(stdout(&output).contains(&format!("{path}: warning: no rules")), "{name}: {}", stdout(&output));
+        assert_eq!(mirrorswap(&["check", "--strict", "--rules", &path]).status.code(), Some(1), "{name}");
+    }
 }

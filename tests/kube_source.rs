@@ -99,6 +99,10 @@ async fn the_registry_info_secret_drives_the_rules_through_the_api() {
         "a broken edit keeps the last good rules"
     );
     assert_eq!(ready(&server).await.0, 200, "a broken edit does not make the server unready");
+    // Emptied: no rules in the text is refused like a broken edit (--allow-empty-rules accepts it).
+    put_registry_info(&api, "");
+    assert!(eventually(WITHIN, async || server.metric(failures).await == 2.0).await, "the empty edit is counted");
+    assert_eq!(nginx_now(&server).await, "b.example.org/docker.io/nginx:1.27", "an empty edit keeps the rules");
     put_registry_info(&api, &mirror_registries("d.example.org"));
     nginx_becomes(&server, WITHIN, "d.example.org/docker.io/nginx:1.27").await;
 

@@ -178,3 +178,45 @@ async fn hostile_rules_files_keep_the_last_good_rules() {
     assert!(eventually(VISIBLE_WITHIN, async || current_nginx(&mut client).await == wanted).await, "re-created");
     server.stop().await;
 }
+
+/// A truncate-then-write (a shell `>` redirect, a non-atomic writer) shows the watcher an empty
+/// file first. That reload is refused and counted: the last good rules keep serving until the
+/// new ones are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_rules_file_keeps_the_rules_until_new_ones_arrive() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start_with_rules(&rules_to("first.example.org"), "rules.conf", &[]).await;
+    let mut client = server.connect(Protocol::Http1).await;
+    let path = server.path("rules.conf");
+    let failures = "mirrorswap_reloads_total{result=\"failure\",what=\"rules\"}";
+    let expected = "first.example.org/hub/nginx:1.27";
+    assert_eq!(current_nginx(&mut client).await, expected);
+
+    // Emptied, then only comments: both hold no rules.
+    for (round, text) in [(1.0, ""), (2.0, "# rules follow\n")] {
+        std::fs::write(&path, text).unwrap();
+        assert!(eventually(Duration::from_secs(2), async || server.metric(failures).await >= round).await, "{text:?}");
+        assert_eq!(current_nginx(&mut client).await, expected, "{text:?}");
+        assert_eq!(server.metric("mirrorswap_rules_loaded").await, 3.0);
+        assert_eq!(server.admin_get("/readyz").await.0, 200);
+    }
+    std::fs::write(&path, rules_to("second.example.org")).unwrap();
+    let wanted = "second.example.org/hub/nginx:1.27";
+    assert!(eventually(VISIBLE_WITHIN, async || current_nginx(&mut client).await == wanted).await, "written");
+    server.stop().await;
+}
+
+/// With `--allow-empty-rules` an empty file is a rule set like any other: nothing is rewritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_empty_rules_accepts_an_empty_file() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server =
+        TestServer::start_with_rules(&rules_to("first.example.org"), "rules.conf", &["--allow-empty-rules"]).await;
+    let mut client = server.connect(Protocol::Http1).await;
+    assert_eq!(current_nginx(&mut client).await, "first.example.org/hub/nginx:1.27");
+    std::fs::write(server.path("rules.conf"), "").unwrap();
+    assert!(eventually(VISIBLE_WITHIN, async || current_nginx(&mut client).await == "nginx:1.27").await, "emptied");
+    assert_eq!(server.metric("mirrorswap_rules_loaded").await, 0.0);
+    assert_eq!(server.metric("mirrorswap_reloads_total{result=\"failure\",what=\"rules\"}").await, 0.0);
+    server.stop().await;
+}

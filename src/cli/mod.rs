@@ -22,7 +22,11 @@ Rule formats (--format, default by extension: .yaml/.yml is yaml, anything else 
         Special keys: default::TARGET (fallback), noswap_wildcards::a,b (substrings the
         fallback never touches), [EXACT]REF::TARGET, [REPLACE]GLOB::DIR.
   yaml  a mapping of \"SOURCE\": \"TARGET\" (Registry Connect imageReplacementRules, Edge
-        registryMappingRules); the key \"all\" prefixes every image, registry included.
+        registryMappingRules); the key \"all\" prefixes every image, registry included. Or a
+        whole Palette document holding the rules: Edge user-data, Registry Connect values
+        (imageReplacementRules/registryMappingRules at any depth, a mapping or block string),
+        a registry-info Secret manifest (stringData/data MIRROR_REGISTRIES), Kubernetes pack
+        values (imageSwap.imageChange); a #cloud-config file is YAML whatever its name.
 SOURCE is a registry or registry/path prefix; the longest one on `/` boundaries wins.
 An empty TARGET leaves matching images alone; a TARGET ending in `-` gets the source
 registry appended. See docs/rules.md for the full semantics.";
@@ -51,7 +55,8 @@ pub enum Command {
     /// Write containerd mirror config (hosts.toml per host, or --legacy CRI block) from the rules.
     #[command(after_help = FORMATS_HELP)]
     Containerd(containerd::ContainerdArgs),
-    /// Print a kubernetes.io/dockerconfigjson Secret for a mirror registry's credentials.
+    /// Print a kubernetes.io/dockerconfigjson Secret for mirror registry credentials: every one a
+    /// Palette document holds (--from FILE), or one given by --server/--username/--password-file.
     PullSecret(pull_secret::PullSecretArgs),
     /// Sleep for DURATION (e.g. 5s), then exit 0: a preStop hook for an image with no shell.
     Sleep {

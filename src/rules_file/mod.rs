@@ -2,6 +2,7 @@
 //! parser, compiles with the engine, and labels every diagnostic with its
 //! origin as `FILE:LINE: reason`. The only part of rule handling that does I/O.
 
+pub(crate) mod events;
 pub mod yaml;
 
 use std::fmt;
@@ -26,6 +27,13 @@ impl Format {
             _ => Self::Maps,
         }
     }
+
+    /// As [`Self::for_path`], except that a `#cloud-config` file (Edge user-data, often named
+    /// `user-data` with no extension) is YAML.
+    pub fn for_file(path: &Path, text: &str) -> Self {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        if text.starts_with("#cloud-config") { Self::Yaml } else { Self::for_path(path) }
+    }
 }
 
 /// A loaded rule set and the warnings its source produced.
@@ -37,6 +45,8 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
     /// Where the rules came from (a path, or a label such as `env:MIRROR_REGISTRIES`).
     pub origin: String,
+    /// The key of the YAML document the rules were under (`None`: the whole text).
+    pub found: Option<yaml::Found>,
 }
 
 impl Loaded {
@@ -108,7 +118,7 @@ pub const MAX_RULES_BYTES: u64 = 32 * 1024 * 1024;
 pub fn load_file(path: &Path, format: Option<Format>, options: Options) -> Result<Loaded, LoadError> {
     let origin = path.display().to_string();
     let text = read_bounded(path).map_err(|error| LoadError::Io { origin: origin.clone(), error })?;
-    load_text(&text, &origin, format.unwrap_or_else(|| Format::for_path(path)), options)
+    load_text(&text, &origin, format.unwrap_or_else(|| Format::for_file(path, &text)), options)
 }
 
 /// Reads `path` as UTF-8, at most [`MAX_RULES_BYTES`].
@@ -129,10 +139,12 @@ pub fn read_bounded_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
         )
     };
     let file = std::fs::File::open(path)?;
-    if file.metadata()?.len() > MAX_RULES_BYTES {
+    let len = file.metadata()?.len();
+    if len > MAX_RULES_BYTES {
         return Err(too_large());
     }
-    let mut bytes = Vec::new();
+    // Sized up front: growing by doubling would touch twice the file while copying.
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0).saturating_add(1));
     file.take(MAX_RULES_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_RULES_BYTES {
         return Err(too_large());
@@ -144,12 +156,18 @@ pub fn read_bounded_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
 pub fn load_text(text: &str, origin: &str, format: Format, options: Options) -> Result<Loaded, LoadError> {
     // Editors on Windows start UTF-8 files with a byte-order mark; it is not part of the rules.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let (pairs, diagnostics) = match format {
-        Format::Maps => rewrite::maps::parse(text),
-        Format::Yaml => yaml::parse(text),
+    let (pairs, diagnostics, found) = match format {
+        Format::Maps => {
+            let (pairs, diagnostics) = rewrite::maps::parse(text);
+            (pairs, diagnostics, None)
+        }
+        Format::Yaml => {
+            let yaml::Parsed { pairs, diagnostics, found } = yaml::parse(text);
+            (pairs, diagnostics, found)
+        }
     };
     match rewrite::compile(pairs, diagnostics, options) {
-        Ok(Compiled { rules, diagnostics }) => Ok(Loaded { rules, diagnostics, origin: origin.to_owned() }),
+        Ok(Compiled { rules, diagnostics }) => Ok(Loaded { rules, diagnostics, origin: origin.to_owned(), found }),
         Err(diagnostics) => Err(LoadError::Invalid { origin: origin.to_owned(), diagnostics }),
     }
 }

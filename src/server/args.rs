@@ -59,6 +59,11 @@ pub struct ServeArgs {
     pub format: Option<Format>,
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// Accept a reload that yields no rules while rules are in force. By default such a reload
+    /// (an emptied file, a key emptied in the Secret or ConfigMap) is refused: the last good
+    /// rules stay and the failure is logged and counted.
+    #[arg(long, env = "MIRRORSWAP_ALLOW_EMPTY_RULES")]
+    pub allow_empty_rules: bool,
     #[command(flatten)]
     pub validation: super::validate::ValidationArgs,
     /// Record the original images in the `mirrorswap.io/original-images` annotation.

@@ -5,7 +5,8 @@
 //! One object is watched with kube's runtime watcher and a field selector on
 //! its name (which is also what lets RBAC limit the Role to that one name).
 //! Every change of the key's text is compiled like a rules file: a good text
-//! replaces the rules, a bad one is logged and counted and the last good rules
+//! replaces the rules, a bad one (or one with no rules while rules are in force,
+//! unless `--allow-empty-rules`) is logged and counted and the last good rules
 //! stay. A deleted object (or one absent at start) means no rules. When the API
 //! server is away the watcher reconnects with a capped exponential backoff and
 //! relists; the rules in force stay meanwhile. Readiness waits for the first
@@ -162,11 +163,23 @@ pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
     Client::try_from(config).context("creating the Kubernetes API client")
 }
 
+/// How the object's text is read.
+#[derive(Clone, Copy, Debug)]
+pub struct Reading {
+    /// `--format`, if given.
+    pub format: Option<Format>,
+    /// Engine options.
+    pub options: Options,
+    /// `--allow-empty-rules`: a text with no rules may replace rules in force.
+    pub allow_empty: bool,
+}
+
 /// Watches `source` and keeps `state`'s rules in step with it until the process ends.
-pub fn spawn(source: ObjectSource, client: Client, format: Option<Format>, options: Options, state: Arc<State>) {
+pub fn spawn(source: ObjectSource, client: Client, reading: Reading, state: Arc<State>) {
     tokio::spawn(async move {
         let mut stream = observe(&source, client);
-        let mut applier = Applier { format: source.format(format), options, last: None, source, state };
+        let Reading { format, options, allow_empty } = reading;
+        let mut applier = Applier { format: source.format(format), options, allow_empty, last: None, source, state };
         while let Some(step) = stream.next().await {
             match step {
                 // Compiling (100k rules take ~100 ms) and returning memory stay off the
@@ -218,6 +231,7 @@ struct Applier {
     source: ObjectSource,
     format: Format,
     options: Options,
+    allow_empty: bool,
     state: Arc<State>,
     /// The last observation acted on; a relist or a metadata-only edit repeats it and is skipped.
     last: Option<Observed>,
@@ -241,6 +255,11 @@ impl Applier {
                 self.swap_in(RuleSet::default(), started);
             }
             Some(Ok(text)) => match rules_file::load_text(text, &origin, self.format, self.options) {
+                Ok(loaded) if self.state.refuses_empty(&loaded.rules, self.allow_empty) => {
+                    let keeping = self.state.rules().len();
+                    error!("no rules in {origin}; keeping {keeping} rules (use --allow-empty-rules to accept)");
+                    self.state.metrics.record_reload("rules", false);
+                }
                 Ok(loaded) => {
                     loaded.messages().for_each(|message| warn!("{message}"));
                     self.swap_in(loaded.rules, started);

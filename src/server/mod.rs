@@ -139,7 +139,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     }
     if let (Some(source), Some(client)) = (args.rules_object(), api_client) {
         info!(source = %source, "watching the rules object through the Kubernetes API");
-        kube_rules::spawn(source.clone(), client, args.format, args.engine.options(), Arc::clone(&state));
+        let reading = kube_rules::Reading {
+            format: args.format,
+            options: args.engine.options(),
+            allow_empty: args.allow_empty_rules,
+        };
+        kube_rules::spawn(source.clone(), client, reading, Arc::clone(&state));
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         watch_certificate(cert.clone(), key.clone(), args.reload_poll, certs, Arc::clone(&state))?;
@@ -175,7 +180,15 @@ fn initial_rules(args: &ServeArgs) -> anyhow::Result<(Option<RuleSet>, String, O
         rules_file::load_text(BUILTIN_RULES, "built-in", Format::Maps, options).map_err(describe)?
     };
     loaded.messages().for_each(|message| warn!("{message}"));
-    info!(origin = %loaded.origin, rules = loaded.rules.len(), "rules loaded");
+    if loaded.rules.is_empty() {
+        warn!(origin = %loaded.origin, "no rules: every image is left as it is");
+    }
+    match &loaded.found {
+        Some(found) => {
+            info!(origin = %loaded.origin, rules = loaded.rules.len(), at = %found.path, line = found.line, "rules loaded")
+        }
+        None => info!(origin = %loaded.origin, rules = loaded.rules.len(), "rules loaded"),
+    }
     Ok((Some(loaded.rules), loaded.origin, args.rules.clone()))
 }
 
@@ -202,11 +215,16 @@ fn initial_certificate(args: &ServeArgs) -> anyhow::Result<tls::Loaded> {
 }
 
 fn watch_rules(path: PathBuf, args: &ServeArgs, state: Arc<State>) -> anyhow::Result<()> {
-    let (format, options) = (args.format, args.engine.options());
+    let (format, options, allow_empty) = (args.format, args.engine.options(), args.allow_empty_rules);
     let file = path.clone();
     watch::spawn("rules", vec![path], args.reload_poll, move || {
         let started = std::time::Instant::now();
         match rules_file::load_file(&file, format, options) {
+            Ok(loaded) if state.refuses_empty(&loaded.rules, allow_empty) => {
+                let keeping = state.rules().len();
+                error!("no rules in {}; keeping {keeping} rules (use --allow-empty-rules to accept)", loaded.origin);
+                state.metrics.record_reload("rules", false);
+            }
             Ok(loaded) => {
                 loaded.messages().for_each(|message| warn!("{message}"));
                 let count = loaded.rules.len();

@@ -66,6 +66,14 @@ impl State {
         took
     }
 
+    /// Whether `rules` must not replace the rules in force: it holds none while the current
+    /// set has some, and `allow_empty` (`--allow-empty-rules`) is off. A
+    /// truncate-then-write (a shell `>` redirect, a non-atomic writer) would otherwise switch
+    /// rewriting off between the two.
+    pub fn refuses_empty(&self, rules: &RuleSet, allow_empty: bool) -> bool {
+        rules.is_empty() && !self.rules.load().is_empty() && !allow_empty
+    }
+
     /// Marks the listeners up (certificate loaded, both bound).
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);

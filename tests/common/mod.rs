@@ -24,6 +24,7 @@ pub mod apiserver;
 pub mod chart;
 pub mod components;
 pub mod k8s_update;
+pub mod tools;
 
 pub const RULES: &str = "\
 docker.io::harbor.example.org/hub

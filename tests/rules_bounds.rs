@@ -1,0 +1,111 @@
+//! Loading a rules file costs memory proportional to the file, whatever its
+//! shape: each hostile file below (up to the 32 MiB cap) is checked by the
+//! real binary in a child process, which reports its own peak memory
+//! (`/proc/self/status` VmHWM). Peak must stay within the same run's baseline
+//! (a one-rule file) plus 4x the file's size, and each load must end within
+//! a generous time (a debug build; the release binary is many times faster).
+//! Before the fix, 990 nested `imageReplacementRules: |` wrappers (1 MB) took
+//! 671 MB and 5,000 of them were killed for memory.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mirrorswap::rules_file::MAX_RULES_BYTES;
+
+const MIB: u64 = 1024 * 1024;
+/// For the debug build the tests run; a bound against hanging, not a speed target.
+const TIME_LIMIT: Duration = Duration::from_secs(120);
+
+/// `imageReplacementRules: |` blocks nested until the file is about `size` bytes.
+fn nested_blocks(size: u64) -> String {
+    let mut text = String::new();
+    let mut depth = 0;
+    // Each line, and the innermost pair after it, must still fit.
+    while (text.len() + 4 * depth + 60) as u64 <= size {
+        text.push_str(&"  ".repeat(depth));
+        text.push_str("imageReplacementRules: |\n");
+        depth += 1;
+    }
+    text.push_str(&"  ".repeat(depth));
+    text.push_str("\"a.io\": \"m.example.org/a\"\n");
+    text
+}
+
+/// The same wrappers as nested mappings.
+fn nested_mappings(size: u64) -> String {
+    let mut text = String::new();
+    let mut depth = 0;
+    while (text.len() + 2 * depth + 30) as u64 <= size {
+        text.push_str(&"  ".repeat(depth));
+        text.push_str(if depth % 2 == 0 { "imageReplacementRules:\n" } else { "registryMappingRules:\n" });
+        depth += 1;
+    }
+    text
+}
+
+/// `- - - - …`: one level of nesting every two bytes.
+fn deep_sequence(size: u64) -> String {
+    "- ".repeat((size / 2 - 8) as usize) + "x\n"
+}
+
+/// One huge literal string (a certificate bundle, say) next to the rules.
+fn big_string(size: u64) -> String {
+    let mut text = String::from("registryMappingRules:\n  \"a.io\": \"m.example.org/a\"\ncerts: |\n");
+    let line = "  MIIDBzCCAe+gAwIBAgIJAJzQ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH\n";
+    while (text.len() + line.len()) as u64 <= size {
+        text.push_str(line);
+    }
+    text
+}
+
+/// Runs `mirrorswap check` on `path`; exit code, stdout, peak memory in KiB, and how long it took.
+fn check(path: &Path) -> (i32, String, u64, Duration) {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
+        .args(["check", "--report-peak-memory", "--rules"])
+        .arg(path)
+        .output()
+        .expect("runs mirrorswap");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let peak = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("peak memory: VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory reported: {stderr}"));
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned(), peak, took)
+}
+
+#[test]
+fn hostile_rules_files_load_or_fail_within_4x_their_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let baseline_file = dir.path().join("one.yaml");
+    std::fs::write(&baseline_file, "\"a.io\": \"m.example.org/a\"\n").unwrap();
+    let (code, _, baseline, _) = check(&baseline_file);
+    assert_eq!(code, 0);
+
+    // (name, text, expected exit code, text expected in the output)
+    let cases: Vec<(&str, String, i32, &str)> = vec![
+        ("nested-blocks-1MB", nested_blocks(MIB), 2, ":2: `imageReplacementRules` inside `imageReplacementRules`"),
+        ("nested-blocks-32MiB", nested_blocks(MAX_RULES_BYTES), 2, ":2: `imageReplacementRules` inside"),
+        ("nested-mappings-32MiB", nested_mappings(MAX_RULES_BYTES), 2, ":2: `registryMappingRules` inside"),
+        ("deep-sequence-32MiB", deep_sequence(MAX_RULES_BYTES), 2, "nested deeper than"),
+        ("big-string-32MiB", big_string(MAX_RULES_BYTES), 0, "1 rule"),
+    ];
+    let mut report = Vec::new();
+    for (name, text, expected_code, expected) in cases {
+        let size = text.len() as u64;
+        assert!(size <= MAX_RULES_BYTES, "{name}: {size} bytes is over the cap");
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        let (code, stdout, peak, took) = check(&path);
+        let grown = peak.saturating_sub(baseline) * 1024;
+        report.push(format!("{name}: {size} bytes, peak {peak} KiB (baseline {baseline} KiB), {took:?}"));
+        assert_eq!(code, expected_code, "{name}: {stdout}");
+        assert!(stdout.contains(expected), "{name}: {stdout}");
+        assert!(grown <= 4 * size, "{name}: peak grew by {grown} bytes for a {size}-byte file\n{}", report.join("\n"));
+        assert!(took < TIME_LIMIT, "{name}: took {took:?}");
+    }
+    println!("{}", report.join("\n"));
+}
