@@ -1,13 +1,15 @@
 //! `mirrorswap audit`'s shell: workloads from manifests or a live cluster, the images in
 //! them gathered per distinct image, and each judged by the rules without changing anything.
 //!
-//! - [`stream`]: YAML and JSON documents, one at a time, `List` items one at a time
+//! - [`stream`]: YAML documents, one at a time, `List` items one at a time
+//! - [`json`]: JSON input, `List` items one at a time
 //! - [`live`]: Pods and pod templates through the Kubernetes API, page by page
 //! - [`output`]: the table, JSON and copy-list formats
 //!
 //! Memory grows with the distinct images and their locations, never with the input: a
 //! document is dropped once its images are recorded.
 
+pub mod json;
 pub mod live;
 pub mod output;
 pub mod stream;

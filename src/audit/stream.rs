@@ -1,5 +1,5 @@
-//! Documents from a YAML or JSON stream, one at a time, as `helm template`, `kustomize
-//! build` and `kubectl get -o yaml|json` write them (JSON is read as the YAML it also is).
+//! Documents from a YAML stream, one at a time, as `helm template`, `kustomize build` and
+//! `kubectl get -o yaml` write them.
 //!
 //! yaml-rust2's event parser reads the input lazily; this module builds one JSON value per
 //! document from its events and hands it on. The `items` of a document's top-level mapping

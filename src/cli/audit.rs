@@ -10,7 +10,9 @@ use clap::{Args, ValueEnum};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
 use super::EngineArgs;
-use crate::audit::{Inventory, live, output, stream};
+use serde_json::Value;
+
+use crate::audit::{Inventory, json, live, output, stream};
 use crate::rewrite::mirrored::AllowedPrefix;
 use crate::rules_file::{self, Format, Loaded};
 use crate::server::kube_rules::{self, ObjectKind, ObjectSource};
@@ -197,9 +199,23 @@ fn record_path(path: &Path, inventory: &mut Inventory) -> anyhow::Result<()> {
     record_reader(BufReader::with_capacity(64 * 1024, file), &path.display().to_string(), inventory)
 }
 
-fn record_reader(reader: impl BufRead, origin: &str, inventory: &mut Inventory) -> anyhow::Result<()> {
-    stream::documents(reader, |document, line| inventory.record(&document).map_err(|error| format!("{line}: {error}")))
-        .map_err(|error| anyhow::anyhow!("{origin}:{error}"))
+/// JSON when the first character that is not whitespace opens an object or array (JSON parsed
+/// as YAML would not stream), YAML otherwise.
+fn record_reader(mut reader: impl BufRead, origin: &str, inventory: &mut Inventory) -> anyhow::Result<()> {
+    let json = loop {
+        let buffer = reader.fill_buf().with_context(|| format!("reading {origin}"))?;
+        match buffer.iter().position(|byte| !byte.is_ascii_whitespace()) {
+            Some(at) => break matches!(buffer[at], b'{' | b'['),
+            None if buffer.is_empty() => return Ok(()),
+            None => {
+                let all = buffer.len();
+                reader.consume(all);
+            }
+        }
+    };
+    let record = |document: Value, line: u64| inventory.record(&document).map_err(|error| format!("{line}: {error}"));
+    let result = if json { json::documents(reader, record) } else { stream::documents(reader, record) };
+    result.map_err(|error| anyhow::anyhow!("{origin}:{error}"))
 }
 
 /// The .yaml, .yml and .json files under `dir`, sorted, recursively.
