@@ -3,10 +3,11 @@
 #   - helm lint --strict and helm template of the chart for every values file in helm/mirrorswap/ci/
 #     (defaults, cert-manager, existing Secret, Palette's image-swap values with and without a
 #     detected registry-info Secret, Palette's imageSwap block, rules from a Secret through the API
-#     with its Role/RoleBinding, workload templates in opt-in mode, the leak guard's ValidatingWebhookConfiguration and the
-#     audit ClusterRole);
-#   - the kustomizations `mirrorswap certs` writes over manifests/base, opt-in, workloads and
-#     opt-in-workloads, and over manifests/base with --namespace other;
+#     with its Role/RoleBinding, workload templates in opt-in mode, the operations kit: HPA,
+#     PrometheusRule, dashboard; registry-aware swapping; the leak guard's
+#     ValidatingWebhookConfiguration and the audit ClusterRole);
+#   - the kustomizations `mirrorswap certs` writes over manifests/base, opt-in, workloads,
+#     opt-in-workloads and registry-check, and over manifests/base with --namespace other;
 #   - every rendered document and every file in manifests/base validated against the official
 #     Kubernetes schemas (kubernetes-validate --strict) for the chart's minimum and newest
 #     supported versions. CRD kinds (cert-manager, ServiceMonitor) have no official schema and
@@ -35,7 +36,7 @@ certs() { # NAME BASE [ARGS…]
   kubectl kustomize "$out/certs-$name" >"$out/kustomized-$name.yaml"
   grep -q 'caBundle: LS0t' "$out/kustomized-$name.yaml" || { echo "caBundle not set in manifests/$base" >&2; exit 1; }
 }
-for base in base opt-in workloads opt-in-workloads; do
+for base in base opt-in workloads opt-in-workloads registry-check; do
   certs "$base" "$base"
 done
 certs namespace-other base --namespace other

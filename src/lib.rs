@@ -6,13 +6,14 @@
 //! - [`server`]: `mirrorswap serve`, the HTTPS admission webhook.
 //! - [`credentials`]: registry credentials from Palette's documents.
 //! - [`certs`]: CA and serving certificates (rcgen).
+//! - [`node_config`]: the rules as node-level mirror config (containerd, CRI-O, K3s).
 //! - [`cli`]: the `mirrorswap` command line.
 
 pub mod audit;
 pub mod certs;
 pub mod cli;
-pub mod containerd;
 pub mod credentials;
+pub mod node_config;
 pub mod rewrite;
 pub mod rules_file;
 pub mod server;

@@ -151,7 +151,18 @@ fn assert_hardened(deployment: &Yaml, what: &str) {
     assert!(container["resources"]["requests"]["memory"].as_str().is_some(), "{what}: memory request");
     assert!(container["resources"]["limits"]["memory"].as_str().is_some(), "{what}: memory limit");
     assert!(container["lifecycle"]["preStop"]["exec"]["command"][0].as_str().is_some(), "{what}: preStop");
-    assert!(deployment["spec"]["replicas"].as_i64().unwrap_or(0) >= 2, "{what}: replicas");
+    // Under an HPA the Deployment has no `replicas`; `lowest_replicas` checks its minReplicas.
+    let replicas = &deployment["spec"]["replicas"];
+    assert!(replicas.is_badvalue() || replicas.as_i64().unwrap_or(0) >= 2, "{what}: replicas");
+}
+
+/// The lowest replica count of a rendering: the Deployment's, or the HPA's minReplicas.
+fn lowest_replicas(documents: &[Yaml]) -> i64 {
+    let replicas = &find(documents, "Deployment")["spec"]["replicas"];
+    if replicas.is_badvalue() {
+        return find(documents, "HorizontalPodAutoscaler")["spec"]["minReplicas"].as_i64().expect("minReplicas");
+    }
+    replicas.as_i64().expect("replicas")
 }
 
 /// Every webhook leaves out `namespace` and kube-system.
@@ -180,6 +191,7 @@ fn every_rendering_is_hardened_and_never_selects_its_own_namespace() {
         let values = values.as_str();
         let documents = render(values);
         assert_hardened(find(&documents, "Deployment"), values);
+        assert!(lowest_replicas(&documents) >= 2, "{values}: replicas");
         assert_excludes(&find(&documents, "MutatingWebhookConfiguration")["webhooks"], "mirrorswap", values);
     }
     let documents = manifests();
@@ -291,6 +303,169 @@ async fn certs_output_is_served_and_verifies_for_the_service_name() {
         assert_eq!(answer["response"]["patchType"], "JSONPatch", "{name}");
     }
     running.shutdown(std::time::Duration::from_secs(5)).await.unwrap();
+}
+
+/// The Deployment's container of a rendering.
+fn container(documents: &[Yaml]) -> &Yaml {
+    &find(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+}
+
+/// The registry-check flags among the container's arguments.
+fn registry_args(documents: &[Yaml]) -> Vec<&str> {
+    let flags = ["--swap-policy", "--on-check-error", "--check-", "--registry-", "--insecure-registry"];
+    strings(&container(documents)["args"]).into_iter().filter(|arg| flags.iter().any(|f| arg.starts_with(f))).collect()
+}
+
+/// `(name, mountPath, readOnly)` of each registry mount, and each registry volume.
+fn registry_mounts(documents: &[Yaml]) -> (Vec<(&str, &str, bool)>, Vec<&Yaml>) {
+    let is_registry = |yaml: &Yaml| yaml["name"].as_str().is_some_and(|name| name.starts_with("registry-"));
+    let mounts = container(documents)["volumeMounts"].as_vec().unwrap().iter().filter(|m| is_registry(m));
+    let mounts = mounts
+        .map(|m| (m["name"].as_str().unwrap(), m["mountPath"].as_str().unwrap(), m["readOnly"].as_bool() == Some(true)))
+        .collect();
+    let pod = &find(documents, "Deployment")["spec"]["template"]["spec"];
+    (mounts, pod["volumes"].as_vec().unwrap().iter().filter(|v| is_registry(v)).collect())
+}
+
+#[test]
+fn registry_check_values_render_as_serve_flags_and_read_only_mounts() {
+    // Off (swapPolicy always, the server's default): no flag, no mount, the arguments unchanged.
+    let default = render("default-values.yaml");
+    assert!(registry_args(&default).is_empty(), "{:?}", registry_args(&default));
+    assert_eq!(registry_mounts(&default), (vec![], vec![]));
+
+    let documents = render("registry-check-values.yaml");
+    assert_eq!(
+        registry_args(&documents),
+        [
+            "--swap-policy=exists",
+            "--on-check-error=swap",
+            "--check-timeout=2s",
+            "--check-cache-ttl=10m",
+            "--check-negative-ttl=1m",
+            "--check-cache-entries=50000",
+            "--check-backoff=5s",
+            "--registry-auth=/etc/mirrorswap/registry-auth/.dockerconfigjson",
+            "--registry-ca=/etc/mirrorswap/registry-ca/ca.pem",
+            "--insecure-registry=registry.local:5000",
+        ]
+    );
+    let (mounts, volumes) = registry_mounts(&documents);
+    assert_eq!(
+        mounts,
+        [
+            ("registry-auth", "/etc/mirrorswap/registry-auth", true),
+            ("registry-ca", "/etc/mirrorswap/registry-ca", true)
+        ]
+    );
+    // Whole-directory mounts of one key each, so an edited Secret or ConfigMap reaches the pod.
+    assert_eq!(volumes[0]["secret"]["secretName"].as_str(), Some("harbor-pull"));
+    assert_eq!(volumes[0]["secret"]["items"][0]["key"].as_str(), Some(".dockerconfigjson"));
+    assert_eq!(volumes[0]["secret"]["items"][0]["path"].as_str(), Some(".dockerconfigjson"));
+    assert_eq!(volumes[1]["configMap"]["name"].as_str(), Some("harbor-ca"));
+    assert_eq!(volumes[1]["configMap"]["items"][0]["key"].as_str(), Some("ca.pem"));
+    assert!(container(&documents)["volumeMounts"].as_vec().unwrap().iter().all(|m| m["subPath"].is_badvalue()));
+    assert_hardened(find(&documents, "Deployment"), "registry check");
+
+    // The CA from a Secret instead; the defaults of the check flags.
+    let sets = ["registryCheck.swapPolicy=exists", "registryCa.existingSecret=mirror-ca"];
+    let documents = render_with("default-values.yaml", &sets).unwrap();
+    assert_eq!(
+        registry_args(&documents),
+        [
+            "--swap-policy=exists",
+            "--on-check-error=keep",
+            "--check-timeout=1s",
+            "--check-cache-ttl=5m",
+            "--check-negative-ttl=30s",
+            "--check-cache-entries=100000",
+            "--check-backoff=3s",
+            "--registry-ca=/etc/mirrorswap/registry-ca/ca.crt",
+        ]
+    );
+    let (_, volumes) = registry_mounts(&documents);
+    assert_eq!(volumes.len(), 1);
+    assert_eq!(volumes[0]["secret"]["secretName"].as_str(), Some("mirror-ca"));
+    assert_eq!(volumes[0]["secret"]["items"][0]["path"].as_str(), Some("ca.crt"));
+}
+
+#[test]
+fn a_registry_check_the_webhook_timeout_leaves_no_room_for_fails_the_render() {
+    for (policy, check, webhook, renders) in [
+        ("exists", "1s", 5, true),
+        ("exists", "4s", 5, true),
+        ("exists", "4001ms", 5, false),
+        ("exists", "2s500ms", 3, false),
+        ("exists", "2s", 3, true),
+        ("exists", "1m", 30, false),
+        ("exists", "29s", 30, true),
+        // always never asks a registry: the timeout is unused.
+        ("always", "1m", 5, true),
+    ] {
+        let sets = [
+            format!("registryCheck.swapPolicy={policy}"),
+            format!("registryCheck.timeout={check}"),
+            format!("webhook.timeoutSeconds={webhook}"),
+        ];
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let rendered = render_with("default-values.yaml", &sets);
+        if renders {
+            let documents = rendered.unwrap_or_else(|error| panic!("{sets:?}: {error}"));
+            let webhook_timeout =
+                find(&documents, "MutatingWebhookConfiguration")["webhooks"][0]["timeoutSeconds"].as_i64();
+            assert_eq!(webhook_timeout, Some(webhook), "{sets:?}");
+        } else {
+            let error = rendered.expect_err("the API server would give up first");
+            let says =
+                format!("webhook.timeoutSeconds ({webhook}s) must be at least registryCheck.timeout ({check}) plus 1s");
+            assert!(error.contains(&says), "{sets:?}: {error}");
+        }
+    }
+}
+
+#[test]
+fn the_registry_check_overlay_adds_the_flags_and_a_read_only_credentials_mount() {
+    let documents = kustomized("registry-check");
+    let args = registry_args(&documents);
+    assert_eq!(
+        args,
+        [
+            "--swap-policy=exists",
+            "--on-check-error=keep",
+            "--check-timeout=1s",
+            "--registry-auth=/etc/mirrorswap/registry-auth/.dockerconfigjson",
+        ]
+    );
+    let (mounts, volumes) = registry_mounts(&documents);
+    assert_eq!(mounts, [("registry-auth", "/etc/mirrorswap/registry-auth", true)]);
+    assert_eq!(volumes[0]["secret"]["secretName"].as_str(), Some("mirrorswap-registry-auth"));
+    assert_eq!(volumes[0]["secret"]["items"][0]["key"].as_str(), Some(".dockerconfigjson"));
+    assert_hardened(find(&documents, "Deployment"), "manifests/registry-check");
+    // The API server waits at least 1s longer than the lookups.
+    for webhook in find(&documents, "MutatingWebhookConfiguration")["webhooks"].as_vec().unwrap() {
+        assert!(webhook["timeoutSeconds"].as_i64().unwrap() >= 2, "timeoutSeconds above --check-timeout=1s + 1s");
+    }
+}
+
+#[test]
+fn bad_registry_check_values_fail_the_render_naming_the_value() {
+    for (set, says) in [
+        ("registryCheck.swapPolicy=sometimes", "/registryCheck/swapPolicy"),
+        ("registryCheck.onCheckError=retry", "/registryCheck/onCheckError"),
+        ("registryCheck.timeout=1 second", "/registryCheck/timeout"),
+        ("registryCheck.cacheEntries=0", "/registryCheck/cacheEntries"),
+        ("registryCheck.insecureRegistries[0]=https://registry.local", "/registryCheck/insecureRegistries/0"),
+        ("registryAuth.existingSecret=Harbor_Pull", "/registryAuth/existingSecret"),
+    ] {
+        let error = render_with("default-values.yaml", &[set]).expect_err(set);
+        assert!(error.contains(says), "{set}: {error}");
+    }
+    let sets = ["registryCa.existingSecret=mirror-ca", "registryCa.existingConfigMap=mirror-ca"];
+    let error = render_with("default-values.yaml", &sets).expect_err("two CA sources");
+    assert!(
+        error.contains("registryCa.existingSecret (mirror-ca) and registryCa.existingConfigMap (mirror-ca)"),
+        "{error}"
+    );
 }
 
 /// What one webhook is sent, as (apiGroup/resource, operations), sorted.
@@ -497,7 +672,7 @@ fn allowed_disruptions(documents: &[Yaml], replicas: i64) -> Option<i64> {
 fn no_pod_disruption_budget_blocks_a_drain() {
     for values in ci_values() {
         let documents = render(&values);
-        let replicas = find(&documents, "Deployment")["spec"]["replicas"].as_i64().unwrap();
+        let replicas = lowest_replicas(&documents);
         if let Some(allowed) = allowed_disruptions(&documents, replicas) {
             assert!(allowed >= 1, "{values}: {allowed} evictions allowed at {replicas} replicas");
         }
@@ -565,4 +740,70 @@ fn colliding_or_reserved_host_network_ports_fail_the_render() {
     assert!(
         render_with("default-values.yaml", &["hostNetwork.webhookPort=10250", "hostNetwork.adminPort=10250"]).is_ok()
     );
+}
+
+/// The operations kit (ci/ops-kit-values.yaml): the HPA owns the replica count, the
+/// PrometheusRule carries files/prometheus-rules.yaml as is, the dashboard is a sidecar ConfigMap.
+#[test]
+fn ops_kit_renders_hpa_prometheus_rule_and_dashboard() {
+    let documents = render("ops-kit-values.yaml");
+    assert!(find(&documents, "Deployment")["spec"]["replicas"].is_badvalue(), "the HPA owns replicas");
+    let hpa = &find(&documents, "HorizontalPodAutoscaler");
+    assert_eq!(hpa["apiVersion"].as_str(), Some("autoscaling/v2"));
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"]["name"].as_str(),
+        find(&documents, "Deployment")["metadata"]["name"].as_str()
+    );
+    let targets: Vec<_> = hpa["spec"]["metrics"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (m["resource"]["name"].as_str().unwrap(), m["resource"]["target"]["averageUtilization"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(targets, [("cpu", 75), ("memory", 80)]);
+    let rule = find(&documents, "PrometheusRule");
+    assert_eq!(rule["metadata"]["labels"]["release"].as_str(), Some("kube-prometheus-stack"));
+    let file = std::fs::read_to_string(Path::new(ROOT).join("helm/mirrorswap/files/prometheus-rules.yaml")).unwrap();
+    assert_eq!(
+        unordered(&rule["spec"]),
+        unordered(&YamlLoader::load_from_str(&file).unwrap()[0]),
+        "the rules promtool tests"
+    );
+    let dashboard = documents
+        .iter()
+        .find(|doc| doc["kind"].as_str() == Some("ConfigMap") && !doc["data"]["mirrorswap.json"].is_badvalue())
+        .expect("the dashboard ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"].as_str(), Some("1"));
+    let json: serde_json::Value = serde_json::from_str(dashboard["data"]["mirrorswap.json"].as_str().unwrap()).unwrap();
+    assert_eq!(json["uid"], "mirrorswap");
+    for kind in ["HorizontalPodAutoscaler", "PrometheusRule"] {
+        assert!(render("default-values.yaml").iter().all(|doc| doc["kind"].as_str() != Some(kind)), "{kind} is opt-in");
+    }
+    for (sets, message) in [
+        (
+            &["autoscaling.targetCPUUtilizationPercentage=0", "autoscaling.targetMemoryUtilizationPercentage=0"][..],
+            "needs targetCPU",
+        ),
+        (&["autoscaling.minReplicas=7", "autoscaling.maxReplicas=3"][..], "must not exceed"),
+        (&["autoscaling.minReplicas=2", "podDisruptionBudget.minAvailable=2"][..], "drains would block"),
+    ] {
+        let error = render_with("ops-kit-values.yaml", sets).expect_err("refused");
+        assert!(error.contains(message), "{sets:?}: {error}");
+    }
+}
+
+/// A YAML document as JSON, so mappings compare regardless of key order.
+fn unordered(yaml: &Yaml) -> serde_json::Value {
+    match yaml {
+        Yaml::Hash(hash) => {
+            hash.iter().map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), unordered(v))).collect()
+        }
+        Yaml::Array(items) => items.iter().map(unordered).collect(),
+        Yaml::String(text) => text.clone().into(),
+        Yaml::Integer(number) => (*number).into(),
+        Yaml::Boolean(flag) => (*flag).into(),
+        other => format!("{other:?}").into(),
+    }
 }

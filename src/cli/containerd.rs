@@ -4,28 +4,36 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::RulesArgs;
-use crate::containerd::{HostOptions, hosts_toml, legacy_toml, mirrors};
+use super::node::{MirrorTlsArgs, report, write};
+use crate::node_config::{Plan, containerd};
+
+/// What `--help` says after the flags.
+pub const HELP: &str = "\
+hosts.toml has no credentials. Pods authenticate to the mirror with imagePullSecrets
+(`mirrorswap pull-secret`), or the node with the CRI plugin's
+`plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"<mirror>\".auth` in config.toml.
+containerd reads hosts.toml from the `config_path` of
+`plugins.\"io.containerd.grpc.v1.cri\".registry` (e.g. /etc/containerd/certs.d), without a restart.";
 
 /// Arguments of `mirrorswap containerd`.
 #[derive(Debug, Args)]
 pub struct ContainerdArgs {
     #[command(flatten)]
     pub rules: RulesArgs,
-    /// Write OUT/<host>/hosts.toml for each mirrored host (containerd's `config_path`, e.g.
+    /// Write OUT/<host>/hosts.toml for each mirrored registry (containerd's `config_path`, e.g.
     /// /etc/containerd/certs.d).
     #[arg(long, env = "MIRRORSWAP_CONTAINERD_OUT", value_name = "DIR", required_unless_present = "legacy")]
     pub out: Option<PathBuf>,
     /// Print the legacy `plugins."io.containerd.grpc.v1.cri".registry.mirrors` block instead.
-    #[arg(long, env = "MIRRORSWAP_CONTAINERD_LEGACY", conflicts_with = "out")]
+    #[arg(long, env = "MIRRORSWAP_CONTAINERD_LEGACY", conflicts_with_all = ["out", "registry_ca", "insecure_registry", "skip_verify"])]
     pub legacy: bool,
-    /// CA file the nodes use to verify the mirrors (hosts.toml `ca`).
-    #[arg(long, env = "MIRRORSWAP_CONTAINERD_CA", value_name = "FILE")]
-    pub ca: Option<String>,
-    /// Do not verify the mirrors' certificates (hosts.toml `skip_verify`).
+    /// hosts.toml `ca` and `skip_verify`.
+    #[command(flatten)]
+    pub tls: MirrorTlsArgs,
+    /// Verify no mirror's certificate (`skip_verify` on every host; prefer --insecure-registry).
     #[arg(long, env = "MIRRORSWAP_CONTAINERD_SKIP_VERIFY")]
     pub skip_verify: bool,
 }
@@ -36,27 +44,25 @@ pub fn run(args: &ContainerdArgs) -> anyhow::Result<ExitCode> {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    let origin = &loaded.origin;
-    let (mirrors, skipped) = mirrors(&loaded.rules);
-    for skip in &skipped {
-        eprintln!("{origin}:{}: warning: `{}` is not in the containerd config: {}", skip.line, skip.rule, skip.reason);
-    }
-    if args.legacy {
-        print!("{}", legacy_toml(&mirrors));
-        return Ok(ExitCode::SUCCESS);
-    }
-    let Some(out) = &args.out else {
-        anyhow::bail!("--out DIR or --legacy is required");
+    let plan = Plan::from_rules(&loaded.rules);
+    let mut tls = args.tls.tls();
+    tls.insecure_all = args.skip_verify;
+    let rendered = match &args.out {
+        Some(_) => containerd::render(&plan, &tls, &loaded.origin),
+        None => containerd::render_legacy(&plan),
     };
-    let options = HostOptions { ca: args.ca.clone(), skip_verify: args.skip_verify };
-    for mirror in &mirrors {
-        let dir = out.join(&mirror.host);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let file = dir.join("hosts.toml");
-        std::fs::write(&file, hosts_toml(mirror, &options))
-            .with_context(|| format!("cannot write {}", file.display()))?;
-        eprintln!("wrote {}", file.display());
+    report(&loaded.origin, "the containerd config", &plan, &rendered, &tls);
+    let Some(out) = &args.out else {
+        rendered.files.iter().for_each(|(_, text)| print!("{text}"));
+        return Ok(ExitCode::SUCCESS);
+    };
+    for (name, text) in &rendered.files {
+        write(&out.join(name), text, 0o644)?;
     }
-    eprintln!("{} hosts mirrored, {} rules not expressible in containerd", mirrors.len(), skipped.len());
+    eprintln!(
+        "{} registries mirrored, {} rules not expressible in containerd",
+        rendered.files.len(),
+        rendered.skipped.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

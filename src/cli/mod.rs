@@ -4,6 +4,9 @@ mod audit;
 mod certs;
 mod check;
 mod containerd;
+mod crio;
+mod k3s;
+mod node;
 mod pull_secret;
 mod rewrite;
 
@@ -53,8 +56,14 @@ pub enum Command {
     /// manifest and a kustomization over manifests/, and print the caBundle.
     Certs(certs::CertsArgs),
     /// Write containerd mirror config (hosts.toml per host, or --legacy CRI block) from the rules.
-    #[command(after_help = FORMATS_HELP)]
+    #[command(after_help = format!("{}\n\n{FORMATS_HELP}", containerd::HELP))]
     Containerd(containerd::ContainerdArgs),
+    /// Write CRI-O/Podman containers-registries.conf (v2) mirrors from the rules.
+    #[command(after_help = format!("{}\n\n{FORMATS_HELP}", crio::HELP))]
+    Crio(crio::CrioArgs),
+    /// Write K3s/RKE2 registries.yaml mirrors (with credentials and TLS) from the rules.
+    #[command(after_help = format!("{}\n\n{FORMATS_HELP}", k3s::HELP))]
+    K3s(k3s::K3sArgs),
     /// Print a kubernetes.io/dockerconfigjson Secret for mirror registry credentials: every one a
     /// Palette document holds (--from FILE), or one given by --server/--username/--password-file.
     PullSecret(pull_secret::PullSecretArgs),
@@ -149,6 +158,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(&args),
         Command::Certs(args) => certs::run(&args),
         Command::Containerd(args) => containerd::run(&args),
+        Command::Crio(args) => crio::run(&args),
+        Command::K3s(args) => k3s::run(&args),
         Command::PullSecret(args) => pull_secret::run(&args),
         Command::Sleep { duration } => {
             std::thread::sleep(duration);

@@ -82,9 +82,29 @@ pub struct ServeArgs {
     /// Largest accepted request body (the API server sends at most 3 MiB).
     #[arg(long, env = "MIRRORSWAP_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Most simultaneous webhook connections; more are closed at once.
+    /// Most simultaneous webhook connections; more are closed at accept, before the TLS
+    /// handshake (counted in mirrorswap_connections_refused_total, logged at most every 10 s).
     #[arg(long, env = "MIRRORSWAP_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+    /// Close an HTTP/1.1 or HTTP/2 connection after this long with no request in flight
+    /// (HTTP/2 gets a GOAWAY). Keep it below the API server's 90 s idle reuse, so the server,
+    /// not a request racing the close, ends the connection.
+    #[arg(long, env = "MIRRORSWAP_IDLE_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
+    pub idle_timeout: Duration,
+    /// Most concurrent HTTP/2 streams (requests) per connection; the API server opens
+    /// another connection beyond it.
+    #[arg(long, env = "MIRRORSWAP_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_concurrent_streams: u32,
+    /// Most request-body bytes held at once, across all requests: each request reserves its
+    /// Content-Length (or --max-body-bytes when it declares none) before its body is read.
+    /// Peak memory is about the idle RSS plus 2x this (README, "Limits"); at least --max-body-bytes.
+    #[arg(long, env = "MIRRORSWAP_MAX_INFLIGHT_BODY_BYTES", default_value_t = 24 * 1024 * 1024)]
+    pub max_inflight_body_bytes: usize,
+    /// How long a request waits for --max-inflight-body-bytes to have room before it is
+    /// answered 503 with Retry-After (counted in mirrorswap_requests_shed_total).
+    #[arg(long, env = "MIRRORSWAP_INFLIGHT_BODY_WAIT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub inflight_body_wait: Duration,
     /// How often watched files are re-read even without a change event.
     #[arg(long, env = "MIRRORSWAP_RELOAD_POLL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub reload_poll: Duration,
@@ -110,6 +130,15 @@ impl ServeArgs {
     /// Where the development CA goes.
     pub fn dev_ca_path(&self) -> PathBuf {
         self.dev_ca_out.clone().unwrap_or_else(|| std::env::temp_dir().join("mirrorswap-dev-ca.pem"))
+    }
+}
+
+/// A duration above zero.
+fn positive_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(duration) if duration.is_zero() => Err("must be above zero".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
     }
 }
 

@@ -1,12 +1,8 @@
 //! The two HTTP surfaces: the webhook (`POST /mutate`, `POST /`) with its
-//! body limit, per-request timeout and connection cap, and the admin
+//! body limit, in-flight body budget and per-request timeout, and the admin
 //! endpoints (`/metrics`, `/healthz`, `/readyz`).
 
-use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -17,11 +13,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum_server::accept::Accept;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower::{BoxError, Service, ServiceBuilder};
+use tower::{BoxError, ServiceBuilder};
 
 use super::admission;
+use super::body_budget::{self, BodyBudget};
 use super::state::State;
 
 /// Bodies larger than this are answered on the blocking pool, off the async workers.
@@ -40,8 +35,9 @@ pub struct Limits {
 const NOOP_REVIEW: &str =
     r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"noop","allowed":true}}"#;
 
-/// The webhook routes; `noop` adds the benchmark-only `POST /noop`.
-pub fn webhook_router(state: Arc<State>, limits: Limits, noop: bool) -> Router {
+/// The webhook routes; `noop` adds the benchmark-only `POST /noop`. The timeout covers the
+/// wait for the body budget too.
+pub fn webhook_router(state: Arc<State>, limits: Limits, budget: BodyBudget, noop: bool) -> Router {
     let mut router = Router::new()
         .route("/mutate", post(mutate))
         .route("/", post(mutate))
@@ -49,13 +45,17 @@ pub fn webhook_router(state: Arc<State>, limits: Limits, noop: bool) -> Router {
     if noop {
         router = router.route("/noop", post(noop_route));
     }
-    router.with_state(state).layer(DefaultBodyLimit::max(limits.max_body_bytes)).layer(
-        ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|_: BoxError| async {
-                (StatusCode::REQUEST_TIMEOUT, "the request took too long\n")
-            }))
-            .timeout(limits.request_timeout),
-    )
+    router
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(budget, body_budget::reserve))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async {
+                    (StatusCode::REQUEST_TIMEOUT, "the request took too long\n")
+                }))
+                .timeout(limits.request_timeout),
+        )
 }
 
 /// The admin routes.
@@ -151,66 +151,5 @@ async fn readyz(Shared(state): Shared<Arc<State>>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: no rules loaded yet\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
-}
-
-/// Caps simultaneous connections: each accepted connection holds a permit until it closes,
-/// and a connection over the cap is closed before its TLS handshake.
-#[derive(Clone, Debug)]
-pub struct ConnectionLimit<A> {
-    inner: A,
-    permits: Arc<Semaphore>,
-}
-
-impl<A> ConnectionLimit<A> {
-    /// At most `max` connections through `inner`.
-    pub fn new(inner: A, max: usize) -> Self {
-        Self { inner, permits: Arc::new(Semaphore::new(max.max(1))) }
-    }
-}
-
-impl<A, I, S> Accept<I, S> for ConnectionLimit<A>
-where
-    A: Accept<I, WithPermit<S>>,
-    A::Future: Send + 'static,
-    A::Stream: Send + 'static,
-    A::Service: Send + 'static,
-{
-    type Stream = A::Stream;
-    type Service = A::Service;
-    type Future = Pin<Box<dyn Future<Output = io::Result<(Self::Stream, Self::Service)>> + Send>>;
-
-    fn accept(&self, stream: I, service: S) -> Self::Future {
-        match Arc::clone(&self.permits).try_acquire_owned() {
-            Ok(permit) => Box::pin(self.inner.accept(stream, WithPermit { inner: service, _permit: Arc::new(permit) })),
-            Err(_) => {
-                drop(stream);
-                Box::pin(std::future::ready(Err(io::Error::other("connection limit reached"))))
-            }
-        }
-    }
-}
-
-/// A connection's service, holding its connection permit.
-#[derive(Clone, Debug)]
-pub struct WithPermit<S> {
-    inner: S,
-    _permit: Arc<OwnedSemaphorePermit>,
-}
-
-impl<S, R> Service<R> for WithPermit<S>
-where
-    S: Service<R>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: R) -> Self::Future {
-        self.inner.call(request)
     }
 }

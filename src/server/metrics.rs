@@ -29,6 +29,17 @@ pub struct Metrics {
     pub rules_load_seconds: Gauge,
     /// Failed list/watch calls of the Kubernetes API rules source (each retried with backoff).
     pub rules_source_errors: IntCounter,
+    /// Open webhook connections.
+    pub connections_open: IntGauge,
+    /// Connections closed at accept because `--max-connections` were open.
+    pub connections_refused: IntCounter,
+    /// Connections closed after `--idle-timeout` with no request (or none within
+    /// `--request-timeout` of the handshake).
+    pub connections_idle_closed: IntCounter,
+    /// Requests answered 503 because `--max-inflight-body-bytes` stayed full for `--inflight-body-wait`.
+    pub requests_shed: IntCounter,
+    /// Body bytes reserved by requests in flight (declared Content-Length, else `--max-body-bytes`).
+    pub inflight_body_bytes: IntGauge,
     /// Unmirrored images `/validate` found, by the action taken (`allow`, `warn`, `deny`).
     pub unmirrored: IntCounterVec,
 }
@@ -74,6 +85,23 @@ impl Metrics {
             "mirrorswap_rules_source_errors_total",
             "Failed list/watch calls of the Kubernetes API rules source; each is retried with backoff.",
         )?;
+        let connections_open = IntGauge::new("mirrorswap_connections_open", "Open webhook connections.")?;
+        let connections_refused = IntCounter::new(
+            "mirrorswap_connections_refused_total",
+            "Webhook connections closed at accept because --max-connections were open.",
+        )?;
+        let connections_idle_closed = IntCounter::new(
+            "mirrorswap_connections_idle_closed_total",
+            "Webhook connections closed for idleness (--idle-timeout, or no first request within --request-timeout).",
+        )?;
+        let requests_shed = IntCounter::new(
+            "mirrorswap_requests_shed_total",
+            "Requests answered 503 (Retry-After) because --max-inflight-body-bytes stayed full for --inflight-body-wait.",
+        )?;
+        let inflight_body_bytes = IntGauge::new(
+            "mirrorswap_inflight_body_bytes",
+            "Body bytes reserved by webhook requests in flight (declared Content-Length, else --max-body-bytes).",
+        )?;
         let unmirrored = IntCounterVec::new(
             Opts::new(
                 "mirrorswap_unmirrored_images_total",
@@ -96,6 +124,11 @@ impl Metrics {
         registry.register(Box::new(certificate_expiry.clone()))?;
         registry.register(Box::new(rules_load_seconds.clone()))?;
         registry.register(Box::new(rules_source_errors.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(connections_idle_closed.clone()))?;
+        registry.register(Box::new(requests_shed.clone()))?;
+        registry.register(Box::new(inflight_body_bytes.clone()))?;
         registry.register(Box::new(unmirrored.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
@@ -110,6 +143,11 @@ impl Metrics {
             certificate_expiry,
             rules_load_seconds,
             rules_source_errors,
+            connections_open,
+            connections_refused,
+            connections_idle_closed,
+            requests_shed,
+            inflight_body_bytes,
             unmirrored,
         })
     }

@@ -4,7 +4,8 @@
 //!
 //! - [`admission`]: request body in, response out (no I/O); [`patch`]: the JSON patch it writes
 //! - [`workload`]: where the images are in each kind
-//! - [`http`]: routes, limits, the connection cap
+//! - [`http`]: routes and limits; [`body_budget`]: the bound on request bodies in flight
+//! - [`listener`]: the webhook listener (connection cap, TLS, idle close, shutdown)
 //! - [`tls`]: rustls configuration and the swappable certificate
 //! - [`watch`]: reloading files through their parent directory
 //! - [`kube_rules`]: rules from a Secret or ConfigMap through the Kubernetes API
@@ -12,8 +13,10 @@
 
 pub mod admission;
 pub mod args;
+pub mod body_budget;
 pub mod http;
 pub mod kube_rules;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod patch;
@@ -32,8 +35,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum_server::Handle;
-use axum_server::accept::DefaultAcceptor;
-use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tracing::{error, info, warn};
 
 pub use args::ServeArgs;
@@ -54,19 +55,17 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// Shared state, for tests and the load bench.
     pub state: Arc<State>,
-    webhook: Handle<SocketAddr>,
+    webhook: listener::Webhook,
     admin: Handle<SocketAddr>,
-    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    admin_task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Running {
     /// Stops accepting, lets in-flight requests finish within `grace`, then returns.
     pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
-        self.webhook.graceful_shutdown(Some(grace));
         self.admin.graceful_shutdown(Some(grace));
-        for task in self.tasks {
-            task.await.context("server task")?.context("server")?;
-        }
+        self.webhook.shutdown(grace).await;
+        self.admin_task.await.context("admin server task")?.context("admin server")?;
         Ok(())
     }
 }
@@ -85,6 +84,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Loads rules and certificate, binds both listeners and starts serving.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
+    if args.max_inflight_body_bytes < args.max_body_bytes {
+        bail!(
+            "--max-inflight-body-bytes ({}) must be at least --max-body-bytes ({}): a largest request could never be read",
+            args.max_inflight_body_bytes,
+            args.max_body_bytes
+        );
+    }
     let metrics = metrics::Metrics::new().context("creating metrics")?;
     // From the API, the rules arrive with the watch's first answer: until then none, and not ready.
     let api_client = match args.rules_object() {
@@ -115,24 +121,28 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     state.metrics.certificate_expiry.set(certificate.not_after as f64);
     state.metrics.record_reload("certificate", true);
     let certs = Arc::new(tls::SwappableCert::new(certificate.key));
-    let rustls = RustlsConfig::from_config(Arc::new(tls::server_config(Arc::clone(&certs))?));
-    let acceptor = RustlsAcceptor::new(rustls)
-        .handshake_timeout(TLS_HANDSHAKE_TIMEOUT)
-        .acceptor(http::ConnectionLimit::new(DefaultAcceptor, args.max_connections));
+    let tls = Arc::new(tls::server_config(Arc::clone(&certs))?);
     let limits = http::Limits { max_body_bytes: args.max_body_bytes, request_timeout: args.request_timeout };
-    let webhook = Handle::new();
-    // A client must send each request head within --request-timeout (hyper's header read timer;
-    // the first request too), so a slow-loris client cannot hold a connection forever; the
-    // body and the answer are bounded by the router's timeout.
-    let mut server = axum_server::bind(args.listen)
-        .acceptor(acceptor)
-        .handle(webhook.clone())
-        .first_request_timeout(args.request_timeout);
-    server.http_builder().http1().header_read_timeout(args.request_timeout);
-    let webhook_task = tokio::spawn(
-        server.serve(http::webhook_router(Arc::clone(&state), limits, args.bench_noop_route).into_make_service()),
+    let budget = body_budget::BodyBudget::new(
+        args.max_inflight_body_bytes,
+        args.max_body_bytes,
+        args.inflight_body_wait,
+        state.metrics.clone(),
     );
-    let webhook_addr = listening(&webhook, "webhook").await?;
+    let router = http::webhook_router(Arc::clone(&state), limits, budget, args.bench_noop_route);
+    // A new connection must start a request within --request-timeout (so a client that
+    // connects and sends nothing cannot hold a slot), a kept-alive one within --idle-timeout.
+    let connections = listener::ConnectionSettings {
+        max_connections: args.max_connections,
+        idle_timeout: args.idle_timeout,
+        first_request_timeout: args.request_timeout,
+        handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
+        http2_max_concurrent_streams: args.http2_max_concurrent_streams,
+    };
+    let webhook = listener::Webhook::bind(args.listen, tls, router, connections, state.metrics.clone())
+        .await
+        .with_context(|| format!("the webhook listener could not bind {}", args.listen))?;
+    let webhook_addr = webhook.addr;
 
     if let Some(path) = rules_file {
         watch_rules(path, &args, Arc::clone(&state))?;
@@ -151,7 +161,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     }
     state.set_ready();
     info!(webhook = %webhook_addr, admin = %admin_addr, rules = state.rules().len(), "mirrorswap serving");
-    Ok(Running { webhook_addr, admin_addr, state, webhook, admin, tasks: vec![webhook_task, admin_task] })
+    Ok(Running { webhook_addr, admin_addr, state, webhook, admin, admin_task })
 }
 
 async fn listening(handle: &Handle<SocketAddr>, name: &str) -> anyhow::Result<SocketAddr> {

@@ -100,7 +100,7 @@ pub struct FakeApi {
 impl FakeApi {
     /// Starts on 127.0.0.1 with no objects.
     pub async fn start() -> Self {
-        let ca = issue("fake kube-apiserver CA", &["127.0.0.1".into()], 1).unwrap();
+        let ca = issue("fake kube-apiserver CA", &["127.0.0.1".into(), "localhost".into()], 1).unwrap();
         let (changes, _) = broadcast::channel(1024);
         let shared =
             Arc::new(Shared { run: AtomicU64::new(0), store: Mutex::default(), changes, log: Mutex::default() });

@@ -24,6 +24,7 @@ pub mod apiserver;
 pub mod chart;
 pub mod components;
 pub mod k8s_update;
+pub mod registry;
 pub mod tools;
 
 pub const RULES: &str = "\
@@ -85,14 +86,7 @@ impl TestServer {
 
     /// GETs an admin path; returns status and body.
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
-        let stream = TcpStream::connect(self.admin).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-        tokio::spawn(connection);
-        let request = hyper::Request::get(path).header("host", "localhost").body(Full::new(Bytes::new())).unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        http_get(self.admin, path).await
     }
 
     /// The value of one metric sample line (`name{labels}`), 0 when absent.
@@ -106,6 +100,23 @@ impl TestServer {
             running.shutdown(Duration::from_secs(5)).await.unwrap();
         }
     }
+}
+
+/// GETs `path` over plain HTTP/1.1 from `addr` (an admin listener); returns status and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    try_http_get(addr, path).await.unwrap()
+}
+
+/// As [`http_get`], with an error while nothing listens (yet).
+pub async fn try_http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), Box<dyn std::error::Error>> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path).header("host", "localhost").body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 pub fn serve_args(argv: &[String]) -> ServeArgs {
@@ -183,6 +194,14 @@ impl Client {
             }
         };
         Self { sender, peer_certificate }
+    }
+
+    /// True once the server closed the connection (or it failed).
+    pub fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::Http1(sender) => sender.is_closed(),
+            Sender::Http2(sender) => sender.is_closed(),
+        }
     }
 
     /// POSTs `body` to `path` with `content_type`; returns status and body.
