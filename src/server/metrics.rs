@@ -23,6 +23,9 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// Unix time of the last successful load, by what was loaded.
     pub last_reload: GaugeVec,
+    /// 1 when the last load of `what` succeeded, 0 while the last one failed: unlike the failure
+    /// counter's rate, it stays 0 for as long as broken rules stay in place.
+    pub last_reload_successful: IntGaugeVec,
     /// Unix time at which the serving certificate expires.
     pub certificate_expiry: Gauge,
     /// Seconds the last successful rules load took: read, parse, compile and swap in.
@@ -109,6 +112,10 @@ impl Metrics {
             ),
             &["action"],
         )?;
+        let last_reload_successful = IntGaugeVec::new(
+            Opts::new("mirrorswap_last_reload_successful", "1 when the last load succeeded, 0 when it failed."),
+            &["what"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mirrorswap_build_info", "Always 1; the labels describe the build."),
             &["version"],
@@ -121,6 +128,7 @@ impl Metrics {
         registry.register(Box::new(rules_loaded.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(last_reload.clone()))?;
+        registry.register(Box::new(last_reload_successful.clone()))?;
         registry.register(Box::new(certificate_expiry.clone()))?;
         registry.register(Box::new(rules_load_seconds.clone()))?;
         registry.register(Box::new(rules_source_errors.clone()))?;
@@ -131,6 +139,13 @@ impl Metrics {
         registry.register(Box::new(inflight_body_bytes.clone()))?;
         registry.register(Box::new(unmirrored.clone()))?;
         registry.register(Box::new(build_info))?;
+        // Every reload series exists from the start at 0, so the first failure after start-up is
+        // an increase that `increase()`/`rate()` see (a series born at 1 shows none).
+        for what in ["rules", "certificate"] {
+            for result in ["success", "failure"] {
+                reloads.with_label_values(&[what, result]);
+            }
+        }
         Ok(Self {
             registry,
             requests,
@@ -140,6 +155,7 @@ impl Metrics {
             rules_loaded,
             reloads,
             last_reload,
+            last_reload_successful,
             certificate_expiry,
             rules_load_seconds,
             rules_source_errors,
@@ -155,6 +171,7 @@ impl Metrics {
     /// Records a load of `what` (`rules` or `certificate`).
     pub fn record_reload(&self, what: &str, success: bool) {
         self.reloads.with_label_values(&[what, if success { "success" } else { "failure" }]).inc();
+        self.last_reload_successful.with_label_values(&[what]).set(i64::from(success));
         if success {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
