@@ -4,7 +4,8 @@
 #     (defaults, cert-manager, existing Secret, Palette's image-swap values with and without a
 #     detected registry-info Secret, Palette's imageSwap block, rules from a Secret through the API
 #     with its Role/RoleBinding, workload templates in opt-in mode, the operations kit: HPA,
-#     PrometheusRule, dashboard; registry-aware swapping);
+#     PrometheusRule, dashboard; registry-aware swapping; the leak guard's
+#     ValidatingWebhookConfiguration and the audit ClusterRole);
 #   - the kustomizations `mirrorswap certs` writes over manifests/base, opt-in, workloads,
 #     opt-in-workloads and registry-check, and over manifests/base with --namespace other;
 #   - every rendered document and every file in manifests/base validated against the official

@@ -9,6 +9,7 @@
 //! - [`node_config`]: the rules as node-level mirror config (containerd, CRI-O, K3s).
 //! - [`cli`]: the `mirrorswap` command line.
 
+pub mod audit;
 pub mod certs;
 pub mod cli;
 pub mod credentials;

@@ -6,9 +6,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use base64::Engine;
 use common::{Client, Protocol, sample, serve_args};
+use mirrorswap::registry::{OnCheckError, SwapPolicy};
 use mirrorswap::rewrite::{Decision, RuleSet};
 use mirrorswap::rules_file::{Format, load_file, load_text};
 use mirrorswap::server::start;
@@ -316,6 +318,13 @@ fn registry_args(documents: &[Yaml]) -> Vec<&str> {
     strings(&container(documents)["args"]).into_iter().filter(|arg| flags.iter().any(|f| arg.starts_with(f))).collect()
 }
 
+/// The container's arguments as `mirrorswap serve` parses them (a flag it lacks fails here).
+fn parsed_args(documents: &[Yaml]) -> mirrorswap::server::args::ServeArgs {
+    let mut argv = vec!["mirrorswap".to_owned()];
+    argv.extend(strings(&container(documents)["args"]).into_iter().map(str::to_owned));
+    serve_args(&argv)
+}
+
 /// `(name, mountPath, readOnly)` of each registry mount, and each registry volume.
 fn registry_mounts(documents: &[Yaml]) -> (Vec<(&str, &str, bool)>, Vec<&Yaml>) {
     let is_registry = |yaml: &Yaml| yaml["name"].as_str().is_some_and(|name| name.starts_with("registry-"));
@@ -366,6 +375,17 @@ fn registry_check_values_render_as_serve_flags_and_read_only_mounts() {
     assert_eq!(volumes[1]["configMap"]["items"][0]["key"].as_str(), Some("ca.pem"));
     assert!(container(&documents)["volumeMounts"].as_vec().unwrap().iter().all(|m| m["subPath"].is_badvalue()));
     assert_hardened(find(&documents, "Deployment"), "registry check");
+    // The server parses the rendered arguments into these settings.
+    let args = parsed_args(&documents);
+    assert_eq!(args.policy.swap_policy, SwapPolicy::Exists);
+    assert_eq!(args.policy.on_check_error, OnCheckError::Swap);
+    assert_eq!(args.check.check_timeout, Duration::from_secs(2));
+    assert_eq!(args.check.check_cache_ttl, Duration::from_secs(600));
+    assert_eq!(args.check.check_negative_ttl, Duration::from_secs(60));
+    assert_eq!(args.check.check_cache_entries, 50_000);
+    assert_eq!(args.check.check_backoff, Duration::from_secs(5));
+    assert_eq!(args.check.insecure_registries, ["registry.local:5000"]);
+    assert_eq!(args.check.registry_auth.as_deref(), Some(Path::new("/etc/mirrorswap/registry-auth/.dockerconfigjson")));
 
     // The CA from a Secret instead; the defaults of the check flags.
     let sets = ["registryCheck.swapPolicy=exists", "registryCa.existingSecret=mirror-ca"];
@@ -383,6 +403,9 @@ fn registry_check_values_render_as_serve_flags_and_read_only_mounts() {
             "--registry-ca=/etc/mirrorswap/registry-ca/ca.crt",
         ]
     );
+    let args = parsed_args(&documents);
+    assert_eq!((args.policy.swap_policy, args.policy.on_check_error), (SwapPolicy::Exists, OnCheckError::Keep));
+    assert_eq!(args.check.registry_ca.as_deref(), Some(Path::new("/etc/mirrorswap/registry-ca/ca.crt")));
     let (_, volumes) = registry_mounts(&documents);
     assert_eq!(volumes.len(), 1);
     assert_eq!(volumes[0]["secret"]["secretName"].as_str(), Some("mirror-ca"));
@@ -441,6 +464,9 @@ fn the_registry_check_overlay_adds_the_flags_and_a_read_only_credentials_mount()
     assert_eq!(volumes[0]["secret"]["secretName"].as_str(), Some("mirrorswap-registry-auth"));
     assert_eq!(volumes[0]["secret"]["items"][0]["key"].as_str(), Some(".dockerconfigjson"));
     assert_hardened(find(&documents, "Deployment"), "manifests/registry-check");
+    let parsed = parsed_args(&documents);
+    assert_eq!(parsed.policy.swap_policy, SwapPolicy::Exists);
+    assert_eq!(parsed.check.check_timeout, Duration::from_secs(1));
     // The API server waits at least 1s longer than the lookups.
     for webhook in find(&documents, "MutatingWebhookConfiguration")["webhooks"].as_vec().unwrap() {
         assert!(webhook["timeoutSeconds"].as_i64().unwrap() >= 2, "timeoutSeconds above --check-timeout=1s + 1s");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use mirrorswap::registry::{AuthFile, CheckArgs, OnCheckError, Resolver, SwapPolicy, Verdict};
+use mirrorswap::registry::{AuthFile, CheckArgs, OnCheckError, Resolver, Verdict};
 use mirrorswap::rewrite::{Options, compile_maps};
 use proptest::prelude::*;
 
@@ -125,7 +125,6 @@ async fn serve(script: Script) -> SocketAddr {
 
 fn check_args(insecure: &str) -> CheckArgs {
     CheckArgs {
-        swap_policy: SwapPolicy::Exists,
         registry_auth: None,
         registry_ca: None,
         insecure_registries: vec![insecure.to_owned()],
@@ -134,7 +133,6 @@ fn check_args(insecure: &str) -> CheckArgs {
         check_negative_ttl: Duration::from_secs(30),
         check_cache_entries: 100,
         check_backoff: Duration::from_millis(1),
-        on_check_error: OnCheckError::Keep,
     }
 }
 
@@ -146,7 +144,7 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let (verdict, took) = runtime.block_on(async {
             let addr = serve(script.clone()).await;
-            let resolver = Resolver::new(&check_args(&addr.to_string()), None).unwrap();
+            let resolver = Resolver::new(&check_args(&addr.to_string()), OnCheckError::Keep, None).unwrap();
             let rules = compile_maps(&format!("src.invalid::{addr}/m\n"), Options::default()).unwrap().rules;
             let started = Instant::now();
             let resolved = resolver.resolve(&rules, &["src.invalid/app:1"]).await;

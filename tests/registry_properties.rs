@@ -30,7 +30,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use mirrorswap::registry::client::classify;
 use mirrorswap::registry::{
-    Answer, AuthFile, CheckArgs, CheckError, Checker, ClientSettings, OnCheckError, Resolver, SwapPolicy, Verdict,
+    Answer, AuthFile, CheckArgs, CheckError, Checker, ClientSettings, OnCheckError, Resolver, Verdict,
 };
 use mirrorswap::rewrite::{Options, compile_maps};
 use oci_client::errors::{OciDistributionError, OciEnvelope};
@@ -668,7 +668,6 @@ fn a_token_that_panics_the_client_is_contained() {
     };
     let host = server.addr.to_string();
     let args = CheckArgs {
-        swap_policy: SwapPolicy::Exists,
         registry_auth: None,
         registry_ca: None,
         insecure_registries: vec![host.clone()],
@@ -677,9 +676,8 @@ fn a_token_that_panics_the_client_is_contained() {
         check_negative_ttl: Duration::from_secs(60),
         check_cache_entries: 100,
         check_backoff: Duration::ZERO,
-        on_check_error: OnCheckError::Keep,
     };
-    let resolver = Resolver::new(&args, None).expect("resolver");
+    let resolver = Resolver::new(&args, OnCheckError::Keep, None).expect("resolver");
     let rules = compile_maps(&format!("src.invalid::{host}/mirror\n"), Options::default()).expect("rules").rules;
     let resolved = runtime().block_on(resolver.resolve(&rules, &["src.invalid/panic/app:1"]));
     let resolution = resolved.get("src.invalid/panic/app:1").expect("resolved");

@@ -1,5 +1,6 @@
 //! The `mirrorswap` command line: argument definitions and dispatch.
 
+mod audit;
 mod certs;
 mod check;
 mod containerd;
@@ -72,6 +73,11 @@ pub enum Command {
         #[arg(value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
     },
+    /// Apply the rules to every workload of manifests (-f) or of the live cluster without
+    /// changing anything: per distinct image what it becomes, why, where it is used, and
+    /// whether it is pulled from outside the mirrors. Exit 1 with --fail-on hits, 2 on errors.
+    #[command(after_help = FORMATS_HELP)]
+    Audit(Box<audit::AuditArgs>),
     /// Serve the HTTPS admission webhook (rules and certificate reloaded when they change).
     #[command(after_help = FORMATS_HELP)]
     Serve(Box<crate::server::ServeArgs>),
@@ -149,6 +155,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Rewrite(args) => rewrite::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Audit(args) => audit::run(&args),
         Command::Certs(args) => certs::run(&args),
         Command::Containerd(args) => containerd::run(&args),
         Command::Crio(args) => crio::run(&args),

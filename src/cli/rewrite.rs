@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::RulesArgs;
-use crate::registry::{Answer, CheckArgs, Resolved, Resolver, SwapPolicy, Verdict};
+use crate::registry::{Answer, CheckArgs, PolicyArgs, Resolved, Resolver, SwapPolicy, Verdict};
 use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged};
 
 /// Arguments of `mirrorswap rewrite`.
@@ -21,6 +21,8 @@ pub struct RewriteArgs {
     /// target, FILE:LINE) or why none did.
     #[arg(long, env = "MIRRORSWAP_EXPLAIN")]
     pub explain: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     #[command(flatten)]
     pub check: CheckArgs,
     /// Images to rewrite; `-` reads images from stdin, one a line.
@@ -34,7 +36,7 @@ pub fn run(args: &RewriteArgs) -> anyhow::Result<ExitCode> {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    if args.check.swap_policy == SwapPolicy::Exists {
+    if args.policy.swap_policy == SwapPolicy::Exists {
         return run_exists(args, &loaded.rules, &loaded.origin);
     }
     let write_one = |out: &mut BufWriter<_>, rules: &RuleSet, image: &str| {
@@ -102,7 +104,7 @@ fn all_images(args: &RewriteArgs) -> anyhow::Result<Vec<String>> {
 /// `--swap-policy exists`: resolve every image through the registries, then print.
 fn run_exists(args: &RewriteArgs, rules: &RuleSet, origin: &str) -> anyhow::Result<ExitCode> {
     let images = all_images(args)?;
-    let resolver = Resolver::new(&args.check, None)?;
+    let resolver = Resolver::new(&args.check, args.policy.on_check_error, None)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
     let resolved = runtime.block_on(async {
         let images: Vec<&str> = images.iter().map(String::as_str).collect();

@@ -1,5 +1,6 @@
-//! The swap-policy, registry and check flags, shared by `serve` and `rewrite`
-//! (`#[command(flatten)]`), each with its `MIRRORSWAP_*` environment variable.
+//! The swap-policy flags (`serve`, `rewrite`) and the registry and check flags (also
+//! `audit --check-mirror`), flattened into each command, each with its `MIRRORSWAP_*`
+//! environment variable.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,13 +28,23 @@ pub enum OnCheckError {
     Swap,
 }
 
-/// Flags of registry-aware swapping.
-#[derive(Clone, Debug, Args)]
-pub struct CheckArgs {
+/// The swap policy, for the commands that rewrite (`serve`, `rewrite`).
+#[derive(Clone, Copy, Debug, Args)]
+pub struct PolicyArgs {
     /// `always`: rewrite as the rules say, no registry contact. `exists`: rewrite only to a
     /// target the mirror has (manifest HEAD), trying less specific rules next.
     #[arg(long, env = "MIRRORSWAP_SWAP_POLICY", value_enum, default_value_t = SwapPolicy::Always)]
     pub swap_policy: SwapPolicy,
+    /// `keep`: a failed lookup keeps the original (after trying the other candidates);
+    /// `swap`: it rewrites anyway.
+    #[arg(long, env = "MIRRORSWAP_ON_CHECK_ERROR", value_enum, default_value_t = OnCheckError::Keep)]
+    pub on_check_error: OnCheckError,
+}
+
+/// How the registries are asked: credentials, TLS, deadlines and the answer cache. Shared by
+/// `serve`, `rewrite` and `audit --check-mirror`.
+#[derive(Clone, Debug, Args)]
+pub struct CheckArgs {
     /// Docker config JSON (`{"auths": {...}}`, the `.dockerconfigjson` of a pull Secret) with
     /// mirror credentials; reloaded when it changes.
     #[arg(long, env = "MIRRORSWAP_REGISTRY_AUTH", value_name = "FILE")]
@@ -65,8 +76,4 @@ pub struct CheckArgs {
     /// during an outage requests answer at once instead of each waiting for the timeout.
     #[arg(long, env = "MIRRORSWAP_CHECK_BACKOFF", default_value = "3s", value_parser = humantime::parse_duration)]
     pub check_backoff: Duration,
-    /// `keep`: a failed lookup keeps the original (after trying the other candidates);
-    /// `swap`: it rewrites anyway.
-    #[arg(long, env = "MIRRORSWAP_ON_CHECK_ERROR", value_enum, default_value_t = OnCheckError::Keep)]
-    pub on_check_error: OnCheckError,
 }

@@ -16,7 +16,7 @@ pub mod client;
 pub mod metrics;
 pub mod policy;
 
-pub use args::{CheckArgs, OnCheckError, SwapPolicy};
+pub use args::{CheckArgs, OnCheckError, PolicyArgs, SwapPolicy};
 pub use auth_file::{AuthFile, AuthFileError};
 pub use cache::CheckCache;
 pub use client::{Answer, CheckError, Checker, ClientSettings};

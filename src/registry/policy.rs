@@ -93,7 +93,12 @@ pub enum ResolverError {
 
 impl Resolver {
     /// Builds the clients and the cache from the flags (reads `--registry-ca` and `--registry-auth`).
-    pub fn new(args: &CheckArgs, metrics: Option<RegistryMetrics>) -> Result<Self, ResolverError> {
+    /// `on_error` says what a failed lookup means for [`Self::resolve`].
+    pub fn new(
+        args: &CheckArgs,
+        on_error: OnCheckError,
+        metrics: Option<RegistryMetrics>,
+    ) -> Result<Self, ResolverError> {
         let ca_pem = match &args.registry_ca {
             Some(path) => {
                 let name = path.display().to_string();
@@ -110,8 +115,7 @@ impl Resolver {
             None => AuthFile::default(),
         };
         let client = ClientSettings { ca_pem, insecure: args.insecure_registries.clone(), timeout: args.check_timeout };
-        let settings =
-            CheckSettings { timeout: args.check_timeout, backoff: args.check_backoff, on_error: args.on_check_error };
+        let settings = CheckSettings { timeout: args.check_timeout, backoff: args.check_backoff, on_error };
         Ok(Self {
             checker: ArcSwap::from_pointee(Checker::new(&client, auth.clone())),
             client,
@@ -189,6 +193,14 @@ impl Resolver {
             Some(async move { (image.to_owned(), self.resolve_one(targets, deadline).await) })
         });
         Resolved { by_image: futures::future::join_all(lookups).await.into_iter().collect() }
+    }
+
+    /// Whether the registry `image` names has it: one lookup through the cache and the
+    /// backoff, as a candidate is asked, within one `--check-timeout` from now
+    /// (`audit --check-mirror`). The metrics label is the image's registry.
+    pub async fn presence(&self, image: &str) -> Result<Answer, CheckError> {
+        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        self.check(&registry_host(image), image, deadline).await.0
     }
 
     /// Tries `targets` ((mirror label, image), most specific first) in order.

@@ -13,6 +13,7 @@ mod fxhash;
 pub mod glob;
 pub mod maps;
 mod masks;
+pub mod mirrored;
 pub mod model;
 pub mod reference;
 mod render;

@@ -10,7 +10,7 @@ use clap::Args;
 use super::kube_rules::{ObjectKind, ObjectSource};
 use super::logging::LogFormat;
 use crate::cli::EngineArgs;
-use crate::registry::CheckArgs;
+use crate::registry::{CheckArgs, PolicyArgs};
 use crate::rules_file::Format;
 
 /// Arguments of `mirrorswap serve`.
@@ -61,12 +61,16 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
     pub check: CheckArgs,
     /// Accept a reload that yields no rules while rules are in force. By default such a reload
     /// (an emptied file, a key emptied in the Secret or ConfigMap) is refused: the last good
     /// rules stay and the failure is logged and counted.
     #[arg(long, env = "MIRRORSWAP_ALLOW_EMPTY_RULES")]
     pub allow_empty_rules: bool,
+    #[command(flatten)]
+    pub validation: super::validate::ValidationArgs,
     /// Record the original images in the `mirrorswap.io/original-images` annotation.
     #[arg(long, env = "MIRRORSWAP_ANNOTATE_ORIGINAL")]
     pub annotate_original: bool,

@@ -38,7 +38,10 @@ const NOOP_REVIEW: &str =
 /// The webhook routes; `noop` adds the benchmark-only `POST /noop`. The timeout covers the
 /// wait for the body budget too.
 pub fn webhook_router(state: Arc<State>, limits: Limits, budget: BodyBudget, noop: bool) -> Router {
-    let mut router = Router::new().route("/mutate", post(mutate)).route("/", post(mutate));
+    let mut router = Router::new()
+        .route("/mutate", post(mutate))
+        .route("/", post(mutate))
+        .route("/validate", post(super::validate::route));
     if noop {
         router = router.route("/noop", post(noop_route));
     }

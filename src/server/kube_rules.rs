@@ -84,7 +84,7 @@ impl ObjectSource {
     }
 
     /// The text of [`Self::key`] in a Secret.
-    fn secret_text(&self, secret: &Secret) -> Result<String, String> {
+    pub fn secret_text(&self, secret: &Secret) -> Result<String, String> {
         let bytes = secret.data.as_ref().and_then(|data| data.get(&self.key)).map(|bytes| bytes.0.clone());
         // `stringData` is write-only in the API; honoured should a client ever pass it back.
         let bytes = bytes.or_else(|| {
@@ -95,7 +95,7 @@ impl ObjectSource {
     }
 
     /// The text of [`Self::key`] in a ConfigMap (`data`, else `binaryData`).
-    fn config_map_text(&self, map: &ConfigMap) -> Result<String, String> {
+    pub fn config_map_text(&self, map: &ConfigMap) -> Result<String, String> {
         if let Some(text) = map.data.as_ref().and_then(|data| data.get(&self.key)) {
             return Ok(text.clone());
         }
@@ -204,7 +204,7 @@ pub fn spawn(source: ObjectSource, client: Client, reading: Reading, state: Arc<
 
 /// The mirror settings of a Palette `registry-info` Secret (`DOMAIN`, `USERNAME`/`PASSWORD`,
 /// `CA_CERT`, `INSECURE`), for `--swap-policy exists`; `None` when it has no valid `DOMAIN`.
-fn registry_info(secret: &Secret) -> Option<RegistryInfo> {
+pub fn registry_info(secret: &Secret) -> Option<RegistryInfo> {
     let (data, strings) = (secret.data.as_ref(), secret.string_data.as_ref());
     let value = |key: &str| {
         let bytes = data.and_then(|data| data.get(key)).map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned());

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub requests_shed: IntCounter,
     /// Body bytes reserved by requests in flight (declared Content-Length, else `--max-body-bytes`).
     pub inflight_body_bytes: IntGauge,
+    /// Unmirrored images `/validate` found, by the action taken (`allow`, `warn`, `deny`).
+    pub unmirrored: IntCounterVec,
 }
 
 impl Metrics {
@@ -108,6 +110,13 @@ impl Metrics {
             "mirrorswap_inflight_body_bytes",
             "Body bytes reserved by webhook requests in flight (declared Content-Length, else --max-body-bytes).",
         )?;
+        let unmirrored = IntCounterVec::new(
+            Opts::new(
+                "mirrorswap_unmirrored_images_total",
+                "Images pulled from outside the mirrors that /validate found, by the action taken.",
+            ),
+            &["action"],
+        )?;
         let last_reload_successful = IntGaugeVec::new(
             Opts::new("mirrorswap_last_reload_successful", "1 when the last load succeeded, 0 when it failed."),
             &["what"],
@@ -133,6 +142,7 @@ impl Metrics {
         registry.register(Box::new(connections_idle_closed.clone()))?;
         registry.register(Box::new(requests_shed.clone()))?;
         registry.register(Box::new(inflight_body_bytes.clone()))?;
+        registry.register(Box::new(unmirrored.clone()))?;
         registry.register(Box::new(build_info))?;
         // Every reload series exists from the start at 0, so the first failure after start-up is
         // an increase that `increase()`/`rate()` see (a series born at 1 shows none).
@@ -140,6 +150,10 @@ impl Metrics {
             for result in ["success", "failure"] {
                 reloads.with_label_values(&[what, result]);
             }
+        }
+        // Likewise the leak guard's: the first denied image is an increase the alert sees.
+        for action in ["allow", "warn", "deny"] {
+            unmirrored.with_label_values(&[action]);
         }
         Ok(Self {
             registry,
@@ -159,6 +173,7 @@ impl Metrics {
             connections_idle_closed,
             requests_shed,
             inflight_body_bytes,
+            unmirrored,
         })
     }
 

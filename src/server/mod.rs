@@ -24,6 +24,7 @@ pub mod review;
 pub mod state;
 pub mod tls;
 pub mod update;
+pub mod validate;
 pub mod watch;
 pub mod workload;
 
@@ -105,7 +106,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         pull_secrets: args.pull_secrets.clone().into(),
     };
     let resolver = resolver(&args, &metrics)?;
-    let state = Arc::new(State::new(settings, metrics).with_resolver(resolver));
+    let state =
+        Arc::new(State::new(settings, metrics).with_resolver(resolver).with_validation(args.validation.settings()));
     if let Some(rules) = rules {
         state.install_rules(rules, started);
     }
@@ -228,11 +230,11 @@ fn initial_certificate(args: &ServeArgs) -> anyhow::Result<tls::Loaded> {
 /// With `--swap-policy exists`, the registry resolver (its metrics registered, its
 /// `--registry-auth` file watched); `None` with `always`: no registry is ever contacted.
 fn resolver(args: &ServeArgs, metrics: &metrics::Metrics) -> anyhow::Result<Option<Arc<Resolver>>> {
-    if args.check.swap_policy != SwapPolicy::Exists {
+    if args.policy.swap_policy != SwapPolicy::Exists {
         return Ok(None);
     }
     let registry_metrics = RegistryMetrics::new(metrics.registry()).context("creating registry metrics")?;
-    let resolver = Arc::new(Resolver::new(&args.check, Some(registry_metrics))?);
+    let resolver = Arc::new(Resolver::new(&args.check, args.policy.on_check_error, Some(registry_metrics))?);
     if let Some(rules) = &args.rules {
         // A `registry-secret.yaml` manifest as the rules file names the mirror too.
         resolver.set_palette(palette_of_rules_file(rules));
@@ -250,14 +252,14 @@ fn resolver(args: &ServeArgs, metrics: &metrics::Metrics) -> anyhow::Result<Opti
     }
     info!(
         timeout = ?args.check.check_timeout,
-        on_check_error = ?args.check.on_check_error,
+        on_check_error = ?args.policy.on_check_error,
         "swap policy `exists`: images are rewritten only to targets the mirror has"
     );
     Ok(Some(resolver))
 }
 
 /// The mirror settings of a `registry-secret.yaml` manifest used as the rules file.
-fn palette_of_rules_file(path: &std::path::Path) -> Option<crate::credentials::RegistryInfo> {
+pub(crate) fn palette_of_rules_file(path: &std::path::Path) -> Option<crate::credentials::RegistryInfo> {
     let bytes = rules_file::read_bounded_bytes(path).ok()?;
     crate::credentials::registry_info_in_document(std::str::from_utf8(&bytes).ok()?)
 }

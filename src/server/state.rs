@@ -23,6 +23,8 @@ pub struct State {
     pub metrics: Metrics,
     /// With `--swap-policy exists`, what asks the registries; `None` never contacts one.
     pub resolver: Option<Arc<Resolver>>,
+    /// The leak guard's settings (`POST /validate`).
+    pub validation: super::validate::Settings,
     ready: AtomicBool,
     rules_loaded: AtomicBool,
 }
@@ -37,6 +39,7 @@ impl State {
             settings,
             metrics,
             resolver: None,
+            validation: super::validate::Settings::default(),
             ready: AtomicBool::new(false),
             rules_loaded: AtomicBool::new(false),
         }
@@ -45,6 +48,12 @@ impl State {
     /// The state with `resolver` deciding which candidate images the registries have.
     pub fn with_resolver(mut self, resolver: Option<Arc<Resolver>>) -> Self {
         self.resolver = resolver;
+        self
+    }
+
+    /// The state with the leak guard's `validation` settings.
+    pub fn with_validation(mut self, validation: super::validate::Settings) -> Self {
+        self.validation = validation;
         self
     }
 

@@ -13,6 +13,11 @@
 //! when the requested version was compacted away). It can be stopped and
 //! restarted on the same port (connections cut, as when the API server
 //! restarts), and its history compacted.
+//!
+//! For `mirrorswap audit` it also lists Pods and every workload kind, in one namespace
+//! (`/api/v1/namespaces/NS/pods`, `/apis/apps/v1/namespaces/NS/deployments`) or all
+//! (`/api/v1/pods`), paged as kube-apiserver pages: `limit=N` returns at most N items and a
+//! `metadata.continue` token while more remain, `continue=TOKEN` resumes after them.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -172,6 +177,13 @@ impl FakeApi {
         self.put("configmaps", namespace, name, json!({"apiVersion": "v1", "kind": "ConfigMap", "data": data}));
     }
 
+    /// Creates or updates an object of `resource` (`pods`, `deployments`, …; one of
+    /// [`RESOURCES`]), e.g. a workload for `mirrorswap audit` to list.
+    pub fn put_object(&self, resource: &'static str, namespace: &str, name: &str, object: Value) {
+        assert!(RESOURCES.contains(&resource), "{resource} is not served");
+        self.put(resource, namespace, name, object);
+    }
+
     fn put(&self, resource: &'static str, namespace: &str, name: &str, mut object: Value) {
         let mut store = self.shared.store.lock().unwrap();
         store.version += 1;
@@ -246,7 +258,13 @@ fn server_config(ca: &Issued) -> Arc<rustls::ServerConfig> {
 /// The parts of a request target this server reads.
 struct Query {
     resource: &'static str,
-    namespace: String,
+    /// `None` for a list across all namespaces.
+    namespace: Option<String>,
+    limit: Option<usize>,
+    /// Items to skip: the `continue` token.
+    skip: usize,
+    /// A GET of one object by name (`…/secrets/NAME`), not a list.
+    single: bool,
     name: Option<String>,
     watch: bool,
     from: u64,
@@ -254,17 +272,55 @@ struct Query {
     timeout: Duration,
 }
 
+/// The resources this server lists: the rules sources and every kind `/mutate` rewrites.
+const RESOURCES: [&str; 11] = [
+    "secrets",
+    "configmaps",
+    "pods",
+    "podtemplates",
+    "replicationcontrollers",
+    "deployments",
+    "statefulsets",
+    "daemonsets",
+    "replicasets",
+    "jobs",
+    "cronjobs",
+];
+
 fn parse(target: &str) -> Option<Query> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let resource = match parts.as_slice() {
-        ["api", "v1", "namespaces", _, "secrets"] => "secrets",
-        ["api", "v1", "namespaces", _, "configmaps"] => "configmaps",
+    if let ["api", "v1", "namespaces", namespace, resource, name] = parts.as_slice() {
+        let resource = *RESOURCES.iter().find(|known| **known == *resource)?;
+        let (namespace, name) = (Some((*namespace).to_owned()), Some((*name).to_owned()));
+        let timeout = Duration::from_secs(290);
+        return Some(Query {
+            resource,
+            namespace,
+            name,
+            limit: None,
+            skip: 0,
+            single: true,
+            watch: false,
+            from: 0,
+            bookmarks: false,
+            timeout,
+        });
+    }
+    let (namespace, resource) = match parts.as_slice() {
+        ["api", "v1", "namespaces", namespace, resource] => (Some(*namespace), *resource),
+        ["api", "v1", resource] => (None, *resource),
+        ["apis", _, "v1", "namespaces", namespace, resource] => (Some(*namespace), *resource),
+        ["apis", _, "v1", resource] => (None, *resource),
         _ => return None,
     };
+    let resource = *RESOURCES.iter().find(|known| **known == resource)?;
     let mut parsed = Query {
         resource,
-        namespace: parts[3].to_owned(),
+        namespace: namespace.map(str::to_owned),
+        limit: None,
+        skip: 0,
+        single: false,
         name: None,
         watch: false,
         from: 0,
@@ -280,6 +336,8 @@ fn parse(target: &str) -> Option<Query> {
             "resourceVersion" => parsed.from = value.parse().unwrap_or(0),
             "allowWatchBookmarks" => parsed.bookmarks = value == "true",
             "timeoutSeconds" => parsed.timeout = Duration::from_secs(value.parse().unwrap_or(290)),
+            "limit" => parsed.limit = value.parse().ok().filter(|limit| *limit > 0),
+            "continue" => parsed.skip = value.parse().unwrap_or(0),
             _ => {}
         }
     }
@@ -323,7 +381,7 @@ fn handle(shared: &Arc<Shared>, request: Request<hyper::body::Incoming>) -> Resp
     match parse(&target) {
         Some(query) if request.method() == hyper::Method::GET && query.watch => watch(shared, query),
         Some(query) if request.method() == hyper::Method::GET => list(shared, &query),
-        _ => status(StatusCode::NOT_FOUND, "NotFound", "this fake serves only secrets and configmaps"),
+        _ => status(StatusCode::NOT_FOUND, "NotFound", "this fake serves only secrets, configmaps and workloads"),
     }
 }
 
@@ -339,7 +397,7 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
 
 fn selected(query: &Query, resource: &str, object: &Value) -> bool {
     resource == query.resource
-        && object["metadata"]["namespace"] == query.namespace.as_str()
+        && query.namespace.as_ref().is_none_or(|namespace| object["metadata"]["namespace"] == namespace.as_str())
         && query.name.as_ref().is_none_or(|name| object["metadata"]["name"] == name.as_str())
 }
 
@@ -351,8 +409,26 @@ fn list(shared: &Shared, query: &Query) -> Response<Body> {
         .filter(|((resource, _, _), object)| selected(query, resource, object))
         .map(|(_, object)| object)
         .collect();
-    let kind = if query.resource == "secrets" { "SecretList" } else { "ConfigMapList" };
-    let body = json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": store.version.to_string()}, "items": items});
+    if query.single {
+        return match items.first() {
+            Some(object) => Response::builder()
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(object.to_string())).boxed_unsync())
+                .unwrap(),
+            None => status(StatusCode::NOT_FOUND, "NotFound", "no such object"),
+        };
+    }
+    let kind = match query.resource {
+        "secrets" => "SecretList",
+        "configmaps" => "ConfigMapList",
+        _ => "List",
+    };
+    let page: Vec<&Value> = items.iter().skip(query.skip).take(query.limit.unwrap_or(usize::MAX)).copied().collect();
+    let mut metadata = json!({"resourceVersion": store.version.to_string()});
+    if query.skip + page.len() < items.len() {
+        metadata["continue"] = (query.skip + page.len()).to_string().into();
+    }
+    let body = json!({"apiVersion": "v1", "kind": kind, "metadata": metadata, "items": page});
     Response::builder()
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_string())).boxed_unsync())

@@ -21,6 +21,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
 pub mod apiserver;
+pub mod chart;
 pub mod components;
 pub mod k8s_update;
 pub mod registry;

@@ -1,0 +1,244 @@
+//! `POST /validate`, the leak guard, for a ValidatingWebhookConfiguration. Validating
+//! webhooks run after every mutating one (sidecar injectors included), so this sees the
+//! images that will really be pulled, and judges each with the same rules `/mutate` uses
+//! ([`crate::rewrite::mirrored`]): an image outside the mirrors — no rule's target, no
+//! `--allow-registry` prefix, not left alone on purpose — or one the rules would rewrite but
+//! that arrived unrewritten (the mutating webhook was skipped) is *unmirrored*.
+//!
+//! `--unmirrored allow` only counts them, `warn` admits with one warning per image, `deny`
+//! refuses the object (403) naming each image, container and reason. Opted-out objects and
+//! kinds `/mutate` does not handle are admitted. A review that cannot be read is a 400, an
+//! object that cannot be read is admitted with a warning: like `/mutate`, never a reason for
+//! the cluster to stop.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State as Shared;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use clap::{Args, ValueEnum};
+use kube::core::admission::Operation;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::metrics::Metrics;
+use super::review::Review;
+use super::state::State;
+use super::workload;
+use crate::rewrite::mirrored::{self, AllowedPrefix, Stage, Verdict};
+use crate::rewrite::{Decision, RuleSet, Unchanged};
+
+/// What `/validate` does with an object that would pull an unmirrored image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Admit it; only count the images (`mirrorswap_unmirrored_images_total{action="allow"}`).
+    #[default]
+    Allow,
+    /// Admit it with one warning per image (kubectl prints them).
+    Warn,
+    /// Refuse it (403), naming each image, container and reason.
+    Deny,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Warn => "warn",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+/// `serve` flags of the leak guard.
+#[derive(Debug, Clone, Args)]
+pub struct ValidationArgs {
+    /// What `POST /validate` does with an object pulling an image from outside the mirrors.
+    #[arg(long, env = "MIRRORSWAP_UNMIRRORED", value_enum, default_value_t = Mode::Allow)]
+    pub unmirrored: Mode,
+    /// Registry or registry/path prefix (repeatable) whose images `/validate` accepts as they
+    /// are, matched on `/` boundaries against the fully qualified image (`docker.io/library`
+    /// covers `nginx`). Wins over a rule that would rewrite the image.
+    #[arg(long = "allow-registry", env = "MIRRORSWAP_ALLOW_REGISTRIES", value_delimiter = ',', value_name = "PREFIX",
+          value_parser = AllowedPrefix::parse)]
+    pub allow_registries: Vec<AllowedPrefix>,
+}
+
+impl ValidationArgs {
+    /// The settings these flags select.
+    pub fn settings(&self) -> Settings {
+        Settings { mode: self.unmirrored, allowed: self.allow_registries.clone().into() }
+    }
+}
+
+/// The leak guard's settings.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Allow, warn or deny.
+    pub mode: Mode,
+    /// Prefixes whose images are fine as they are.
+    pub allowed: Arc<[AllowedPrefix]>,
+}
+
+/// The `/validate` route: a JSON `AdmissionReview` in, the verdict out.
+pub async fn route(Shared(state): Shared<Arc<State>>, headers: HeaderMap, body: Bytes) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return (StatusCode::BAD_REQUEST, "the content type must be application/json\n").into_response();
+    }
+    let rules = state.rules();
+    let (status, body) = if body.len() <= 64 * 1024 {
+        answer(&body, &rules, &state.validation, &state.metrics)
+    } else {
+        let shared = Arc::clone(&state);
+        match tokio::task::spawn_blocking(move || answer(&body, &rules, &shared.validation, &shared.metrics)).await {
+            Ok(answered) => answered,
+            Err(error) => {
+                tracing::error!(%error, "validation task failed");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response();
+            }
+        }
+    };
+    let content_type = if status == StatusCode::OK { "application/json" } else { "text/plain; charset=utf-8" };
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
+}
+
+/// One unmirrored image of an object.
+struct Finding<'a> {
+    list: &'static str,
+    container: &'a str,
+    image: &'a str,
+    why: String,
+}
+
+/// Answers one validation request body: the HTTP status and the body.
+pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metrics) -> (StatusCode, Vec<u8>) {
+    let review = match serde_json::from_slice::<Review<'_>>(body) {
+        Ok(review) => review,
+        Err(error) => return undecodable(body, &error),
+    };
+    if review.api_version != "admission.k8s.io/v1" || review.kind != "AdmissionReview" {
+        return invalid("expected apiVersion admission.k8s.io/v1 and kind AdmissionReview");
+    }
+    let Some(request) = review.request else {
+        return invalid("the AdmissionReview has no `request`");
+    };
+    if request.uid.is_empty() {
+        return invalid("the AdmissionReview has no `request.uid`");
+    }
+    let uid = &*request.uid;
+    let known = workload::known_kind(&request.kind.group, &request.kind.kind);
+    let (Some((kind, spec_path)), Some(object), Operation::Create | Operation::Update) =
+        (known, &request.object, &request.operation)
+    else {
+        return respond(uid, true, &[], None);
+    };
+    if workload::opted_out(&object.metadata) {
+        return respond(uid, true, &[], None);
+    }
+    let findings: Vec<Finding<'_>> = workload::image_fields(object, spec_path)
+        .into_iter()
+        .filter_map(|field| {
+            let verdict = mirrored::judge(rules, &settings.allowed, field.image);
+            verdict.unmirrored(Stage::Admitted).then(|| Finding {
+                list: field.list,
+                container: field.container,
+                image: field.image,
+                why: why(&verdict),
+            })
+        })
+        .collect();
+    if findings.is_empty() {
+        return respond(uid, true, &[], None);
+    }
+    let mode = settings.mode;
+    metrics.unmirrored.with_label_values(&[mode.label()]).inc_by(findings.len() as u64);
+    let namespace = request.namespace.as_deref().unwrap_or("-");
+    let name = [&object.metadata.name, &object.metadata.generate_name, &request.name]
+        .into_iter()
+        .find_map(|name| name.as_deref().filter(|name| !name.is_empty()))
+        .unwrap_or("-");
+    for finding in &findings {
+        info!(%uid, %kind, %namespace, %name, container = %finding.container, image = %finding.image,
+              action = mode.label(), "unmirrored image: {}", finding.why);
+    }
+    let describe = |finding: &Finding<'_>| {
+        format!("{} `{}` image `{}`: {}", finding.list, display(finding.container), finding.image, finding.why)
+    };
+    match mode {
+        Mode::Allow => respond(uid, true, &[], None),
+        Mode::Warn => {
+            let warnings: Vec<String> =
+                findings.iter().map(|finding| format!("mirrorswap: unmirrored image: {}", describe(finding))).collect();
+            respond(uid, true, &warnings, None)
+        }
+        Mode::Deny => {
+            let list: Vec<String> = findings.iter().map(describe).collect();
+            let message = format!(
+                "mirrorswap: {kind} {namespace}/{name} would pull {} image(s) from outside the mirrors: {}",
+                findings.len(),
+                list.join("; ")
+            );
+            respond(uid, false, &[], Some(&message))
+        }
+    }
+}
+
+fn display(container: &str) -> &str {
+    if container.is_empty() { "-" } else { container }
+}
+
+/// Why an unmirrored image is one, in a sentence.
+fn why(verdict: &Verdict<'_, '_>) -> String {
+    match &verdict.decision {
+        Decision::Rewritten { image, rule } => format!(
+            "not rewritten, though rule `{rule}` (line {}) maps it to `{image}`: was the mutating webhook skipped?",
+            rule.line
+        ),
+        Decision::Unchanged(Unchanged::InvalidReference(reason)) => format!("not a valid image reference ({reason})"),
+        Decision::Unchanged(Unchanged::InvalidResult { rule, reason }) => {
+            format!("rule `{rule}` (line {}) would give an invalid reference ({reason})", rule.line)
+        }
+        Decision::Unchanged(_) => "no rule maps it to a mirror and no --allow-registry prefix covers it".to_owned(),
+    }
+}
+
+/// The response review.
+fn respond(uid: &str, allowed: bool, warnings: &[String], denied: Option<&str>) -> (StatusCode, Vec<u8>) {
+    let mut response = json!({"uid": uid, "allowed": allowed});
+    if !warnings.is_empty() {
+        response["warnings"] = json!(warnings);
+    }
+    if let Some(message) = denied {
+        response["status"] = json!({"code": 403, "reason": "Forbidden", "message": message});
+    }
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+    (StatusCode::OK, review.to_string().into_bytes())
+}
+
+fn invalid(reason: &str) -> (StatusCode, Vec<u8>) {
+    (StatusCode::BAD_REQUEST, format!("{reason}\n").into_bytes())
+}
+
+/// A well-formed review whose object cannot be read is admitted with a warning; anything
+/// else is a 400.
+fn undecodable(body: &[u8], error: &serde_json::Error) -> (StatusCode, Vec<u8>) {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return invalid(&format!("the body is not JSON: {error}"));
+    };
+    let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
+    if text("/apiVersion") != Some("admission.k8s.io/v1") || text("/kind") != Some("AdmissionReview") {
+        return invalid("expected apiVersion admission.k8s.io/v1 and kind AdmissionReview");
+    }
+    let Some(uid) = text("/request/uid").filter(|uid| !uid.is_empty()) else {
+        return invalid("the AdmissionReview has no `request.uid`");
+    };
+    warn!(%uid, %error, "cannot decode the object to validate; admitted");
+    let warning = format!("mirrorswap could not read the object and did not check its images: {error}");
+    respond(uid, true, &[warning], None)
+}

@@ -1,0 +1,228 @@
+//! `mirrorswap audit` over manifests, run as a user runs it: the built binary, the fixture
+//! release (every workload kind, a List, comments, non-workloads), each output format and
+//! each exit code.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+const RULES: &str = "\
+docker.io::harbor.example.org/hub
+quay.io::harbor.example.org/quay
+ghcr.io::
+registry.k8s.io::harbor.example.org/k8s
+";
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit").join(name).display().to_string()
+}
+
+fn audit(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let rules = dir.join("rules.conf");
+    std::fs::write(&rules, RULES).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
+        .arg("audit")
+        .arg("--rules")
+        .arg(&rules)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn rows(output: &Output) -> Vec<Value> {
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    serde_json::from_slice::<Value>(&output.stdout).unwrap().as_array().unwrap().clone()
+}
+
+#[test]
+fn every_workload_kind_of_a_release_with_lists_and_non_workloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let allow = ["--allow-registry", "registry.internal.example/tools"];
+    let found = rows(&audit(dir.path(), &["-f", &fixture("release.yaml"), "-o", "json", allow[0], allow[1]], None));
+    // (image, rewritten, reason, unmirrored, locations)
+    let hub = "docker.io::harbor.example.org/hub (line 1)";
+    let expected = [
+        (
+            "busybox:1.36",
+            Some("harbor.example.org/hub/busybox:1.36"),
+            "rewritten",
+            false,
+            vec!["Pod/shop/debug ephemeralContainers/shell"],
+        ),
+        (
+            "docker.io/library/postgres:16",
+            Some("harbor.example.org/hub/library/postgres:16"),
+            "rewritten",
+            false,
+            vec!["StatefulSet/shop/db containers/postgres"],
+        ),
+        ("gcr.io/vendor/agent:1", None, "no_rule", true, vec!["DaemonSet/monitoring/agent containers/agent"]),
+        ("ghcr.io/shop/seed:1", None, "opted_out", false, vec!["Job/shop/seed containers/seed"]),
+        (
+            "harbor.example.org/hub/library/busybox:1.36",
+            None,
+            "mirrored",
+            false,
+            vec!["CronJob/shop/backup containers/backup"],
+        ),
+        (
+            "nginx:1.27",
+            Some("harbor.example.org/hub/nginx:1.27"),
+            "rewritten",
+            false,
+            vec![
+                "Deployment/shop/web containers/web",
+                "ReplicaSet/shop/web-5d8f containers/web",
+                "Pod/shop/debug containers/app",
+            ],
+        ),
+        (
+            "quay.io/shop/migrate:2.1",
+            Some("harbor.example.org/quay/shop/migrate:2.1"),
+            "rewritten",
+            false,
+            vec!["Deployment/shop/web initContainers/migrate"],
+        ),
+        ("quay.io/shop/optout:1", None, "object_opted_out", false, vec!["Pod/shop/opted containers/app (opted out)"]),
+        (
+            "quay.io/shop/tpl:1",
+            Some("harbor.example.org/quay/shop/tpl:1"),
+            "rewritten",
+            false,
+            vec!["PodTemplate/shop/tpl containers/app"],
+        ),
+        (
+            "registry.internal.example/tools/proxy:3",
+            None,
+            "allowed_registry",
+            false,
+            vec!["Deployment/shop/web containers/sidecar"],
+        ),
+        (
+            "registry.k8s.io/pause:3.9",
+            Some("harbor.example.org/k8s/pause:3.9"),
+            "rewritten",
+            false,
+            vec!["ReplicationController/old/legacy containers/app"],
+        ),
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (row, (image, rewritten, reason, unmirrored, locations)) in found.iter().zip(expected) {
+        let keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["image", "locations", "mirror", "reason", "rewritten", "rule", "unmirrored"]);
+        assert_eq!(row["image"], image);
+        assert_eq!(row["rewritten"], json!(rewritten), "{image}");
+        assert_eq!(row["reason"], reason, "{image}");
+        assert_eq!(row["unmirrored"], unmirrored, "{image}");
+        assert_eq!(row["locations"], json!(locations), "{image}");
+        assert_eq!(row["mirror"], Value::Null);
+    }
+    assert_eq!(found[5]["rule"], hub);
+    assert_eq!(found[3]["rule"], "ghcr.io:: (line 3)");
+    assert_eq!(found[2]["rule"], Value::Null);
+}
+
+#[test]
+fn table_copy_list_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = fixture("release.yaml");
+    let table = audit(dir.path(), &["-f", &release], None);
+    assert_eq!(table.status.code(), Some(0), "{}", text(&table.stderr));
+    let table = text(&table.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("IMAGE "), "{table}");
+    let column = lines[0].find("REWRITTEN").unwrap();
+    assert!(
+        lines[1..lines.len() - 1].iter().all(|line| line.len() > column && line.as_bytes()[column - 1] == b' '),
+        "{table}"
+    );
+    let nginx = lines.iter().find(|line| line.starts_with("nginx:1.27")).unwrap();
+    assert!(nginx.contains("Deployment/shop/web containers/web (+2 more)"), "{nginx}");
+    assert_eq!(lines.last().unwrap(), &"11 images, 6 rewritten, 2 unmirrored, missing not checked");
+
+    let copy = audit(dir.path(), &["-f", &release, "--output", "copy-list"], None);
+    assert_eq!(
+        text(&copy.stdout),
+        "docker.io/library/busybox:1.36 harbor.example.org/hub/busybox:1.36\n\
+         docker.io/library/postgres:16 harbor.example.org/hub/library/postgres:16\n\
+         docker.io/library/nginx:1.27 harbor.example.org/hub/nginx:1.27\n\
+         quay.io/shop/migrate:2.1 harbor.example.org/quay/shop/migrate:2.1\n\
+         quay.io/shop/tpl:1 harbor.example.org/quay/shop/tpl:1\n\
+         registry.k8s.io/pause:3.9 harbor.example.org/k8s/pause:3.9\n"
+    );
+
+    // Exit 1 only when asked and found; 0 once the outliers are allowed.
+    assert_eq!(audit(dir.path(), &["-f", &release, "--fail-on", "unmirrored"], None).status.code(), Some(1));
+    let allowed = ["--allow-registry", "gcr.io/vendor", "--allow-registry", "registry.internal.example"];
+    let args = [&["-f", release.as_str(), "--fail-on", "unmirrored"][..], &allowed[..]].concat();
+    assert_eq!(audit(dir.path(), &args, None).status.code(), Some(0));
+
+    // Exit 2: a broken document names the file and the line; a missing file; bad rules.
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "kind: Service\n---\napiVersion: v1\nkind: Pod\nspec: {containers: [\n").unwrap();
+    let output = audit(dir.path(), &["-f", &broken.display().to_string()], None);
+    assert_eq!(output.status.code(), Some(2));
+    let error = text(&output.stderr);
+    assert!(
+        error.contains(&format!("{}:", broken.display())) && error.contains("the document starting at line 2"),
+        "{error}"
+    );
+    let shape = dir.path().join("shape.yaml");
+    std::fs::write(
+        &shape,
+        "kind: Service\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: 3}\n",
+    )
+    .unwrap();
+    let error = text(&audit(dir.path(), &["-f", &shape.display().to_string()], None).stderr);
+    assert!(error.contains(&format!("{}:2: Pod p:", shape.display())), "{error}");
+    assert_eq!(audit(dir.path(), &["-f", "/nonexistent/x.yaml"], None).status.code(), Some(2));
+}
+
+#[test]
+fn json_lists_stdin_and_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let pods = std::fs::read_to_string(fixture("pods.json")).unwrap();
+    let found = rows(&audit(dir.path(), &["-f", "-", "-o", "json"], Some(&pods)));
+    let images: Vec<&str> = found.iter().map(|row| row["image"].as_str().unwrap()).collect();
+    assert_eq!(images, ["bitnami/redis:7.2", "quay.io/shop/api:4"]);
+    assert_eq!(found[0]["locations"], json!(["Pod/shop/cache-0 containers/redis"]));
+
+    let manifests = dir.path().join("rendered/templates");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::copy(fixture("pods.json"), manifests.join("pods.json")).unwrap();
+    std::fs::copy(fixture("release.yaml"), manifests.join("release.yaml")).unwrap();
+    std::fs::write(manifests.join("NOTES.txt"), "not: [a manifest").unwrap();
+    let all = rows(&audit(dir.path(), &["-f", &dir.path().join("rendered").display().to_string(), "-o", "json"], None));
+    assert_eq!(all.len(), 13);
+}
+
+/// Helps the copy-list walk-through of the README: SOURCE is what skopeo needs.
+#[test]
+fn copy_list_sources_are_fully_qualified_for_implied_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = concat!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: n}\nspec:\n  containers:\n",
+        "  - {name: a, image: 'bitnami/redis:7'}\n  - {name: b, image: 'alpine'}\n",
+    );
+    let copy = audit(dir.path(), &["-f", "-", "-o", "copy-list"], Some(manifest));
+    assert_eq!(
+        text(&copy.stdout),
+        "docker.io/library/alpine harbor.example.org/hub/alpine\n\
+         docker.io/bitnami/redis:7 harbor.example.org/hub/bitnami/redis:7\n"
+    );
+}

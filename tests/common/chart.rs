@@ -1,0 +1,41 @@
+//! The Helm chart rendered by real `helm` (installed into target/tools by
+//! scripts/install-tools.sh, or `MIRRORSWAP_HELM`), as YAML documents.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn helm() -> PathBuf {
+    let path = std::env::var_os("MIRRORSWAP_HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(ROOT).join("target/tools/bin/helm"));
+    assert!(path.exists(), "{} is missing: run scripts/install-tools.sh (scripts/test.sh does)", path.display());
+    path
+}
+
+/// `helm template` of the chart in namespace `mirrorswap` with `values` (a file under
+/// helm/mirrorswap/ci/, or none for the defaults).
+pub fn render(values: Option<&str>) -> Vec<Yaml> {
+    let chart = Path::new(ROOT).join("helm/mirrorswap");
+    let mut command = Command::new(helm());
+    command.args(["template", "ms", "--namespace", "mirrorswap"]).arg(&chart);
+    if let Some(values) = values {
+        command.arg("--values").arg(chart.join("ci").join(values));
+    }
+    let output = command.output().expect("run helm");
+    assert!(output.status.success(), "helm template: {}", String::from_utf8_lossy(&output.stderr));
+    YamlLoader::load_from_str(&String::from_utf8(output.stdout).unwrap()).expect("rendered YAML")
+}
+
+/// The documents of `kind`.
+pub fn all_of<'d>(documents: &'d [Yaml], kind: &str) -> Vec<&'d Yaml> {
+    documents.iter().filter(|doc| doc["kind"].as_str() == Some(kind)).collect()
+}
+
+/// The strings of a YAML list.
+pub fn strings(yaml: &Yaml) -> Vec<&str> {
+    yaml.as_vec().map(|items| items.iter().filter_map(Yaml::as_str).collect()).unwrap_or_default()
+}

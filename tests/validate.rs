@@ -1,0 +1,161 @@
+//! The leak guard, `POST /validate`, over real HTTPS: each mode, each kind `/mutate`
+//! handles, allowed registries, an opted-out object, and an image the rules would have
+//! rewritten (the mutating webhook skipped), with its metric.
+
+mod common;
+
+use common::{Protocol, TestServer};
+use serde_json::{Value, json};
+
+/// A pod spec with one mirrored, one unmirrored and one should-have-been-rewritten image.
+fn pod_spec() -> Value {
+    json!({
+        "initContainers": [{"name": "migrate", "image": "harbor.example.org/quay/shop/migrate:2"}],
+        "containers": [
+            {"name": "web", "image": "harbor.example.org/hub/nginx:1.27"},
+            {"name": "agent", "image": "vendor.example.com/agent:1"},
+            {"name": "cache", "image": "redis:7"}
+        ]
+    })
+}
+
+/// An object of `kind` holding [`pod_spec`] where that kind keeps its pod spec.
+fn object(kind: &str, metadata: Value) -> Value {
+    let template = json!({"spec": pod_spec()});
+    let mut object = match kind {
+        "Pod" => json!({"spec": pod_spec()}),
+        "PodTemplate" => json!({"template": template}),
+        "CronJob" => json!({"spec": {"jobTemplate": {"spec": {"template": template}}}}),
+        _ => json!({"spec": {"template": template}}),
+    };
+    object["metadata"] = metadata;
+    object
+}
+
+fn review(group: &str, kind: &str, object: Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "b1e5f0c2",
+            "kind": {"group": group, "version": "v1", "kind": kind},
+            "operation": "CREATE",
+            "namespace": "shop",
+            "object": object
+        }
+    })
+}
+
+async fn validate(server: &TestServer, review: &Value) -> Value {
+    let mut client = server.connect(Protocol::Http2).await;
+    let (status, body) = client.post("/validate", "application/json", serde_json::to_vec(review).unwrap()).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["response"]["uid"], "b1e5f0c2");
+    answer["response"].clone()
+}
+
+const KINDS: [(&str, &str); 9] = [
+    ("", "Pod"),
+    ("", "PodTemplate"),
+    ("", "ReplicationController"),
+    ("apps", "Deployment"),
+    ("apps", "StatefulSet"),
+    ("apps", "DaemonSet"),
+    ("apps", "ReplicaSet"),
+    ("batch", "Job"),
+    ("batch", "CronJob"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_refuses_every_kind_naming_each_image_container_and_reason() {
+    let server = TestServer::start(&["--unmirrored", "deny"]).await;
+    for (group, kind) in KINDS {
+        let response = validate(&server, &review(group, kind, object(kind, json!({"name": "web"})))).await;
+        assert_eq!(response["allowed"], false, "{kind}");
+        assert_eq!(response["status"]["code"], 403, "{kind}");
+        let message = response["status"]["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("mirrorswap: {kind} shop/web would pull 2 image(s)")), "{message}");
+        assert!(
+            message.contains("containers `agent` image `vendor.example.com/agent:1`: no rule maps it to a mirror"),
+            "{message}"
+        );
+        assert!(
+            message.contains("containers `cache` image `redis:7`: not rewritten, though rule `docker.io::harbor.example.org/hub` (line 1) maps it to `harbor.example.org/hub/redis:7`: was the mutating webhook skipped?"),
+            "{message}"
+        );
+        assert!(!message.contains("nginx") && !message.contains("migrate"), "mirrored images are fine: {message}");
+    }
+    // Opted out by label, annotation or imageswap's label: admitted.
+    for metadata in [
+        json!({"name": "a", "labels": {"mirrorswap.io/skip": "true"}}),
+        json!({"name": "a", "annotations": {"mirrorswap.io/skip": "true"}}),
+        json!({"name": "a", "labels": {"k8s.twr.io/imageswap": "disabled"}}),
+    ] {
+        let response = validate(&server, &review("apps", "Deployment", object("Deployment", metadata.clone()))).await;
+        assert_eq!(response["allowed"], true, "{metadata}");
+    }
+    // Kinds /mutate does not handle, and deletions, are not judged.
+    let service =
+        review("", "Service", json!({"metadata": {"name": "s"}, "spec": {"containers": [{"image": "x.example/y"}]}}));
+    assert_eq!(validate(&server, &service).await["allowed"], true);
+    let mut deletion = review("", "Pod", object("Pod", json!({"name": "p"})));
+    deletion["request"]["operation"] = json!("DELETE");
+    assert_eq!(validate(&server, &deletion).await["allowed"], true);
+    // All mirrored: admitted without a word.
+    let clean = json!({"metadata": {"name": "ok"}, "spec": {"containers": [{"name": "a", "image": "harbor.example.org/gcr/x:1"}]}});
+    let response = validate(&server, &review("", "Pod", clean)).await;
+    assert_eq!((response["allowed"].clone(), response.get("warnings").is_none()), (json!(true), true));
+    assert_eq!(server.metric(r#"mirrorswap_unmirrored_images_total{action="deny"}"#).await, 18.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warn_admits_with_one_warning_per_image_and_allowed_registries_are_fine() {
+    let server = TestServer::start(&["--unmirrored", "warn", "--allow-registry", "vendor.example.com"]).await;
+    let response = validate(&server, &review("batch", "CronJob", object("CronJob", json!({"name": "backup"})))).await;
+    assert_eq!(response["allowed"], true);
+    let warnings = response["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "the allowed registry's image is no warning: {warnings:?}");
+    assert!(
+        warnings[0].as_str().unwrap().starts_with("mirrorswap: unmirrored image: containers `cache` image `redis:7`")
+    );
+    // An allowed prefix matches on `/` boundaries of the fully qualified image, and wins
+    // over a rule that would rewrite it.
+    let server_hub = TestServer::start(&["--unmirrored", "deny", "--allow-registry", "docker.io/library"]).await;
+    let pod = |image: &str| json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": image}]}});
+    for (image, allowed) in [
+        ("redis:7", true),
+        ("docker.io/library/redis:7", true),
+        ("bitnami/redis:7", false),
+        ("vendor.example.com.evil/x", false),
+    ] {
+        let response = validate(&server_hub, &review("", "Pod", pod(image))).await;
+        assert_eq!(response["allowed"], allowed, "{image}");
+    }
+    assert_eq!(server.metric(r#"mirrorswap_unmirrored_images_total{action="warn"}"#).await, 1.0);
+    server.stop().await;
+    server_hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_by_default_counts_and_bad_requests_are_400() {
+    let server = TestServer::start(&[]).await;
+    let response = validate(&server, &review("apps", "Deployment", object("Deployment", json!({"name": "web"})))).await;
+    assert_eq!(response["allowed"], true);
+    assert!(response.get("warnings").is_none());
+    assert_eq!(server.metric(r#"mirrorswap_unmirrored_images_total{action="allow"}"#).await, 2.0);
+
+    let mut client = server.connect(Protocol::Http1).await;
+    let (status, _) = client.post("/validate", "text/plain", b"{}".to_vec()).await;
+    assert_eq!(status, 400);
+    let (status, body) = client.post("/validate", "application/json", br#"{"kind": "Pod"}"#.to_vec()).await;
+    assert_eq!((status, String::from_utf8_lossy(&body).contains("AdmissionReview")), (400, true));
+    // A readable review with an unreadable object: admitted with a warning.
+    let mut odd = review("", "Pod", json!({"metadata": {"name": "p"}, "spec": {"containers": "nope"}}));
+    odd["request"]["object"]["spec"]["containers"] = json!(7);
+    let response = validate(&server, &odd).await;
+    assert_eq!(response["allowed"], true);
+    assert!(response["warnings"][0].as_str().unwrap().contains("could not read the object"));
+    server.stop().await;
+}
