@@ -4,6 +4,9 @@
 //! (`/proc/self/status` VmHWM). Peak must stay within the same run's baseline
 //! (a one-rule file) plus 4x the file's size, and each load must end within
 //! a generous time (a debug build; the release binary is many times faster).
+//! Files of many lines are bounded by what parsing may produce: at most
+//! `MAX_RULES` rules and `MAX_ERRORS` errors (then reading stops), and
+//! `MAX_WARNINGS` warnings listed (the rest counted).
 //! Before the fix, 990 nested `imageReplacementRules: |` wrappers (1 MB) took
 //! 671 MB and 5,000 of them were killed for memory.
 
@@ -11,6 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use mirrorswap::rewrite::MAX_RULES;
 use mirrorswap::rules_file::MAX_RULES_BYTES;
 
 const MIB: u64 = 1024 * 1024;
@@ -59,6 +63,55 @@ fn big_string(size: u64) -> String {
     text
 }
 
+/// Maps lines from `line(i)`, i = 0, 1, …, until the file is about `size` bytes (after `head`).
+fn lines_until(size: u64, head: &str, line: impl Fn(usize) -> String) -> String {
+    let mut text = String::from(head);
+    for index in 0.. {
+        let next = line(index);
+        if (text.len() + next.len()) as u64 > size {
+            break;
+        }
+        text.push_str(&next);
+    }
+    text
+}
+
+/// As many distinct one-line rules as fit.
+fn packed_rules(size: u64) -> String {
+    lines_until(size, "", |i| format!("r{i}.io::m.example.org/r{i}\n"))
+}
+
+/// The most rules a file may hold, each with a source and a target as long as a reference
+/// allows, and comments filling the rest: the heaviest file that loads.
+fn long_rules_at_the_bound(size: u64) -> String {
+    let mut text = String::with_capacity(size as usize);
+    for i in 0..MAX_RULES {
+        let stem = format!("registry.example.org/team-{i}/");
+        let source = format!("{stem}{}", "p".repeat(250 - stem.len()));
+        let target = format!("harbor.example.org/m{}", "q".repeat(230));
+        text.push_str(&format!("{source}::{target}\n"));
+    }
+    let comment = format!("# {}\n", "c".repeat(76));
+    text.push_str(&comment.repeat((size as usize).saturating_sub(text.len()) / comment.len()));
+    text
+}
+
+/// A bare YAML mapping with as many pairs as fit.
+fn packed_yaml_pairs(size: u64) -> String {
+    lines_until(size, "", |i| format!("\"r{i}.io\": \"m.example.org/r{i}\"\n"))
+}
+
+/// Two bytes of error per line.
+fn bad_lines(size: u64) -> String {
+    "a b\n".repeat((size / 4) as usize)
+}
+
+/// One rule, then empty comma-list entries: one warning per two bytes.
+fn empty_entries(size: u64) -> String {
+    let head = "a.io::m.example.org/a\n";
+    head.to_owned() + &",\n".repeat((size as usize - head.len()) / 2)
+}
+
 /// Runs `mirrorswap check` on `path`; exit code, stdout, peak memory in KiB, and how long it took.
 fn check(path: &Path) -> (i32, String, u64, Duration) {
     let started = Instant::now();
@@ -85,6 +138,8 @@ fn hostile_rules_files_load_or_fail_within_4x_their_size() {
     let (code, _, baseline, _) = check(&baseline_file);
     assert_eq!(code, 0);
 
+    let too_many = format!(":{}: more than {MAX_RULES} rules", MAX_RULES + 1);
+    let at_the_bound = format!("{MAX_RULES} rules");
     // (name, text, expected exit code, text expected in the output)
     let cases: Vec<(&str, String, i32, &str)> = vec![
         ("nested-blocks-1MB", nested_blocks(MIB), 2, ":2: `imageReplacementRules` inside `imageReplacementRules`"),
@@ -92,12 +147,18 @@ fn hostile_rules_files_load_or_fail_within_4x_their_size() {
         ("nested-mappings-32MiB", nested_mappings(MAX_RULES_BYTES), 2, ":2: `registryMappingRules` inside"),
         ("deep-sequence-32MiB", deep_sequence(MAX_RULES_BYTES), 2, "nested deeper than"),
         ("big-string-32MiB", big_string(MAX_RULES_BYTES), 0, "1 rule"),
+        ("packed-rules-32MiB.conf", packed_rules(MAX_RULES_BYTES), 2, &too_many),
+        ("long-rules-at-the-bound-32MiB.conf", long_rules_at_the_bound(MAX_RULES_BYTES), 0, &at_the_bound),
+        ("packed-yaml-pairs-32MiB", packed_yaml_pairs(MAX_RULES_BYTES), 2, &too_many),
+        ("bad-lines-32MiB.conf", bad_lines(MAX_RULES_BYTES), 2, ":1000: 1000 errors: reading stopped here"),
+        ("empty-entries-32MiB.conf", empty_entries(MAX_RULES_BYTES), 0, "more warnings not shown"),
     ];
     let mut report = Vec::new();
     for (name, text, expected_code, expected) in cases {
         let size = text.len() as u64;
         assert!(size <= MAX_RULES_BYTES, "{name}: {size} bytes is over the cap");
-        let path = dir.path().join(format!("{name}.yaml"));
+        let file = if name.ends_with(".conf") { name.to_owned() } else { format!("{name}.yaml") };
+        let path = dir.path().join(file);
         std::fs::write(&path, text).unwrap();
         let (code, stdout, peak, took) = check(&path);
         let grown = peak.saturating_sub(baseline) * 1024;

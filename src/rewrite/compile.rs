@@ -25,7 +25,8 @@ pub struct Compiled {
 /// Compiles `pairs`, together with the `diagnostics` their parser already found.
 ///
 /// Strict (the default): any error fails the whole load and every diagnostic is
-/// returned, in line order. Lenient: errors become skipped lines.
+/// returned, in line order. Lenient: errors become skipped lines, except a problem with the
+/// whole text ([`Problem::is_fatal`]).
 pub fn compile(
     pairs: Vec<RulePair>,
     diagnostics: Vec<Diagnostic>,
@@ -51,11 +52,12 @@ pub fn compile(
     diagnostics.sort_by_key(|diagnostic| diagnostic.line);
     if options.lenient {
         for diagnostic in &mut diagnostics {
-            if diagnostic.severity == Severity::Error {
+            if diagnostic.severity == Severity::Error && !diagnostic.problem.is_fatal() {
                 diagnostic.severity = Severity::Skipped;
             }
         }
-    } else if diagnostics.iter().any(|diagnostic| diagnostic.severity == Severity::Error) {
+    }
+    if diagnostics.iter().any(|diagnostic| diagnostic.severity == Severity::Error) {
         return Err(diagnostics);
     }
     Ok(Compiled { rules: set, diagnostics })

@@ -12,12 +12,13 @@
 //! This only splits text into [`RulePair`]s; what a key or target means is
 //! checked when the pairs are compiled.
 
-use super::rules::{Diagnostic, KEY_NOSWAP, Problem, RulePair};
+use super::rules::{Budget, Diagnostic, KEY_NOSWAP, MAX_RULES, Problem, RulePair};
 
 /// Splits a maps-format text into pairs, and the syntax problems found on the way.
 pub fn parse(text: &str) -> (Vec<RulePair>, Vec<Diagnostic>) {
-    let mut pairs = Vec::with_capacity(text.len() / 48);
+    let mut pairs = Vec::with_capacity((text.len() / 48).min(MAX_RULES));
     let mut diagnostics = Vec::new();
+    let mut budget = Budget::default();
     for (index, raw_line) in text.lines().enumerate() {
         let line = u32::try_from(index + 1).unwrap_or(u32::MAX);
         // One scan finds the comment and whether the line is a comma list.
@@ -34,12 +35,17 @@ pub fn parse(text: &str) -> (Vec<RulePair>, Vec<Diagnostic>) {
         if content.is_empty() {
             continue;
         }
+        let seen = diagnostics.len();
         if comma {
             parse_line(line, content, &mut pairs, &mut diagnostics);
         } else {
             parse_item(line, content, &mut pairs, &mut diagnostics);
         }
+        if budget.settle(line, pairs.len(), &mut diagnostics, seen) {
+            break;
+        }
     }
+    budget.finish(&mut diagnostics);
     (pairs, diagnostics)
 }
 
@@ -119,6 +125,53 @@ fn split_pair(item: &str, separator: Option<usize>) -> Result<(&str, &str, bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rewrite::rules::{MAX_ERRORS, MAX_WARNINGS, Severity};
+    use crate::rewrite::{Options, compile};
+
+    #[test]
+    fn parsing_stops_past_the_rules_bound_and_lenient_cannot_load_the_part_read() {
+        let text: String = (0..=MAX_RULES + 10).map(|i| format!("r{i}.io::m.example.org/r{i}\n")).collect();
+        let (pairs, diagnostics) = parse(&text);
+        assert_eq!(pairs.len(), MAX_RULES + 1, "stops at the first rule too many");
+        let last = diagnostics.last().expect("the bound is reported");
+        assert_eq!(
+            (last.line, &last.problem),
+            (u32::try_from(MAX_RULES + 1).unwrap(), &Problem::TooManyRules(MAX_RULES))
+        );
+        let lenient = Options { lenient: true, ..Options::default() };
+        let refused = compile(pairs, diagnostics, lenient).expect_err("refused even with --lenient");
+        assert!(refused.iter().any(|d| d.severity == Severity::Error && d.problem.is_fatal()));
+        // Exactly at the bound it loads.
+        let text: String = (0..MAX_RULES).map(|i| format!("r{i}.io::m.example.org/r{i}\n")).collect();
+        let (pairs, diagnostics) = parse(&text);
+        assert_eq!(compile(pairs, diagnostics, Options::default()).unwrap().rules.len(), MAX_RULES);
+    }
+
+    #[test]
+    fn errors_stop_reading_and_warnings_past_the_bound_are_counted() {
+        let (pairs, diagnostics) = parse(&"a b\n".repeat(MAX_ERRORS * 3));
+        assert!(pairs.is_empty());
+        assert_eq!(diagnostics.len(), MAX_ERRORS + 1);
+        let last = diagnostics.last().unwrap();
+        assert_eq!(
+            (last.line, &last.problem),
+            (u32::try_from(MAX_ERRORS).unwrap(), &Problem::TooManyErrors(MAX_ERRORS))
+        );
+
+        let extra = 500;
+        let text = format!("a.io::m.example.org/a\n{}", ",\n".repeat(MAX_WARNINGS + extra));
+        let (pairs, diagnostics) = parse(&text);
+        assert_eq!(pairs.len(), 1);
+        let warnings = diagnostics.iter().filter(|d| d.problem == Problem::EmptyEntry).count();
+        assert_eq!(warnings, MAX_WARNINGS);
+        let not_shown = diagnostics.iter().find_map(|d| match d.problem {
+            Problem::WarningsNotShown(n) => Some(n),
+            _ => None,
+        });
+        // `,` is two empty entries: every one past the bound is counted.
+        assert_eq!(not_shown, Some(2 * (MAX_WARNINGS + extra) - MAX_WARNINGS));
+        assert!(compile(pairs, diagnostics, Options::default()).is_ok(), "warnings never fail a load");
+    }
 
     fn pairs(text: &str) -> Vec<(u32, String, String)> {
         let (pairs, diagnostics) = parse(text);

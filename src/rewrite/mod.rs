@@ -25,7 +25,9 @@ pub use compile::{Compiled, compile};
 pub use engine::{Decision, DockerHubMode, Options, RuleId, RuleSet, Unchanged};
 pub use explain::Explanation;
 pub use reference::{InvalidReference, Reference};
-pub use rules::{Diagnostic, Problem, Rule, RuleKind, RulePair, Severity, Target};
+pub use rules::{
+    Budget, Diagnostic, MAX_ERRORS, MAX_RULES, MAX_WARNINGS, Problem, Rule, RuleKind, RulePair, Severity, Target,
+};
 
 /// Parses and compiles a maps-format text (one or many `SOURCE::TARGET` per line).
 pub fn compile_maps(text: &str, options: Options) -> Result<Compiled, Vec<Diagnostic>> {

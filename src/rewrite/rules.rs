@@ -198,6 +198,77 @@ pub enum Problem {
         /// Its line.
         line: u32,
     },
+    /// More rules than one rule set may hold ([`MAX_RULES`]); reading stopped here.
+    #[error("more than {0} rules: reading stopped here (mirror whole registries or paths rather than single images)")]
+    TooManyRules(usize),
+    /// So many errors that the text is not a rules file ([`MAX_ERRORS`]); reading stopped here.
+    #[error("{0} errors: reading stopped here (is this a rules file?)")]
+    TooManyErrors(usize),
+    /// Warnings beyond [`MAX_WARNINGS`], counted but not listed.
+    #[error("{0} more warnings not shown")]
+    WarningsNotShown(usize),
+}
+
+impl Problem {
+    /// A problem with the whole text rather than one line: it fails the load even with
+    /// `--lenient`, which would otherwise load the part read before it.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::TooManyRules(_) | Self::TooManyErrors(_))
+    }
+}
+
+/// Most rules one text may hold. Real rule sets have tens to thousands; the bound keeps
+/// the memory of a load proportional to a sane file whatever a 32 MiB text holds.
+pub const MAX_RULES: usize = 50_000;
+/// Errors after which a text is not read further.
+pub const MAX_ERRORS: usize = 1_000;
+/// Warnings listed; more are counted in one [`Problem::WarningsNotShown`].
+pub const MAX_WARNINGS: usize = 1_000;
+
+/// Bounds what parsing one text may produce ([`MAX_RULES`], [`MAX_ERRORS`],
+/// [`MAX_WARNINGS`]), so that its memory does not grow with the number of lines.
+#[derive(Debug, Default)]
+pub struct Budget {
+    errors: usize,
+    warnings: usize,
+    dropped_warnings: usize,
+}
+
+impl Budget {
+    /// Accounts for `diagnostics[seen..]`, just found on `line`, with `rules` pairs read so
+    /// far: warnings over the bound are dropped and counted. True, with the error pushed,
+    /// when reading must stop.
+    pub fn settle(&mut self, line: u32, rules: usize, diagnostics: &mut Vec<Diagnostic>, seen: usize) -> bool {
+        let mut index = seen;
+        while index < diagnostics.len() {
+            if diagnostics[index].severity == Severity::Error {
+                self.errors += 1;
+            } else if self.warnings < MAX_WARNINGS {
+                self.warnings += 1;
+            } else {
+                diagnostics.remove(index);
+                self.dropped_warnings += 1;
+                continue;
+            }
+            index += 1;
+        }
+        let stop = if rules > MAX_RULES {
+            Problem::TooManyRules(MAX_RULES)
+        } else if self.errors >= MAX_ERRORS {
+            Problem::TooManyErrors(MAX_ERRORS)
+        } else {
+            return false;
+        };
+        diagnostics.push(Diagnostic::error(line, stop));
+        true
+    }
+
+    /// Ends the text: the count of warnings not listed, if any.
+    pub fn finish(self, diagnostics: &mut Vec<Diagnostic>) {
+        if self.dropped_warnings > 0 {
+            diagnostics.push(Diagnostic::warning(0, Problem::WarningsNotShown(self.dropped_warnings)));
+        }
+    }
 }
 
 /// A problem and the line it is on.

@@ -109,8 +109,7 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// The largest rules file read: 32 MiB holds about half a million rules (100k rules are ≈ 6 MiB),
-/// and a bound keeps a runaway file (a 100 MB line, a log written to the wrong path) from
+/// The largest rules file read (100k rules, [`rewrite::MAX_RULES`], are ≈ 6 MiB), and a bound keeps a runaway file (a 100 MB line, a log written to the wrong path) from
 /// taking the server's memory.
 pub const MAX_RULES_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -118,7 +117,11 @@ pub const MAX_RULES_BYTES: u64 = 32 * 1024 * 1024;
 pub fn load_file(path: &Path, format: Option<Format>, options: Options) -> Result<Loaded, LoadError> {
     let origin = path.display().to_string();
     let text = read_bounded(path).map_err(|error| LoadError::Io { origin: origin.clone(), error })?;
-    load_text(&text, &origin, format.unwrap_or_else(|| Format::for_file(path, &text)), options)
+    let parsed = parse_text(&text, format.unwrap_or_else(|| Format::for_file(path, &text)));
+    // The pairs own their strings: dropping the text before compiling keeps the peak at the
+    // rules' size rather than the file's plus the rules'.
+    drop(text);
+    compile_parsed(parsed, &origin, options)
 }
 
 /// Reads `path` as UTF-8, at most [`MAX_RULES_BYTES`].
@@ -154,9 +157,16 @@ pub fn read_bounded_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Compiles rules from `text`, labelling diagnostics with `origin`.
 pub fn load_text(text: &str, origin: &str, format: Format, options: Options) -> Result<Loaded, LoadError> {
+    compile_parsed(parse_text(text, format), origin, options)
+}
+
+/// The pairs, the parser's diagnostics, and where in the document the rules were found.
+type Parsed = (Vec<rewrite::RulePair>, Vec<rewrite::Diagnostic>, Option<yaml::Found>);
+
+fn parse_text(text: &str, format: Format) -> Parsed {
     // Editors on Windows start UTF-8 files with a byte-order mark; it is not part of the rules.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let (pairs, diagnostics, found) = match format {
+    match format {
         Format::Maps => {
             let (pairs, diagnostics) = rewrite::maps::parse(text);
             (pairs, diagnostics, None)
@@ -165,7 +175,10 @@ pub fn load_text(text: &str, origin: &str, format: Format, options: Options) -> 
             let yaml::Parsed { pairs, diagnostics, found } = yaml::parse(text);
             (pairs, diagnostics, found)
         }
-    };
+    }
+}
+
+fn compile_parsed((pairs, diagnostics, found): Parsed, origin: &str, options: Options) -> Result<Loaded, LoadError> {
     match rewrite::compile(pairs, diagnostics, options) {
         Ok(Compiled { rules, diagnostics }) => Ok(Loaded { rules, diagnostics, origin: origin.to_owned(), found }),
         Err(diagnostics) => Err(LoadError::Invalid { origin: origin.to_owned(), diagnostics }),

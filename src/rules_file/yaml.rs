@@ -19,7 +19,7 @@ use yaml_rust2::parser::Event;
 use yaml_rust2::scanner::TScalarStyle;
 
 use super::events::{Events, Failure, Lines};
-use crate::rewrite::{self, Diagnostic, Problem, RulePair};
+use crate::rewrite::{self, Diagnostic, MAX_RULES, Problem, RulePair};
 
 /// Keys whose value is a `"source": "target"` mapping (or a block string holding one).
 const WRAPPER_KEYS: [&str; 2] = ["imageReplacementRules", "registryMappingRules"];
@@ -61,7 +61,10 @@ pub fn parse(text: &str) -> Parsed {
         bare: Bare::Collecting,
     };
     if let Err((line, message)) = walk.stream() {
-        walk.parsed.diagnostics.push(Diagnostic::error(line, Problem::Yaml(message)));
+        // Past the bound the pairs stop at one too many: the whole text is refused.
+        let problem =
+            if walk.parsed.pairs.len() > MAX_RULES { Problem::TooManyRules(MAX_RULES) } else { Problem::Yaml(message) };
+        walk.parsed.diagnostics.push(Diagnostic::error(line, problem));
     }
     walk.parsed
 }
@@ -238,11 +241,11 @@ impl Walk<'_> {
             match value {
                 Event::Scalar(value, style, ..) if root && matches!(self.bare, Bare::Collecting) => {
                     let value = string_or_empty(value, style);
-                    self.parsed.pairs.push(RulePair { line: key_line, key, value });
+                    push(&mut self.parsed.pairs, RulePair { line: key_line, key, value })?;
                 }
                 Event::Alias(id) if root && matches!(self.bare, Bare::Collecting) => {
                     match self.events.anchored(id).map(str::to_owned) {
-                        Some(value) => self.parsed.pairs.push(RulePair { line: key_line, key, value }),
+                        Some(value) => push(&mut self.parsed.pairs, RulePair { line: key_line, key, value })?,
                         None => self.not_bare(root, &key, value_line),
                     }
                 }
@@ -459,8 +462,18 @@ fn pairs(events: &mut Events<'_>, wrapper: &str, out: &mut Vec<RulePair>) -> Res
             },
             _ => return Err((value_line, format!("the value of `{key}` must be a string"))),
         };
-        out.push(RulePair { line, key, value });
+        push(out, RulePair { line, key, value })?;
     }
+}
+
+/// Adds `pair`; past [`MAX_RULES`] (the pairs then hold one too many) reading stops.
+fn push(out: &mut Vec<RulePair>, pair: RulePair) -> Result<(), Failure> {
+    let line = pair.line;
+    out.push(pair);
+    if out.len() > MAX_RULES {
+        return Err((line, Problem::TooManyRules(MAX_RULES).to_string()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
