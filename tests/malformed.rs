@@ -222,8 +222,10 @@ async fn every_malformed_request_gets_its_documented_answer() {
 async fn wrong_methods_and_paths() {
     let server = TestServer::start(&[]).await;
     let mut client = server.connect(Protocol::Http2).await;
-    let (status, _) = client.post("/validate", "application/json", b"{}".to_vec()).await;
+    let (status, _) = client.post("/validating", "application/json", b"{}".to_vec()).await;
     assert_eq!(status, 404);
+    let (status, _) = client.post("/validate", "application/json", b"{}".to_vec()).await;
+    assert_eq!(status, 400, "the leak guard's path exists and refuses a body that is no review");
     let (status, _) = client.post("/metrics", "application/json", b"{}".to_vec()).await;
     assert_eq!(status, 404, "admin endpoints are not on the webhook listener");
     server.stop().await;
