@@ -41,7 +41,7 @@ use tokio_rustls::rustls::ClientConfig;
 /// repository (below the registry) and the tag to push.
 const PUSHED: [(&str, &str); 4] = [
     ("k8s/kubectl", "v1.30.0"),
-    ("hub/library/nginx", "1.27"),
+    ("hub/nginx", "1.27"),
     ("quay/prometheus/nginx-exporter", "1.3.0"),
     ("internal/team/app", "2.1"),
 ];

@@ -179,7 +179,11 @@ async fn a_stopped_registry_answers_within_the_deadline_and_keeps_the_original()
     let Some(mut registry) = Registry::start(Auth::Basic).await else { return };
     let mirror = registry.host();
     registry.push("general/app", "1").await;
+    registry.push("general/known", "1").await;
     let server = server(&registry, &format!("src.invalid::{mirror}/general\n"), &["--check-timeout", "1s"]).await;
+    // Asked while the registry is up: cached as present.
+    let (object, _, _) = admit(&server, &pod(&["src.invalid/known:1"])).await;
+    assert_eq!(images_of(&object), [format!("{mirror}/general/known:1")]);
     registry.stop();
     let (object, response, took) = admit(&server, &pod(&["src.invalid/app:1"])).await;
     assert_eq!(images_of(&object), ["src.invalid/app:1"]);
@@ -191,6 +195,9 @@ async fn a_stopped_registry_answers_within_the_deadline_and_keeps_the_original()
     // During the backoff, the next request does not even try.
     let (_, response, _) = admit(&server, &pod(&["src.invalid/other:1"])).await;
     assert!(warnings_of(&response)[0].contains("not asked again"), "{:?}", warnings_of(&response));
+    // An image known present stays rewritten through the outage and its backoff.
+    let (object, response, _) = admit(&server, &pod(&["src.invalid/known:1"])).await;
+    assert_eq!(images_of(&object), [format!("{mirror}/general/known:1")], "{response}");
     server.stop().await;
 }
 

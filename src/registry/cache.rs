@@ -38,6 +38,11 @@ impl CheckCache {
         Self { cache }
     }
 
+    /// The cached answer for `image`, if any: no lookup, no waiting.
+    pub async fn cached(&self, image: &str) -> Option<Answer> {
+        self.cache.get(image).await
+    }
+
     /// The cached answer for `image`, or the one `lookup` gives (run once for all concurrent
     /// callers). The flag is true when it came from the cache.
     pub async fn get_or_check(

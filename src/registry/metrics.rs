@@ -2,7 +2,7 @@
 //! `mirrorswap_registry_check_duration_seconds` and `mirrorswap_registry_check_cache_total{result}`.
 //! The `registry` label comes from rule targets, so it stays bounded.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
 /// The registry-check metrics.
 #[derive(Clone)]
@@ -13,6 +13,10 @@ pub struct RegistryMetrics {
     pub duration: Histogram,
     /// Answers from the cache (`hit`) or a lookup (`miss`).
     pub cache: IntCounterVec,
+    /// `cache{result="hit"}`, resolved once (the warm path counts every image).
+    pub cache_hit: IntCounter,
+    /// `cache{result="miss"}`.
+    pub cache_miss: IntCounter,
 }
 
 impl RegistryMetrics {
@@ -36,6 +40,7 @@ impl RegistryMetrics {
         registry.register(Box::new(checks.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(cache.clone()))?;
-        Ok(Self { checks, duration, cache })
+        let (cache_hit, cache_miss) = (cache.with_label_values(&["hit"]), cache.with_label_values(&["miss"]));
+        Ok(Self { checks, duration, cache, cache_hit, cache_miss })
     }
 }

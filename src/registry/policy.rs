@@ -16,7 +16,7 @@ use super::cache::CheckCache;
 use super::client::{Answer, CheckError, Checker, ClientSettings};
 use super::metrics::RegistryMetrics;
 use crate::credentials::RegistryInfo;
-use crate::rewrite::{RuleSet, reference};
+use crate::rewrite::{Decision, RuleSet, reference};
 
 /// What to do with one image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,7 +180,25 @@ impl Resolver {
         let mut unique: Vec<&str> = images.to_vec();
         unique.sort_unstable();
         unique.dedup();
-        let lookups = unique.into_iter().filter_map(|image| {
+        let mut by_image = HashMap::with_capacity(unique.len());
+        let mut to_ask = Vec::with_capacity(unique.len());
+        for image in unique {
+            // The warm path: the first candidate is rewrite()'s answer, and a cached "present"
+            // for it decides at once, without listing the other candidates.
+            if let Decision::Rewritten { image: first, rule } = rules.rewrite(image) {
+                if let Some(Answer::Present) = self.cache.cached(&first).await {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.cache_hit.inc();
+                    }
+                    let registry = mirror_label(rule.target.as_str());
+                    let tried = vec![Tried { image: first, registry, outcome: Ok(Answer::Present), cached: true }];
+                    by_image.insert(image.to_owned(), Resolution { verdict: Verdict::Take(0), tried });
+                    continue;
+                }
+            }
+            to_ask.push(image);
+        }
+        let lookups = to_ask.into_iter().filter_map(|image| {
             let candidates = rules.candidates(image);
             if candidates.targets.is_empty() {
                 return None;
@@ -192,7 +210,8 @@ impl Resolver {
                 .collect();
             Some(async move { (image.to_owned(), self.resolve_one(targets, deadline).await) })
         });
-        Resolved { by_image: futures::future::join_all(lookups).await.into_iter().collect() }
+        by_image.extend(futures::future::join_all(lookups).await);
+        Resolved { by_image }
     }
 
     /// Whether the registry `image` names has it: one lookup through the cache and the
@@ -235,6 +254,14 @@ impl Resolver {
         image: &str,
         deadline: tokio::time::Instant,
     ) -> (Result<Answer, CheckError>, bool) {
+        // A known answer is served as is, even while its registry is backing off: the hot
+        // path of a warm cache, and images known present stay rewritten during an outage.
+        if let Some(answer) = self.cache.cached(image).await {
+            if let Some(metrics) = &self.metrics {
+                metrics.cache_hit.inc();
+            }
+            return (Ok(answer), true);
+        }
         let host = registry_host(image);
         if let Some(error) = self.backing_off(&host) {
             self.count(registry, error.label());
@@ -250,7 +277,7 @@ impl Resolver {
             }
         };
         if let Some(metrics) = &self.metrics {
-            metrics.cache.with_label_values(&[if cached { "hit" } else { "miss" }]).inc();
+            if cached { &metrics.cache_hit } else { &metrics.cache_miss }.inc();
         }
         if outcome.as_ref().is_err_and(CheckError::is_outage) {
             self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(host, Instant::now());

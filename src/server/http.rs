@@ -101,12 +101,15 @@ async fn respond(state: &Arc<State>, is_json: bool, body: Bytes, work: Work) -> 
             result: "noop",
         }
     } else if let Some(resolver) = &state.resolver {
-        // `--swap-policy exists`: ask the registries (cached, one deadline), then decide.
+        // `--swap-policy exists`: parse once, ask the registries (cached, one deadline), decide.
         let rules = state.rules();
-        let images = admission::images_to_check(&body);
-        let images: Vec<&str> = images.iter().map(String::as_str).collect();
-        let resolved = resolver.resolve(&rules, &images).await;
-        admission::answer_resolved(&body, &rules, &state.settings, &state.metrics, Some(&resolved))
+        match admission::parse(&body) {
+            Ok(request) => {
+                let resolved = resolver.resolve(&rules, &admission::images_to_check(&request)).await;
+                admission::answer_request(&request, &rules, &state.settings, &state.metrics, Some(&resolved))
+            }
+            Err(answer) => answer,
+        }
     } else if body.len() <= INLINE_BODY_LIMIT {
         admission::answer(&body, &state.rules(), &state.settings, &state.metrics)
     } else {
