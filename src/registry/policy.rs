@@ -185,16 +185,16 @@ impl Resolver {
         for image in unique {
             // The warm path: the first candidate is rewrite()'s answer, and a cached "present"
             // for it decides at once, without listing the other candidates.
-            if let Decision::Rewritten { image: first, rule } = rules.rewrite(image) {
-                if let Some(Answer::Present) = self.cache.cached(&first).await {
-                    if let Some(metrics) = &self.metrics {
-                        metrics.cache_hit.inc();
-                    }
-                    let registry = mirror_label(rule.target.as_str());
-                    let tried = vec![Tried { image: first, registry, outcome: Ok(Answer::Present), cached: true }];
-                    by_image.insert(image.to_owned(), Resolution { verdict: Verdict::Take(0), tried });
-                    continue;
+            if let Decision::Rewritten { image: first, rule } = rules.rewrite(image)
+                && let Some(Answer::Present) = self.cache.cached(&first).await
+            {
+                if let Some(metrics) = &self.metrics {
+                    metrics.cache_hit.inc();
                 }
+                let registry = mirror_label(rule.target.as_str());
+                let tried = vec![Tried { image: first, registry, outcome: Ok(Answer::Present), cached: true }];
+                by_image.insert(image.to_owned(), Resolution { verdict: Verdict::Take(0), tried });
+                continue;
             }
             to_ask.push(image);
         }
