@@ -1,46 +1,53 @@
 //! Cached registry answers (`moka`): "present" for `--check-cache-ttl`, "absent" for
 //! `--check-negative-ttl`, failures never; at most `--check-cache-entries` entries. Concurrent
 //! requests for one image share one lookup (single flight), and share its failure too.
+//!
+//! Two caches with one time to live each, not one with per-entry expiry: a read then never
+//! touches moka's timer wheel (the warm admission path reads once per image), and a flood of
+//! images that are not mirrored (random names in Pods anyone may create) evicts only other
+//! "absent" answers, never the "present" ones every rewrite relies on.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use moka::Expiry;
 use moka::future::Cache;
 
 use super::client::{Answer, CheckError};
 
-/// Per-answer time to live.
-struct ByAnswer {
-    present: Duration,
-    absent: Duration,
-}
-
-impl Expiry<String, Answer> for ByAnswer {
-    fn expire_after_create(&self, _key: &String, value: &Answer, _now: Instant) -> Option<Duration> {
-        Some(match value {
-            Answer::Present => self.present,
-            Answer::Absent(_) => self.absent,
-        })
-    }
-}
-
 /// The answer cache.
 #[derive(Clone)]
 pub struct CheckCache {
-    cache: Cache<String, Answer>,
+    present: Cache<String, ()>,
+    /// The status the registry said "absent" with.
+    absent: Cache<String, u16>,
+}
+
+/// How a shared lookup ended when the image is not present.
+#[derive(Clone, Debug)]
+enum NotPresent {
+    Absent(u16),
+    Failed(CheckError),
 }
 
 impl CheckCache {
+    /// A cache of at most `entries` answers: a quarter of them (at least one) for "absent",
+    /// the rest (at least one) for "present".
     pub fn new(entries: u64, present: Duration, absent: Duration) -> Self {
-        let cache = Cache::builder().max_capacity(entries).expire_after(ByAnswer { present, absent }).build();
-        Self { cache }
+        let absent_entries = (entries / 4).max(1);
+        let present_entries = entries.saturating_sub(absent_entries).max(1);
+        Self {
+            present: Cache::builder().max_capacity(present_entries).time_to_live(present).build(),
+            absent: Cache::builder().max_capacity(absent_entries).time_to_live(absent).build(),
+        }
     }
 
     /// The cached answer for `image`, if any: no lookup, no waiting.
     pub async fn cached(&self, image: &str) -> Option<Answer> {
-        self.cache.get(image).await
+        if self.present.get(image).await.is_some() {
+            return Some(Answer::Present);
+        }
+        self.absent.get(image).await.map(Answer::Absent)
     }
 
     /// The cached answer for `image`, or the one `lookup` gives (run once for all concurrent
@@ -50,30 +57,49 @@ impl CheckCache {
         image: &str,
         lookup: impl Future<Output = Result<Answer, CheckError>>,
     ) -> (Result<Answer, CheckError>, bool) {
-        match self.cache.entry_by_ref(image).or_try_insert_with(lookup).await {
+        if let Some(status) = self.absent.get(image).await {
+            return (Ok(Answer::Absent(status)), true);
+        }
+        let shared = async {
+            match lookup.await {
+                Ok(Answer::Present) => Ok(()),
+                Ok(Answer::Absent(status)) => Err(NotPresent::Absent(status)),
+                Err(error) => Err(NotPresent::Failed(error)),
+            }
+        };
+        match self.present.entry_by_ref(image).or_try_insert_with(shared).await {
             Ok(entry) => {
                 let hit = !entry.is_fresh();
                 if !hit {
                     // moka evicts in its maintenance pass, which may lag behind a burst of new
                     // entries; run it on every insert (a miss paid a lookup anyway), so the
                     // bound holds at once.
-                    self.cache.run_pending_tasks().await;
+                    self.present.run_pending_tasks().await;
                 }
-                (Ok(entry.into_value()), hit)
+                (Ok(Answer::Present), hit)
             }
-            Err(error) => (Err(Arc::unwrap_or_clone(error)), false),
+            Err(not_present) => match Arc::unwrap_or_clone(not_present) {
+                NotPresent::Absent(status) => {
+                    self.absent.insert(image.to_owned(), status).await;
+                    self.absent.run_pending_tasks().await;
+                    (Ok(Answer::Absent(status)), false)
+                }
+                NotPresent::Failed(error) => (Err(error), false),
+            },
         }
     }
 
     /// Forgets every answer (credentials changed).
     pub fn clear(&self) {
-        self.cache.invalidate_all();
+        self.present.invalidate_all();
+        self.absent.invalidate_all();
     }
 
     /// Entries held now (after pending maintenance).
     pub async fn len(&self) -> u64 {
-        self.cache.run_pending_tasks().await;
-        self.cache.entry_count()
+        self.present.run_pending_tasks().await;
+        self.absent.run_pending_tasks().await;
+        self.present.entry_count() + self.absent.entry_count()
     }
 
     /// True when nothing is cached.
@@ -109,5 +135,29 @@ mod tests {
         assert_eq!(failed, Err(CheckError::Status(503)));
         let (retried, _) = cache.get_or_check("m.io/c:1", async { Ok(Answer::Present) }).await;
         assert_eq!(retried, Ok(Answer::Present), "failures are not cached");
+        assert_eq!(cache.cached("m.io/c:1").await, Some(Answer::Present));
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_absent_images_never_evicts_a_present_one() {
+        let cache = CheckCache::new(8, Duration::from_secs(60), Duration::from_secs(60));
+        let (present, _) = cache.get_or_check("m.io/app:1", async { Ok(Answer::Present) }).await;
+        assert_eq!(present, Ok(Answer::Present));
+        for n in 0..1000 {
+            let (answer, _) =
+                cache.get_or_check(&format!("m.io/random-{n}:1"), async { Ok(Answer::Absent(404)) }).await;
+            assert_eq!(answer, Ok(Answer::Absent(404)));
+        }
+        assert!(cache.len().await <= 8);
+        assert_eq!(cache.cached("m.io/app:1").await, Some(Answer::Present));
+        // Room permitting, "absent" is cached for its own time to live.
+        let cache = CheckCache::new(8, Duration::from_secs(60), Duration::from_millis(50));
+        let (first, _) = cache.get_or_check("m.io/late:1", async { Ok(Answer::Absent(404)) }).await;
+        assert_eq!(first, Ok(Answer::Absent(404)));
+        let (again, hit) = cache.get_or_check("m.io/late:1", async { Ok(Answer::Present) }).await;
+        assert_eq!((again, hit), (Ok(Answer::Absent(404)), true));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let (pushed, hit) = cache.get_or_check("m.io/late:1", async { Ok(Answer::Present) }).await;
+        assert_eq!((pushed, hit), (Ok(Answer::Present), false), "expired: asked again");
     }
 }

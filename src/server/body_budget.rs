@@ -28,7 +28,11 @@ pub struct BodyBudget {
     capacity: u32,
     max_body_bytes: usize,
     wait: Duration,
-    metrics: Metrics,
+    /// `mirrorswap_requests_shed_total` (the state is cloned per request: two handles, not
+    /// every metric).
+    shed: prometheus::IntCounter,
+    /// `mirrorswap_inflight_body_bytes`.
+    inflight: prometheus::IntGauge,
 }
 
 impl BodyBudget {
@@ -36,7 +40,8 @@ impl BodyBudget {
     /// waits up to `wait` for room.
     pub fn new(max_inflight_bytes: usize, max_body_bytes: usize, wait: Duration, metrics: Metrics) -> Self {
         let capacity = u32::try_from(max_inflight_bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
-        Self { units: Arc::new(Semaphore::new(capacity as usize)), capacity, max_body_bytes, wait, metrics }
+        let (shed, inflight) = (metrics.requests_shed.clone(), metrics.inflight_body_bytes.clone());
+        Self { units: Arc::new(Semaphore::new(capacity as usize)), capacity, max_body_bytes, wait, shed, inflight }
     }
 
     /// Units a request reserves: its declared length, at most the body limit (a longer body
@@ -60,12 +65,12 @@ pub async fn reserve(State(budget): State<BodyBudget>, request: Request, next: N
     let acquire = Arc::clone(&budget.units).acquire_many_owned(units);
     match tokio::time::timeout(budget.wait, acquire).await {
         Ok(Ok(permit)) => {
-            let _reserved = Reserved::new(permit, units, &budget.metrics);
+            let _reserved = Reserved::new(permit, units, &budget.inflight);
             next.run(request).await
         }
         // A closed semaphore cannot happen (it is never closed); treat it like a full one.
         Ok(Err(_)) | Err(_) => {
-            budget.metrics.requests_shed.inc();
+            budget.shed.inc();
             let headers = [
                 (header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)),
                 (header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
@@ -84,10 +89,10 @@ struct Reserved {
 }
 
 impl Reserved {
-    fn new(permit: OwnedSemaphorePermit, units: u32, metrics: &Metrics) -> Self {
+    fn new(permit: OwnedSemaphorePermit, units: u32, gauge: &prometheus::IntGauge) -> Self {
         let bytes = i64::from(units) * UNIT as i64;
-        metrics.inflight_body_bytes.add(bytes);
-        Self { _permit: permit, bytes, gauge: metrics.inflight_body_bytes.clone() }
+        gauge.add(bytes);
+        Self { _permit: permit, bytes, gauge: gauge.clone() }
     }
 }
 
