@@ -137,7 +137,11 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let (loaded, palette) = match (&runtime, &client) {
         (Some(runtime), Some(client)) if args.rules.is_none() => runtime.block_on(rules_from_api(args, client))?,
         _ => match load_file(args) {
-            Ok(loaded) => (loaded, args.rules.as_deref().and_then(crate::server::palette_of_rules_file)),
+            // Reading the file again for its mirror settings is only worth it when asking the mirror.
+            Ok(loaded) => {
+                let palette = args.rules.as_deref().filter(|_| args.check_mirror);
+                (loaded, palette.and_then(crate::server::palette_of_rules_file))
+            }
             Err(code) => return Ok(code),
         },
     };

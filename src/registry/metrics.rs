@@ -11,11 +11,10 @@ pub struct RegistryMetrics {
     pub checks: IntCounterVec,
     /// Time of one registry lookup.
     pub duration: Histogram,
-    /// Answers from the cache (`hit`) or a lookup (`miss`).
-    pub cache: IntCounterVec,
-    /// `cache{result="hit"}`, resolved once (the warm path counts every image).
+    /// `mirrorswap_registry_check_cache_total{result="hit"}`, resolved once (the warm path
+    /// counts every image).
     pub cache_hit: IntCounter,
-    /// `cache{result="miss"}`.
+    /// `…{result="miss"}`: answered by a lookup.
     pub cache_miss: IntCounter,
 }
 
@@ -41,6 +40,6 @@ impl RegistryMetrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(cache.clone()))?;
         let (cache_hit, cache_miss) = (cache.with_label_values(&["hit"]), cache.with_label_values(&["miss"]));
-        Ok(Self { checks, duration, cache, cache_hit, cache_miss })
+        Ok(Self { checks, duration, cache_hit, cache_miss })
     }
 }
