@@ -4,16 +4,20 @@
 //! reservation until its answer is ready. A request that finds no room within
 //! `--inflight-body-wait` is answered 503 with `Retry-After` and counted. Reserving up front
 //! cannot deadlock: no request ever holds part of the budget while waiting for more.
+//! Holding the reservation, it reads the body whole (`super::body`), so what a request
+//! holds is the body it reserved for, once; a body declared over the limit gets 413 at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::body;
 use super::metrics::Metrics;
 
 /// Budget unit: reservations are counted in KiB, so any size fits the semaphore's `u32`.
@@ -54,7 +58,8 @@ impl BodyBudget {
     }
 }
 
-/// Middleware: reserve, then run the request; or answer 503.
+/// Middleware: reserve, read the body, then run the request; or answer 503 (no room), 413
+/// (over the body limit) or 400 (a broken body).
 pub async fn reserve(State(budget): State<BodyBudget>, request: Request, next: Next) -> Response {
     let declared = request
         .headers()
@@ -66,7 +71,12 @@ pub async fn reserve(State(budget): State<BodyBudget>, request: Request, next: N
     match tokio::time::timeout(budget.wait, acquire).await {
         Ok(Ok(permit)) => {
             let _reserved = Reserved::new(permit, units, &budget.inflight);
-            next.run(request).await
+            let (parts, body) = request.into_parts();
+            match body::read_whole(body, declared, budget.max_body_bytes).await {
+                // One frame: the handlers' `Bytes` extractor takes it without a copy.
+                Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+                Err(error) => error.into_response(),
+            }
         }
         // A closed semaphore cannot happen (it is never closed); treat it like a full one.
         Ok(Err(_)) | Err(_) => {

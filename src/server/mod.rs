@@ -13,6 +13,7 @@
 
 pub mod admission;
 pub mod args;
+pub mod body;
 pub mod body_budget;
 pub mod http;
 pub mod kube_rules;
