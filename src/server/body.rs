@@ -61,9 +61,12 @@ mod tests {
         Body::from_stream(futures::stream::iter(chunks))
     }
 
+    /// Chunks sent, declared length, limit, and what is read.
+    type Case = (&'static [&'static [u8]], Option<u64>, usize, Result<&'static [u8], BodyError>);
+
     #[tokio::test]
     async fn a_body_is_read_whole_or_refused_past_the_limit() {
-        let cases: [(&[&'static [u8]], Option<u64>, usize, Result<&[u8], BodyError>); 7] = [
+        let cases: [Case; 7] = [
             (&[b"{}"], Some(2), 8, Ok(b"{}")),
             (&[b"ab", b"cd", b"ef"], Some(6), 6, Ok(b"abcdef")),
             (&[b"ab", b"cd"], None, 8, Ok(b"abcd")),
