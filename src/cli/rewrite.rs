@@ -118,10 +118,10 @@ fn run_exists(args: &RewriteArgs, rules: &RuleSet, origin: &str) -> anyhow::Resu
         } else {
             match resolved.get(image).map(|resolution| &resolution.verdict) {
                 None => write_one(&mut out, rules, image)?,
-                Some(Verdict::Take(index)) => {
-                    let candidates = rules.candidates(image);
-                    let chosen = candidates.targets.get(*index).map_or(image.as_str(), |c| c.image.as_str());
-                    writeln!(out, "{chosen}").context("writing to stdout")?;
+                Some(Verdict::Take(_)) => {
+                    let chosen = resolved.get(image).and_then(|resolution| resolution.taken());
+                    writeln!(out, "{}", chosen.map_or(image.as_str(), |taken| taken.image.as_str()))
+                        .context("writing to stdout")?;
                 }
                 Some(Verdict::Keep(why)) => {
                     eprintln!("warning: `{image}` kept: {why}");
@@ -145,15 +145,14 @@ fn explain_checked(
     let Some(resolution) = resolved.get(image) else {
         return explain_one(out, rules, image, origin);
     };
-    let candidates = rules.candidates(image);
-    for (tried, candidate) in resolution.tried.iter().zip(&candidates.targets) {
+    for tried in &resolution.tried {
         let answer = match &tried.outcome {
             Ok(Answer::Present) => "present".to_owned(),
             Ok(Answer::Absent(status)) => format!("absent ({status})"),
             Err(error) => format!("error: {error}"),
         };
         let cached = if tried.cached { ", cached" } else { "" };
-        let rule = candidate.rule;
+        let rule = tried.rule;
         writeln!(
             out,
             "{image}: candidate {} from {} rule `{rule}` ({origin}:{}): {answer}{cached}",
@@ -164,8 +163,8 @@ fn explain_checked(
         .context("writing to stdout")?;
     }
     match &resolution.verdict {
-        Verdict::Take(index) => {
-            let chosen = candidates.targets.get(*index).map_or(image, |c| c.image.as_str());
+        Verdict::Take(_) => {
+            let chosen = resolution.taken().map_or(image, |taken| taken.image.as_str());
             writeln!(out, "{image} -> {chosen}")
         }
         Verdict::Keep(why) => writeln!(out, "{image} kept: {why}"),

@@ -6,6 +6,13 @@
 //! touches moka's timer wheel (the warm admission path reads once per image), and a flood of
 //! images that are not mirrored (random names in Pods anyone may create) evicts only other
 //! "absent" answers, never the "present" ones every rewrite relies on.
+//!
+//! A "present" answer is read with `contains_key`, which writes nothing shared: moka's `get`
+//! also logs the read for its eviction policy (a channel push, and the log drained every few
+//! dozen reads), which cost the warm admission path more than the lookup itself on two busy
+//! workers. So present answers leave by their time to live, or past the bound in the order
+//! they came (moka's frequency estimate then sees only their lookups): a bound of 75,000
+//! present images within `--check-cache-ttl` is not what a cluster pulls.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,9 +49,14 @@ impl CheckCache {
         }
     }
 
+    /// Whether `image` is cached present: the warm path, one read of shared state.
+    pub fn is_present(&self, image: &str) -> bool {
+        self.present.contains_key(image)
+    }
+
     /// The cached answer for `image`, if any: no lookup, no waiting.
     pub async fn cached(&self, image: &str) -> Option<Answer> {
-        if self.present.get(image).await.is_some() {
+        if self.is_present(image) {
             return Some(Answer::Present);
         }
         self.absent.get(image).await.map(Answer::Absent)
@@ -159,5 +171,29 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         let (pushed, hit) = cache.get_or_check("m.io/late:1", async { Ok(Answer::Present) }).await;
         assert_eq!((pushed, hit), (Ok(Answer::Present), false), "expired: asked again");
+    }
+
+    #[tokio::test]
+    async fn present_answers_read_on_the_warm_path_keep_their_bound_and_expire() {
+        let cache = CheckCache::new(8, Duration::from_secs(60), Duration::from_secs(60));
+        for n in 0..100 {
+            let image = format!("m.io/p:{n}");
+            let (answer, hit) = cache.get_or_check(&image, async { Ok(Answer::Present) }).await;
+            assert_eq!((answer, hit), (Ok(Answer::Present), false));
+            // Six present entries fit (a quarter of eight is kept for "absent").
+            assert!(n >= 6 || cache.is_present(&image), "room left, so cached: {image}");
+            assert!(cache.len().await <= 8, "after {n} inserts");
+        }
+        let cache = CheckCache::new(8, Duration::from_secs(1), Duration::from_secs(60));
+        let (kept, _) = cache.get_or_check("m.io/kept:1", async { Ok(Answer::Present) }).await;
+        assert_eq!(kept, Ok(Answer::Present));
+        let read_until = std::time::Instant::now() + Duration::from_millis(300);
+        while std::time::Instant::now() < read_until {
+            assert!(cache.is_present("m.io/kept:1"));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(!cache.is_present("m.io/kept:1"), "read often, still expired by its time to live");
+        assert_eq!(cache.cached("m.io/kept:1").await, None);
     }
 }

@@ -16,12 +16,13 @@ use super::cache::CheckCache;
 use super::client::{Answer, CheckError, Checker, ClientSettings};
 use super::metrics::RegistryMetrics;
 use crate::credentials::RegistryInfo;
-use crate::rewrite::{Decision, RuleSet, reference};
+use crate::rewrite::{Decision, Rule, RuleSet, reference};
 
 /// What to do with one image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Rewrite to this candidate (an index into `RuleSet::candidates(image).targets`).
+    /// Rewrite to this candidate (an index into `RuleSet::candidates(image).targets`, and
+    /// into [`Resolution::tried`], whose last entry it is).
     Take(usize),
     /// Keep the original, for this reason (`not in m.io/airgap (404)`, `mirror unreachable: …`).
     Keep(String),
@@ -29,11 +30,13 @@ pub enum Verdict {
 
 /// One candidate asked and its answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tried {
+pub struct Tried<'r> {
     /// The candidate image.
     pub image: String,
+    /// The rule that produces it.
+    pub rule: &'r Rule,
     /// The mirror it is in (the rule target's registry part), the metrics label.
-    pub registry: String,
+    pub registry: &'r str,
     /// What the mirror said.
     pub outcome: Result<Answer, CheckError>,
     /// Whether the answer came from the cache.
@@ -42,21 +45,33 @@ pub struct Tried {
 
 /// The verdict for one image and the candidates tried on the way.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolution {
+pub struct Resolution<'r> {
     pub verdict: Verdict,
-    pub tried: Vec<Tried>,
+    pub tried: Vec<Tried<'r>>,
 }
 
-/// Resolutions by image, for the images of one request that the rules would rewrite.
+impl<'r> Resolution<'r> {
+    /// The candidate taken: its image and rule (`None` when the original is kept).
+    pub fn taken(&self) -> Option<&Tried<'r>> {
+        match self.verdict {
+            Verdict::Take(index) => self.tried.get(index),
+            Verdict::Keep(_) => None,
+        }
+    }
+}
+
+/// Resolutions by image, for the images of one request that the rules would rewrite; sorted
+/// by image, borrowing the images (from the request) and the rules.
 #[derive(Clone, Debug, Default)]
-pub struct Resolved {
-    by_image: HashMap<String, Resolution>,
+pub struct Resolved<'r> {
+    by_image: Vec<(&'r str, Resolution<'r>)>,
 }
 
-impl Resolved {
+impl<'r> Resolved<'r> {
     /// The resolution of `image`; `None` for an image the rules leave alone (no lookup).
-    pub fn get(&self, image: &str) -> Option<&Resolution> {
-        self.by_image.get(image)
+    pub fn get(&self, image: &str) -> Option<&Resolution<'r>> {
+        let found = self.by_image.binary_search_by(|(known, _)| (*known).cmp(image)).ok()?;
+        self.by_image.get(found).map(|(_, resolution)| resolution)
     }
 }
 
@@ -175,42 +190,51 @@ impl Resolver {
 
     /// Resolves every image of one request that the rules would rewrite, concurrently, all
     /// within one `--check-timeout` from now.
-    pub async fn resolve(&self, rules: &RuleSet, images: &[&str]) -> Resolved {
+    pub async fn resolve<'r>(&self, rules: &'r RuleSet, images: &[&'r str]) -> Resolved<'r> {
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
         let mut unique: Vec<&str> = images.to_vec();
         unique.sort_unstable();
         unique.dedup();
-        let mut by_image = HashMap::with_capacity(unique.len());
-        let mut to_ask = Vec::with_capacity(unique.len());
+        let mut by_image: Vec<(&str, Option<Resolution<'r>>)> = Vec::with_capacity(unique.len());
+        let mut warm_hits = 0;
         for image in unique {
             // The warm path: the first candidate is rewrite()'s answer, and a cached "present"
             // for it decides at once, without listing the other candidates.
+            let mut known = None;
             if let Decision::Rewritten { image: first, rule } = rules.rewrite(image)
-                && let Some(Answer::Present) = self.cache.cached(&first).await
+                && self.cache.is_present(&first)
             {
-                if let Some(metrics) = &self.metrics {
-                    metrics.cache_hit.inc();
-                }
+                warm_hits += 1;
                 let registry = mirror_label(rule.target.as_str());
-                let tried = vec![Tried { image: first, registry, outcome: Ok(Answer::Present), cached: true }];
-                by_image.insert(image.to_owned(), Resolution { verdict: Verdict::Take(0), tried });
-                continue;
+                let tried = vec![Tried { image: first, rule, registry, outcome: Ok(Answer::Present), cached: true }];
+                known = Some(Resolution { verdict: Verdict::Take(0), tried });
             }
-            to_ask.push(image);
+            by_image.push((image, known));
         }
-        let lookups = to_ask.into_iter().filter_map(|image| {
+        // Counted once per request: the counter is shared by every worker.
+        if let (Some(metrics), 1..) = (&self.metrics, warm_hits) {
+            metrics.cache_hit.inc_by(warm_hits);
+        }
+        let lookups = by_image.iter_mut().filter(|(_, known)| known.is_none()).filter_map(|(image, known)| {
             let candidates = rules.candidates(image);
             if candidates.targets.is_empty() {
                 return None;
             }
-            let targets: Vec<(String, String)> = candidates
+            let targets: Vec<Tried<'r>> = candidates
                 .targets
                 .into_iter()
-                .map(|candidate| (mirror_label(candidate.rule.target.as_str()), candidate.image))
+                .map(|candidate| Tried {
+                    registry: mirror_label(candidate.rule.target.as_str()),
+                    image: candidate.image,
+                    rule: candidate.rule,
+                    outcome: Ok(Answer::Present),
+                    cached: false,
+                })
                 .collect();
-            Some(async move { (image.to_owned(), self.resolve_one(targets, deadline).await) })
+            Some(async move { *known = Some(self.resolve_one(targets, deadline).await) })
         });
-        by_image.extend(futures::future::join_all(lookups).await);
+        futures::future::join_all(lookups).await;
+        let by_image = by_image.into_iter().filter_map(|(image, known)| Some((image, known?))).collect();
         Resolved { by_image }
     }
 
@@ -222,12 +246,13 @@ impl Resolver {
         self.check(&registry_host(image), image, deadline).await.0
     }
 
-    /// Tries `targets` ((mirror label, image), most specific first) in order.
-    async fn resolve_one(&self, targets: Vec<(String, String)>, deadline: tokio::time::Instant) -> Resolution {
+    /// Tries `targets` (most specific first) in order; each gets its answer.
+    async fn resolve_one<'r>(&self, targets: Vec<Tried<'r>>, deadline: tokio::time::Instant) -> Resolution<'r> {
         let mut tried = Vec::with_capacity(targets.len());
         let mut reasons = Vec::new();
-        for (index, (registry, image)) in targets.into_iter().enumerate() {
-            let (outcome, cached) = self.check(&registry, &image, deadline).await;
+        for (index, mut candidate) in targets.into_iter().enumerate() {
+            let registry = candidate.registry;
+            let (outcome, cached) = self.check(registry, &candidate.image, deadline).await;
             let take = match &outcome {
                 Ok(Answer::Present) => true,
                 Ok(Answer::Absent(status)) => {
@@ -239,7 +264,8 @@ impl Resolver {
                     self.settings.on_error == OnCheckError::Swap
                 }
             };
-            tried.push(Tried { image, registry, outcome, cached });
+            (candidate.outcome, candidate.cached) = (outcome, cached);
+            tried.push(candidate);
             if take {
                 return Resolution { verdict: Verdict::Take(index), tried };
             }
@@ -344,8 +370,8 @@ fn round(duration: Duration) -> Duration {
 }
 
 /// The mirror a rule target names: the target without a trailing `-` (`harbor.example.org/airgap-images`).
-fn mirror_label(target: &str) -> String {
-    target.trim_end_matches('-').trim_end_matches('/').to_owned()
+fn mirror_label(target: &str) -> &str {
+    target.trim_end_matches('-').trim_end_matches('/')
 }
 
 /// The registry (`host[:port]`) of a candidate image.

@@ -203,18 +203,18 @@ fn decide(
             metrics.unchanged.with_label_values(&[reason]).inc();
             continue;
         }
-        let decision = match resolved.and_then(|resolved| resolved.get(image)).map(|resolution| &resolution.verdict) {
-            // The first candidate is exactly rewrite()'s answer (property-tested), on its fast path.
-            None | Some(CheckVerdict::Take(0)) => rules.rewrite(image),
-            Some(CheckVerdict::Take(index)) => match rules.candidates(image).targets.into_iter().nth(*index) {
-                Some(candidate) => Decision::Rewritten { image: candidate.image, rule: candidate.rule },
-                None => rules.rewrite(image),
+        let decision = match resolved.and_then(|resolved| resolved.get(image)) {
+            None => rules.rewrite(image),
+            Some(resolution) => match (resolution.taken(), &resolution.verdict) {
+                (Some(taken), _) => Decision::Rewritten { image: taken.image.clone(), rule: taken.rule },
+                (None, CheckVerdict::Keep(why)) => {
+                    warnings.push(format!("mirrorswap kept image {image} of container {container}: {why}"));
+                    metrics.unchanged.with_label_values(&["not_in_mirror"]).inc();
+                    continue;
+                }
+                // A taken verdict always has its candidate; answer as the rules alone would.
+                (None, CheckVerdict::Take(_)) => rules.rewrite(image),
             },
-            Some(CheckVerdict::Keep(why)) => {
-                warnings.push(format!("mirrorswap kept image {image} of container {container}: {why}"));
-                metrics.unchanged.with_label_values(&["not_in_mirror"]).inc();
-                continue;
-            }
         };
         // Per-image lines are debug: at info a busy cluster's log would be mostly these;
         // `mirrorswap_images_rewritten_total{rule}` counts them. `rewrite --explain` says the same.
