@@ -116,14 +116,14 @@ fn run_exists(args: &RewriteArgs, rules: &RuleSet, origin: &str) -> anyhow::Resu
         if args.explain {
             explain_checked(&mut out, rules, &resolved, image, origin)?;
         } else {
-            match resolved.get(image).map(|resolution| &resolution.verdict) {
+            let resolution = resolved.get(image);
+            match resolution.map(|resolution| (&resolution.verdict, resolution.taken())) {
                 None => write_one(&mut out, rules, image)?,
-                Some(Verdict::Take(_)) => {
-                    let chosen = resolved.get(image).and_then(|resolution| resolution.taken());
-                    writeln!(out, "{}", chosen.map_or(image.as_str(), |taken| taken.image.as_str()))
+                Some((Verdict::Take(_), taken)) => {
+                    writeln!(out, "{}", taken.map_or(image.as_str(), |taken| taken.image.as_str()))
                         .context("writing to stdout")?;
                 }
-                Some(Verdict::Keep(why)) => {
+                Some((Verdict::Keep(why), _)) => {
                     eprintln!("warning: `{image}` kept: {why}");
                     writeln!(out, "{image}").context("writing to stdout")?;
                 }

@@ -16,7 +16,7 @@ use super::cache::CheckCache;
 use super::client::{Answer, CheckError, Checker, ClientSettings};
 use super::metrics::RegistryMetrics;
 use crate::credentials::RegistryInfo;
-use crate::rewrite::{Decision, Rule, RuleSet, reference};
+use crate::rewrite::{Candidate, Decision, Rule, RuleSet, reference};
 
 /// What to do with one image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,18 +220,7 @@ impl Resolver {
             if candidates.targets.is_empty() {
                 return None;
             }
-            let targets: Vec<Tried<'r>> = candidates
-                .targets
-                .into_iter()
-                .map(|candidate| Tried {
-                    registry: mirror_label(candidate.rule.target.as_str()),
-                    image: candidate.image,
-                    rule: candidate.rule,
-                    outcome: Ok(Answer::Present),
-                    cached: false,
-                })
-                .collect();
-            Some(async move { *known = Some(self.resolve_one(targets, deadline).await) })
+            Some(async move { *known = Some(self.resolve_one(candidates.targets, deadline).await) })
         });
         futures::future::join_all(lookups).await;
         let by_image = by_image.into_iter().filter_map(|(image, known)| Some((image, known?))).collect();
@@ -246,13 +235,13 @@ impl Resolver {
         self.check(&registry_host(image), image, deadline).await.0
     }
 
-    /// Tries `targets` (most specific first) in order; each gets its answer.
-    async fn resolve_one<'r>(&self, targets: Vec<Tried<'r>>, deadline: tokio::time::Instant) -> Resolution<'r> {
+    /// Tries `targets` (most specific first) in order.
+    async fn resolve_one<'r>(&self, targets: Vec<Candidate<'r>>, deadline: tokio::time::Instant) -> Resolution<'r> {
         let mut tried = Vec::with_capacity(targets.len());
         let mut reasons = Vec::new();
-        for (index, mut candidate) in targets.into_iter().enumerate() {
-            let registry = candidate.registry;
-            let (outcome, cached) = self.check(registry, &candidate.image, deadline).await;
+        for (index, Candidate { image, rule }) in targets.into_iter().enumerate() {
+            let registry = mirror_label(rule.target.as_str());
+            let (outcome, cached) = self.check(registry, &image, deadline).await;
             let take = match &outcome {
                 Ok(Answer::Present) => true,
                 Ok(Answer::Absent(status)) => {
@@ -264,8 +253,7 @@ impl Resolver {
                     self.settings.on_error == OnCheckError::Swap
                 }
             };
-            (candidate.outcome, candidate.cached) = (outcome, cached);
-            tried.push(candidate);
+            tried.push(Tried { image, rule, registry, outcome, cached });
             if take {
                 return Resolution { verdict: Verdict::Take(index), tried };
             }

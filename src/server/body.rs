@@ -14,7 +14,7 @@ const UNDECLARED_START: usize = 64 * 1024;
 /// Why a body was not read.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyError {
-    /// Longer than the limit (declared or as sent): 413.
+    /// More bytes sent than the limit: 413.
     TooLarge { limit: usize },
     /// The peer reset or broke the stream mid-body: 400.
     Broken(String),

@@ -5,7 +5,7 @@
 //! `--inflight-body-wait` is answered 503 with `Retry-After` and counted. Reserving up front
 //! cannot deadlock: no request ever holds part of the budget while waiting for more.
 //! Holding the reservation, it reads the body whole (`super::body`), so what a request
-//! holds is the body it reserved for, once; a body declared over the limit gets 413 at once.
+//! holds is the body it reserved for, once; one over `--max-body-bytes` gets 413.
 
 use std::sync::Arc;
 use std::time::Duration;

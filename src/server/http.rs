@@ -47,6 +47,8 @@ pub fn webhook_router(state: Arc<State>, limits: Limits, budget: BodyBudget, noo
     }
     router
         .with_state(state)
+        // The budget layer already read the body within this limit; this only lifts axum's
+        // 2 MB default for the `Bytes` extractor to the same value.
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(budget, body_budget::reserve))
         .layer(
