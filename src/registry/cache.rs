@@ -10,9 +10,10 @@
 //! A "present" answer is read with `contains_key`, which writes nothing shared: moka's `get`
 //! also logs the read for its eviction policy (a channel push, and the log drained every few
 //! dozen reads), which cost the warm admission path more than the lookup itself on two busy
-//! workers. So present answers leave by their time to live, or past the bound in the order
-//! they came (moka's frequency estimate then sees only their lookups): a bound of 75,000
-//! present images within `--check-cache-ttl` is not what a cluster pulls.
+//! workers. So present answers leave by their time to live; at the bound, moka's admission
+//! weighs a new answer against the incumbents by their lookups alone, and a new image may
+//! stay uncached until older answers expire (the unit test below shows it). 75,000 present
+//! images within `--check-cache-ttl` is not what a cluster pulls.
 
 use std::future::Future;
 use std::sync::Arc;
