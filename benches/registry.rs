@@ -2,20 +2,25 @@
 //!
 //! Starts a real registry (Debian's `docker-registry` on 127.0.0.1 with a test CA and htpasswd
 //! basic auth, `tests/common/registry.rs`), pushes the four images that the 4-container Pod
-//! review of `benches/load.rs` is rewritten to, and runs two release `mirrorswap serve`
-//! processes with the same rules: `--swap-policy always` and `--swap-policy exists` (its cache
-//! primed first, so every lookup is a hit). Both stay up for the whole run and take turns:
-//! at each concurrency of `REGISTRY_CONCURRENCY` (default `1,16,64`) they alternate for
-//! `REGISTRY_ROUNDS` rounds (default 9) of `REGISTRY_SECONDS` (default 3), each row is the
-//! median round with the server's CPU time per request (utime + stime from `/proc`), and the
-//! last column is `exists` as a share of `always` (target ≥ 90%): the median over rounds of
-//! the two back-to-back runs' ratio, with the range of those ratios (two identical `always`
-//! servers spread 91–116% per round here: the clients, both servers and the registry share
-//! two cores).
+//! review of `benches/load.rs` is rewritten to, and runs three release `mirrorswap serve`
+//! processes with the same rules: `--swap-policy always`, `--swap-policy exists` (its cache
+//! primed first, so every lookup is a hit), and a second `always` as an A/A control. All three
+//! stay up for the whole run, each with its own kept-alive connections, and take turns in
+//! slices of `REGISTRY_SLICE_MS` (default 250 ms) until each has had `REGISTRY_SECONDS`
+//! (default 20) at every connection count of `REGISTRY_CONCURRENCY` (default `1,16,64`).
+//! This machine's speed drifts by a third between runs of a few seconds (the clients, three
+//! servers and the registry share two cores with other work); slices this short put the three
+//! in the same stretch of it, which runs of whole seconds back to back did not.
+//!
+//! Each row is one server's requests/s over all its slices, with latency and the server's CPU
+//! time per request (utime + stime from `/proc`); the last column is its requests/s as a share
+//! of `always`'s (target for `exists`: ≥ 90%), with the lowest and highest share among
+//! `BLOCKS` consecutive stretches of the run. The control's share is what the bench itself
+//! spreads by: a gap within it is noise.
 //!
 //! First, without a network, the admission work alone in this process: the Pod answered as
 //! `always` does and as `exists` does with every image cached present, alternating for
-//! `REGISTRY_ROUNDS` rounds of 100,000 answers each, median ns per answer.
+//! 50 × `REGISTRY_ROUNDS` (default 9) slices of 2,000 answers each, median ns per answer.
 //!
 //! Then the cold-cache admission latency of the same Pod (four lookups, concurrent, one
 //! deadline), `REGISTRY_COLD_RUNS` times (default 30), two ways:
@@ -42,7 +47,7 @@ use std::time::{Duration, Instant};
 use common::registry::{Auth, Registry};
 use hyper::body::Bytes;
 use serde_json::Value;
-use server::{Connection, Run, Server, TestCertificate, measure};
+use server::{Connection, Server, TestCertificate, measure};
 use tokio_rustls::rustls::ClientConfig;
 
 /// The four images of `examples/admission/pod.json`, as the bench's rules rewrite them: the
@@ -122,12 +127,97 @@ fn print_latencies(rows: &[Latencies]) {
     }
 }
 
+/// The blocks a server's slices are grouped into for the share's range.
+const BLOCKS: usize = 8;
+
+/// One server under load in slices: its kept-alive connections and what they measured.
+struct Side<'s> {
+    server: &'s Server,
+    connections: Vec<Connection>,
+    latencies: Vec<u32>,
+    /// Requests and seconds per block.
+    blocks: [(u64, f64); BLOCKS],
+    cpu_seconds: f64,
+}
+
+impl<'s> Side<'s> {
+    async fn open(server: &'s Server, config: &Arc<ClientConfig>, clients: usize) -> Self {
+        let mut connections = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            connections.push(Connection::open(server.addr, config).await.expect("connect, TLS handshake"));
+        }
+        Self { server, connections, latencies: Vec::new(), blocks: [(0, 0.0); BLOCKS], cpu_seconds: 0.0 }
+    }
+
+    /// Every connection sends the Pod, one request after another, for `length`; counted in `block`.
+    async fn run(&mut self, block: usize, body: &Bytes, length: Duration) {
+        let cpu_before = self.server.cpu_seconds();
+        let started = Instant::now();
+        let until = started + length;
+        let tasks: Vec<_> = self
+            .connections
+            .drain(..)
+            .map(|mut connection| {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    while Instant::now() < until {
+                        let sent = Instant::now();
+                        let (status, answer) = connection.post("/mutate", body.clone()).await.expect("response");
+                        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+                        latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    }
+                    (connection, latencies)
+                })
+            })
+            .collect();
+        let mut requests = 0;
+        for task in tasks {
+            let (connection, latencies) = task.await.expect("client task");
+            requests += latencies.len() as u64;
+            self.latencies.extend(latencies);
+            self.connections.push(connection);
+        }
+        let (count, seconds) = &mut self.blocks[block];
+        *count += requests;
+        *seconds += started.elapsed().as_secs_f64();
+        self.cpu_seconds += self.server.cpu_seconds() - cpu_before;
+    }
+
+    fn requests(&self) -> u64 {
+        self.blocks.iter().map(|(requests, _)| requests).sum()
+    }
+
+    fn requests_per_second(&self) -> f64 {
+        self.requests() as f64 / self.blocks.iter().map(|(_, seconds)| seconds).sum::<f64>()
+    }
+
+    fn cpu_us_per_request(&self) -> f64 {
+        self.cpu_seconds * 1e6 / self.requests().max(1) as f64
+    }
+
+    /// The median and p99 latency, µs (the latencies sorted first).
+    fn latency(&self) -> (u32, u32) {
+        (server::quantile(&self.latencies, 0.5), server::quantile(&self.latencies, 0.99))
+    }
+
+    /// This side's requests/s as a share of `base`'s over the whole run, and the lowest and
+    /// highest share of the blocks (the slices run in the same stretch of time).
+    fn share_of(&self, base: &Side) -> (f64, f64, f64) {
+        let rate = |(requests, seconds): &(u64, f64)| *requests as f64 / seconds.max(f64::MIN_POSITIVE);
+        let shares = self.blocks.iter().zip(&base.blocks).map(|(mine, theirs)| rate(mine) / rate(theirs));
+        let (low, high) = shares.fold((f64::INFINITY, 0.0_f64), |(low, high), share| (low.min(share), high.max(share)));
+        (self.requests_per_second() / base.requests_per_second(), low, high)
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; anything else (such as `cargo test --benches`) only checks it builds.
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
     }
-    let seconds = server::env_number("REGISTRY_SECONDS", 3);
+    let seconds = server::env_number("REGISTRY_SECONDS", 20).max(1);
+    let slice_ms = server::env_number("REGISTRY_SLICE_MS", 250).max(10);
     let rounds = server::env_number("REGISTRY_ROUNDS", 9).max(1) as usize;
     let cold_runs = server::env_number("REGISTRY_COLD_RUNS", 30).max(1) as usize;
     let concurrencies = server::env_list("REGISTRY_CONCURRENCY", "1,16,64");
@@ -152,61 +242,64 @@ fn main() {
         let always = start(&tls, &rules_path, &["--swap-policy".into(), "always".into()]);
         let warm_flags = exists_flags(&registry, tls.dir.path(), &["--check-cache-ttl", "1h"]);
         let exists = start(&tls, &rules_path, &warm_flags);
-        // Prime the cache (four lookups), check both answers, and warm both processes up.
-        for server in [&always, &exists] {
+        let control = start(&tls, &rules_path, &["--swap-policy".into(), "always".into()]);
+        // Prime the cache (four lookups), check the answers, and warm the processes up.
+        for server in [&always, &exists, &control] {
             let (_, answer) = admit_once(server.addr, &config, &review_body).await;
             assert_all_rewritten(&answer, &review, &mirror);
         }
         let lookups_after_priming = registry.manifest_requests();
-        for server in [&always, &exists] {
+        for server in [&always, &exists, &control] {
             measure(server.addr, &config, "/mutate", &review_body, 4, 1).await;
         }
 
         println!(
             "4-container Pod review ({} bytes), 4 images present in a loopback docker-registry (basic auth, TLS); \
-             median of {rounds} alternating rounds of {seconds} s, HTTPS keep-alive, HTTP/1.1",
+             {seconds} s per server and connection count, interleaved in {slice_ms} ms slices; HTTPS keep-alive, HTTP/1.1",
             review_body.len()
         );
         println!();
-        println!("| connections | policy | requests/s | p50 ms | p99 ms | server CPU µs/request | exists vs always (per-round range) |");
+        println!(
+            "| connections | server | requests/s | p50 ms | p99 ms | server CPU µs/request | share of `always` (range over {BLOCKS} blocks) |"
+        );
         println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
         let mut worst_share = f64::INFINITY;
+        let servers = [&always, &exists, &control];
+        let slices = (seconds * 1000 / slice_ms).max(BLOCKS as u64) as usize;
         for &clients in &concurrencies {
-            let (mut always_runs, mut exists_runs) = (Vec::new(), Vec::new());
-            for round in 0..rounds {
-                // Alternate which one goes first, so a drift of the machine hits both alike.
-                let order = if round % 2 == 0 { [&always, &exists] } else { [&exists, &always] };
-                for server in order {
-                    let cpu_before = server.cpu_seconds();
-                    let run = measure(server.addr, &config, "/mutate", &review_body, clients, seconds).await;
-                    let requests = run.requests_per_second * seconds as f64;
-                    let cpu_us = (server.cpu_seconds() - cpu_before) * 1e6 / requests.max(1.0);
-                    if std::ptr::eq(server, &always) { always_runs.push((run, cpu_us)) } else { exists_runs.push((run, cpu_us)) }
+            let mut sides = Vec::new();
+            for server in servers {
+                sides.push(Side::open(server, &config, clients).await);
+            }
+            for slice in 0..slices {
+                // Each server goes first, second and third in turn, so a drift of the machine
+                // within a cycle hits all three alike.
+                for turn in 0..servers.len() {
+                    let index = (slice + turn) % servers.len();
+                    sides[index].run(slice * BLOCKS / slices, &review_body, Duration::from_millis(slice_ms)).await;
                 }
             }
-            // The share is the median over rounds of each round's pair (the two ran back to back,
-            // so a drift of the shared machine cancels out), not a ratio of two medians.
-            let mut shares: Vec<f64> = always_runs
-                .iter()
-                .zip(&exists_runs)
-                .map(|((always, _), (exists, _))| exists.requests_per_second / always.requests_per_second)
-                .collect();
-            shares.sort_by(f64::total_cmp);
-            let share = shares[shares.len() / 2];
-            let range = format!("{:.0}–{:.0}%", 100.0 * shares[0], 100.0 * shares[shares.len() - 1]);
-            let median = |runs| server::median_by(runs, |(run, _): &(Run, f64)| run.requests_per_second);
-            let ((always_run, always_cpu), (exists_run, exists_cpu)) = (median(always_runs), median(exists_runs));
-            worst_share = worst_share.min(share);
-            for (policy, run, cpu, cell) in [
-                ("always", &always_run, always_cpu, String::new()),
-                ("exists", &exists_run, exists_cpu, format!("{:.0}% ({range})", 100.0 * share)),
-            ] {
-                let ms = server::ms;
+            for side in &mut sides {
+                side.latencies.sort_unstable();
+            }
+            let [always_side, exists_side, control_side] = &sides[..] else { unreachable!("three servers") };
+            for (label, side) in [("`always`", always_side), ("`exists`, warm cache", exists_side), ("`always` again (A/A control)", control_side)] {
+                let cell = if std::ptr::eq(side, always_side) {
+                    String::new()
+                } else {
+                    let (share, low, high) = side.share_of(always_side);
+                    if std::ptr::eq(side, exists_side) {
+                        worst_share = worst_share.min(share);
+                    }
+                    format!("{:.1}% ({:.0}–{:.0}%)", 100.0 * share, 100.0 * low, 100.0 * high)
+                };
+                let (p50, p99) = side.latency();
                 println!(
-                    "| {clients} | {policy} | {:.0} | {:.2} | {:.2} | {cpu:.1} | {cell} |",
-                    run.requests_per_second,
-                    ms(run.p50),
-                    ms(run.p99)
+                    "| {clients} | {label} | {:.0} | {:.2} | {:.2} | {:.1} | {cell} |",
+                    side.requests_per_second(),
+                    server::ms(p50),
+                    server::ms(p99),
+                    side.cpu_us_per_request()
                 );
             }
         }
@@ -214,10 +307,11 @@ fn main() {
         println!();
         println!(
             "warm cache: {extra_lookups} registry lookups during the load (expected 0); lowest exists/always share \
-             {:.0}% (target ≥ 90%: {})",
+             {:.1}% (target ≥ 90%: {})",
             100.0 * worst_share,
             if worst_share >= 0.9 { "met" } else { "NOT met" }
         );
+        drop(control);
         drop((always, exists));
 
         // Cold cache. Fresh processes alternate between `always` (the baseline) and `exists`.
@@ -269,7 +363,9 @@ fn warm_path_in_process(rounds: usize) {
     use mirrorswap::registry::{Answer, CheckArgs, OnCheckError, Resolver};
     use mirrorswap::rewrite::{Decision, Options, compile_maps};
     use mirrorswap::server::{admission, metrics::Metrics};
-    const ANSWERS: u32 = 100_000;
+    // Short slices, alternating, so a drift of the machine hits both ways alike.
+    const ANSWERS: u32 = 2_000;
+    let slices = rounds * 50;
     let rules = compile_maps(&rules("mirror.invalid"), Options::default()).expect("rules").rules;
     let body = server::sample_review("pod.json");
     let args = CheckArgs {
@@ -293,7 +389,7 @@ fn warm_path_in_process(rounds: usize) {
         }
     }
     let (mut always, mut exists) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
+    for _ in 0..slices {
         let started = Instant::now();
         for _ in 0..ANSWERS {
             std::hint::black_box(admission::answer(&body, &rules, &settings, &metrics));
@@ -316,7 +412,7 @@ fn warm_path_in_process(rounds: usize) {
     };
     let (always, exists) = (median(always), median(exists));
     println!(
-        "admission work in process (4-container Pod, median of {rounds} rounds of {ANSWERS}): always {always:.0} ns, \
+        "admission work in process (4-container Pod, median of {slices} alternating slices of {ANSWERS}): always {always:.0} ns, \
          exists with a warm cache {exists:.0} ns (+{:.0} ns, {:.0}% of always's rate)",
         exists - always,
         100.0 * always / exists

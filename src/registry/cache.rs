@@ -14,11 +14,16 @@
 //! weighs a new answer against the incumbents by their lookups alone, and a new image may
 //! stay uncached until older answers expire (the unit test below shows it). 75,000 present
 //! images within `--check-cache-ttl` is not what a cluster pulls.
+//!
+//! Keys are hashed with `ahash`, seeded at random per process as the standard SipHash is (image
+//! names come from Pods anyone may create, so a fixed-seed hash would let them collide
+//! entries on purpose), at a fraction of SipHash's cost on an image name.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ahash::RandomState;
 use moka::future::Cache;
 
 use super::client::{Answer, CheckError};
@@ -26,9 +31,9 @@ use super::client::{Answer, CheckError};
 /// The answer cache.
 #[derive(Clone)]
 pub struct CheckCache {
-    present: Cache<String, ()>,
+    present: Cache<String, (), RandomState>,
     /// The status the registry said "absent" with.
-    absent: Cache<String, u16>,
+    absent: Cache<String, u16, RandomState>,
 }
 
 /// How a shared lookup ended when the image is not present.
@@ -45,8 +50,14 @@ impl CheckCache {
         let absent_entries = (entries / 4).max(1);
         let present_entries = entries.saturating_sub(absent_entries).max(1);
         Self {
-            present: Cache::builder().max_capacity(present_entries).time_to_live(present).build(),
-            absent: Cache::builder().max_capacity(absent_entries).time_to_live(absent).build(),
+            present: Cache::builder()
+                .max_capacity(present_entries)
+                .time_to_live(present)
+                .build_with_hasher(RandomState::new()),
+            absent: Cache::builder()
+                .max_capacity(absent_entries)
+                .time_to_live(absent)
+                .build_with_hasher(RandomState::new()),
         }
     }
 

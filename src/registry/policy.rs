@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use smallvec::{SmallVec, smallvec};
 use tracing::info;
 
 use super::args::{CheckArgs, OnCheckError};
@@ -43,11 +44,12 @@ pub struct Tried<'r> {
     pub cached: bool,
 }
 
-/// The verdict for one image and the candidates tried on the way.
+/// The verdict for one image and the candidates tried on the way (held inline when it is one,
+/// as on a warm cache).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolution<'r> {
     pub verdict: Verdict,
-    pub tried: Vec<Tried<'r>>,
+    pub tried: SmallVec<[Tried<'r>; 1]>,
 }
 
 impl<'r> Resolution<'r> {
@@ -191,38 +193,39 @@ impl Resolver {
     /// Resolves every image of one request that the rules would rewrite, concurrently, all
     /// within one `--check-timeout` from now.
     pub async fn resolve<'r>(&self, rules: &'r RuleSet, images: &[&'r str]) -> Resolved<'r> {
-        let deadline = tokio::time::Instant::now() + self.settings.timeout;
-        let mut unique: Vec<&str> = images.to_vec();
-        unique.sort_unstable();
-        unique.dedup();
-        let mut by_image: Vec<(&str, Option<Resolution<'r>>)> = Vec::with_capacity(unique.len());
-        let mut warm_hits = 0;
-        for image in unique {
+        let mut by_image: Vec<(&str, Option<Resolution<'r>>)> = images.iter().map(|image| (*image, None)).collect();
+        by_image.sort_unstable_by_key(|(image, _)| *image);
+        by_image.dedup_by_key(|(image, _)| *image);
+        let mut warm_hits = 0_usize;
+        for (image, known) in &mut by_image {
             // The warm path: the first candidate is rewrite()'s answer, and a cached "present"
             // for it decides at once, without listing the other candidates.
-            let mut known = None;
             if let Decision::Rewritten { image: first, rule } = rules.rewrite(image)
                 && self.cache.is_present(&first)
             {
                 warm_hits += 1;
                 let registry = mirror_label(rule.target.as_str());
-                let tried = vec![Tried { image: first, rule, registry, outcome: Ok(Answer::Present), cached: true }];
-                known = Some(Resolution { verdict: Verdict::Take(0), tried });
+                let tried =
+                    smallvec![Tried { image: first, rule, registry, outcome: Ok(Answer::Present), cached: true }];
+                *known = Some(Resolution { verdict: Verdict::Take(0), tried });
             }
-            by_image.push((image, known));
         }
         // Counted once per request: the counter is shared by every worker.
         if let (Some(metrics), 1..) = (&self.metrics, warm_hits) {
-            metrics.cache_hit.inc_by(warm_hits);
+            metrics.cache_hit.inc_by(warm_hits as u64);
         }
-        let lookups = by_image.iter_mut().filter(|(_, known)| known.is_none()).filter_map(|(image, known)| {
-            let candidates = rules.candidates(image);
-            if candidates.targets.is_empty() {
-                return None;
-            }
-            Some(async move { *known = Some(self.resolve_one(candidates.targets, deadline).await) })
-        });
-        futures::future::join_all(lookups).await;
+        // The rest are asked, concurrently, under one deadline (nothing is, on a warm cache).
+        if warm_hits < by_image.len() {
+            let deadline = tokio::time::Instant::now() + self.settings.timeout;
+            let lookups = by_image.iter_mut().filter(|(_, known)| known.is_none()).filter_map(|(image, known)| {
+                let candidates = rules.candidates(image);
+                if candidates.targets.is_empty() {
+                    return None;
+                }
+                Some(async move { *known = Some(self.resolve_one(candidates.targets, deadline).await) })
+            });
+            futures::future::join_all(lookups).await;
+        }
         let by_image = by_image.into_iter().filter_map(|(image, known)| Some((image, known?))).collect();
         Resolved { by_image }
     }
@@ -237,7 +240,7 @@ impl Resolver {
 
     /// Tries `targets` (most specific first) in order.
     async fn resolve_one<'r>(&self, targets: Vec<Candidate<'r>>, deadline: tokio::time::Instant) -> Resolution<'r> {
-        let mut tried = Vec::with_capacity(targets.len());
+        let mut tried = SmallVec::with_capacity(targets.len());
         let mut reasons = Vec::new();
         for (index, Candidate { image, rule }) in targets.into_iter().enumerate() {
             let registry = mirror_label(rule.target.as_str());
