@@ -111,6 +111,8 @@ async fn present_absent_and_fallback(auth: Auth) {
         &format!("src.invalid/team/app@{digest}"),
         "src.invalid/team/missing:3",
         "src.invalid/team/only-general:2",
+        // The same image in a second container: asked once, both fields take the fallback.
+        "src.invalid/team/only-general:2",
     ]);
     let (object, response, _) = admit(&server, &review).await;
     assert_eq!(
@@ -119,6 +121,7 @@ async fn present_absent_and_fallback(auth: Auth) {
             format!("{mirror}/specific/app:1"),
             format!("{mirror}/specific/app@{digest}"),
             "src.invalid/team/missing:3".to_owned(),
+            format!("{mirror}/general/team/only-general:2"),
             format!("{mirror}/general/team/only-general:2"),
         ],
         "present by tag and by digest, absent kept, fallback to the less specific rule"

@@ -21,4 +21,4 @@ pub use auth_file::{AuthFile, AuthFileError};
 pub use cache::CheckCache;
 pub use client::{Answer, CheckError, Checker, ClientSettings};
 pub use metrics::RegistryMetrics;
-pub use policy::{CheckSettings, Resolution, Resolved, Resolver, ResolverError, Tried, Verdict};
+pub use policy::{CheckSettings, Choice, Resolution, Resolved, Resolver, ResolverError, Tried, Verdict};

@@ -66,14 +66,53 @@ impl<'r> Resolution<'r> {
 /// by image, borrowing the images (from the request) and the rules.
 #[derive(Clone, Debug, Default)]
 pub struct Resolved<'r> {
-    by_image: Vec<(&'r str, Resolution<'r>)>,
+    by_image: Vec<ImageResolution<'r>>,
+}
+
+/// One image's resolution, and how many of the fields given to [`Resolver::resolve`] have
+/// that image and are still to [`Resolved::choose`].
+#[derive(Clone, Debug)]
+struct ImageResolution<'r> {
+    image: &'r str,
+    resolution: Resolution<'r>,
+    uses: u32,
+}
+
+/// What one image field becomes, as [`Resolved::choose`] says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Choice<'a, 'r> {
+    /// The taken candidate's image, and the rule that made it.
+    Take(String, &'r Rule),
+    /// The original stays, for this reason.
+    Keep(&'a str),
 }
 
 impl<'r> Resolved<'r> {
     /// The resolution of `image`; `None` for an image the rules leave alone (no lookup).
     pub fn get(&self, image: &str) -> Option<&Resolution<'r>> {
-        let found = self.by_image.binary_search_by(|(known, _)| (*known).cmp(image)).ok()?;
-        self.by_image.get(found).map(|(_, resolution)| resolution)
+        self.position(image).map(|found| &self.by_image[found].resolution)
+    }
+
+    /// What one field with `image` becomes. The taken image is copied for each field but the
+    /// last of those given to [`Resolver::resolve`], which gets it moved. `None` for an image
+    /// not resolved (the rules leave it alone), and for a field beyond those given, whose
+    /// image was moved already: the caller answers those as the rules alone would.
+    pub fn choose(&mut self, image: &str) -> Option<Choice<'_, 'r>> {
+        let found = self.position(image)?;
+        let entry = &mut self.by_image[found];
+        match &entry.resolution.verdict {
+            Verdict::Keep(why) => Some(Choice::Keep(why)),
+            Verdict::Take(index) => {
+                let taken = entry.resolution.tried.get_mut(*index)?;
+                entry.uses = entry.uses.checked_sub(1)?;
+                let image = if entry.uses == 0 { std::mem::take(&mut taken.image) } else { taken.image.clone() };
+                Some(Choice::Take(image, taken.rule))
+            }
+        }
+    }
+
+    fn position(&self, image: &str) -> Option<usize> {
+        self.by_image.binary_search_by(|known| known.image.cmp(image)).ok()
     }
 }
 
@@ -193,11 +232,16 @@ impl Resolver {
     /// Resolves every image of one request that the rules would rewrite, concurrently, all
     /// within one `--check-timeout` from now.
     pub async fn resolve<'r>(&self, rules: &'r RuleSet, images: &[&'r str]) -> Resolved<'r> {
-        let mut by_image: Vec<(&str, Option<Resolution<'r>>)> = images.iter().map(|image| (*image, None)).collect();
-        by_image.sort_unstable_by_key(|(image, _)| *image);
-        by_image.dedup_by_key(|(image, _)| *image);
+        let mut by_image: Vec<(&str, u32, Option<Resolution<'r>>)> =
+            images.iter().map(|image| (*image, 1, None)).collect();
+        by_image.sort_unstable_by_key(|(image, _, _)| *image);
+        by_image.dedup_by(|(image, _, _), (kept, uses, _)| {
+            let same = image == kept;
+            *uses += u32::from(same);
+            same
+        });
         let mut warm_hits = 0_usize;
-        for (image, known) in &mut by_image {
+        for (image, _, known) in &mut by_image {
             // The warm path: the first candidate is rewrite()'s answer, and a cached "present"
             // for it decides at once, without listing the other candidates.
             if let Decision::Rewritten { image: first, rule } = rules.rewrite(image)
@@ -217,16 +261,20 @@ impl Resolver {
         // The rest are asked, concurrently, under one deadline (nothing is, on a warm cache).
         if warm_hits < by_image.len() {
             let deadline = tokio::time::Instant::now() + self.settings.timeout;
-            let lookups = by_image.iter_mut().filter(|(_, known)| known.is_none()).filter_map(|(image, known)| {
-                let candidates = rules.candidates(image);
-                if candidates.targets.is_empty() {
-                    return None;
-                }
-                Some(async move { *known = Some(self.resolve_one(candidates.targets, deadline).await) })
-            });
+            let lookups =
+                by_image.iter_mut().filter(|(_, _, known)| known.is_none()).filter_map(|(image, _, known)| {
+                    let candidates = rules.candidates(image);
+                    if candidates.targets.is_empty() {
+                        return None;
+                    }
+                    Some(async move { *known = Some(self.resolve_one(candidates.targets, deadline).await) })
+                });
             futures::future::join_all(lookups).await;
         }
-        let by_image = by_image.into_iter().filter_map(|(image, known)| Some((image, known?))).collect();
+        let by_image = by_image
+            .into_iter()
+            .filter_map(|(image, uses, known)| Some(ImageResolution { image, resolution: known?, uses }))
+            .collect();
         Resolved { by_image }
     }
 
@@ -368,4 +416,56 @@ fn mirror_label(target: &str) -> &str {
 /// The registry (`host[:port]`) of a candidate image.
 fn registry_host(image: &str) -> String {
     reference::parse(image).map_or_else(|_| image.to_owned(), |parsed| parsed.registry_key().to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rewrite::{Options, compile_maps};
+
+    fn resolver() -> Resolver {
+        let args = CheckArgs {
+            registry_auth: None,
+            registry_ca: None,
+            insecure_registries: Vec::new(),
+            check_timeout: Duration::from_secs(1),
+            check_cache_ttl: Duration::from_secs(3600),
+            check_negative_ttl: Duration::from_secs(3600),
+            check_cache_entries: 100,
+            check_backoff: Duration::from_secs(5),
+        };
+        Resolver::new(&args, OnCheckError::Keep, None).expect("resolver")
+    }
+
+    /// Fields sharing an image each get the taken image (copied, then moved at the last);
+    /// a field beyond those given gets `None`; a kept image says why.
+    #[tokio::test]
+    async fn choose_answers_every_field_given_once() {
+        let rules = compile_maps("docker.io::mirror.invalid/hub\n", Options::default()).expect("rules").rules;
+        let resolver = resolver();
+        let target = |image: &str| match rules.rewrite(image) {
+            Decision::Rewritten { image, .. } => image,
+            Decision::Unchanged(reason) => panic!("{image} not rewritten: {reason:?}"),
+        };
+        let cache = resolver.cache();
+        let (present, _) = cache.get_or_check(&target("nginx:1"), async { Ok(Answer::Present) }).await;
+        let (absent, _) = cache.get_or_check(&target("redis:7"), async { Ok(Answer::Absent(404)) }).await;
+        assert_eq!((present, absent), (Ok(Answer::Present), Ok(Answer::Absent(404))));
+
+        let images = ["nginx:1", "redis:7", "nginx:1", "quay.io/left/alone:1"];
+        let mut resolved = resolver.resolve(&rules, &images).await;
+        let present = target("nginx:1");
+        for _ in 0..2 {
+            match resolved.choose("nginx:1") {
+                Some(Choice::Take(image, rule)) => {
+                    assert_eq!((image.as_str(), &*rule.source), (present.as_str(), "docker.io"))
+                }
+                other => panic!("nginx:1 taken, got {other:?}"),
+            }
+        }
+        assert_eq!(resolved.choose("nginx:1"), None, "a third field was not given");
+        assert!(matches!(resolved.choose("redis:7"), Some(Choice::Keep(why)) if why.contains("(404)")));
+        assert_eq!(resolved.choose("quay.io/left/alone:1"), None, "no rule: not resolved");
+        assert!(resolved.get("nginx:1").is_some_and(|resolution| resolution.verdict == Verdict::Take(0)));
+    }
 }

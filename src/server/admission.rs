@@ -19,7 +19,7 @@ use super::review::{Metadata, Object, Request, Review};
 use super::update::{self, OldImages, Verdict};
 pub use super::workload::ORIGINAL_IMAGES_ANNOTATION;
 use super::workload::{self, ImageField};
-use crate::registry::{Resolved, Verdict as CheckVerdict};
+use crate::registry::{Choice, Resolved};
 use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged};
 
 const API_VERSION: &str = "admission.k8s.io/v1";
@@ -85,6 +85,8 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
 
 /// The images of a parsed request that the webhook would decide on (none for a request it
 /// ignores): what `--swap-policy exists` asks the registries about before [`answer_request`].
+/// One per field, in the fields `decide` walks, so that [`Resolved::choose`] can move each
+/// taken image into the patch at its last field.
 pub fn images_to_check<'r>(request: &'r Request<'_>) -> Vec<&'r str> {
     let Some((kind, spec_path)) = workload::known_kind(&request.kind.group, &request.kind.kind) else {
         return Vec::new();
@@ -111,7 +113,7 @@ pub fn answer_resolved(
     rules: &RuleSet,
     settings: &Settings,
     metrics: &Metrics,
-    resolved: Option<&Resolved>,
+    resolved: Option<&mut Resolved>,
 ) -> Answer {
     match parse(body) {
         Ok(request) => answer_request(&request, rules, settings, metrics, resolved),
@@ -152,7 +154,7 @@ pub fn answer_request(
     rules: &RuleSet,
     settings: &Settings,
     metrics: &Metrics,
-    resolved: Option<&Resolved>,
+    resolved: Option<&mut Resolved>,
 ) -> Answer {
     let known = workload::known_kind(&request.kind.group, &request.kind.kind);
     let outcome = match known {
@@ -174,7 +176,7 @@ fn decide(
     rules: &RuleSet,
     settings: &Settings,
     metrics: &Metrics,
-    resolved: Option<&Resolved>,
+    mut resolved: Option<&mut Resolved>,
 ) -> Outcome {
     let Some(scope) = update::scope(kind, &request.operation, request.sub_resource.as_deref().unwrap_or("")) else {
         return Outcome::allow("ignored");
@@ -203,18 +205,14 @@ fn decide(
             metrics.unchanged.with_label_values(&[reason]).inc();
             continue;
         }
-        let decision = match resolved.and_then(|resolved| resolved.get(image)) {
+        let decision = match resolved.as_deref_mut().and_then(|resolved| resolved.choose(image)) {
             None => rules.rewrite(image),
-            Some(resolution) => match (resolution.taken(), &resolution.verdict) {
-                (Some(taken), _) => Decision::Rewritten { image: taken.image.clone(), rule: taken.rule },
-                (None, CheckVerdict::Keep(why)) => {
-                    warnings.push(format!("mirrorswap kept image {image} of container {container}: {why}"));
-                    metrics.unchanged.with_label_values(&["not_in_mirror"]).inc();
-                    continue;
-                }
-                // A taken verdict always has its candidate; answer as the rules alone would.
-                (None, CheckVerdict::Take(_)) => rules.rewrite(image),
-            },
+            Some(Choice::Take(image, rule)) => Decision::Rewritten { image, rule },
+            Some(Choice::Keep(why)) => {
+                warnings.push(format!("mirrorswap kept image {image} of container {container}: {why}"));
+                metrics.unchanged.with_label_values(&["not_in_mirror"]).inc();
+                continue;
+            }
         };
         // Per-image lines are debug: at info a busy cluster's log would be mostly these;
         // `mirrorswap_images_rewritten_total{rule}` counts them. `rewrite --explain` says the same.

@@ -107,8 +107,8 @@ async fn respond(state: &Arc<State>, is_json: bool, body: Bytes, work: Work) -> 
         let rules = state.rules();
         match admission::parse(&body) {
             Ok(request) => {
-                let resolved = resolver.resolve(&rules, &admission::images_to_check(&request)).await;
-                admission::answer_request(&request, &rules, &state.settings, &state.metrics, Some(&resolved))
+                let mut resolved = resolver.resolve(&rules, &admission::images_to_check(&request)).await;
+                admission::answer_request(&request, &rules, &state.settings, &state.metrics, Some(&mut resolved))
             }
             Err(answer) => answer,
         }
