@@ -96,7 +96,8 @@ impl<'r> Resolved<'r> {
     /// What one field with `image` becomes. The taken image is copied for each field but the
     /// last of those given to [`Resolver::resolve`], which gets it moved. `None` for an image
     /// not resolved (the rules leave it alone), and for a field beyond those given, whose
-    /// image was moved already: the caller answers those as the rules alone would.
+    /// image was moved already: the caller answers those as the rules alone would. Once moved,
+    /// the taken candidate's image in [`Resolved::get`]'s answer is empty.
     pub fn choose(&mut self, image: &str) -> Option<Choice<'_, 'r>> {
         let found = self.position(image)?;
         let entry = &mut self.by_image[found];
@@ -237,7 +238,7 @@ impl Resolver {
         by_image.sort_unstable_by_key(|(image, _, _)| *image);
         by_image.dedup_by(|(image, _, _), (kept, uses, _)| {
             let same = image == kept;
-            *uses += u32::from(same);
+            *uses = uses.saturating_add(u32::from(same));
             same
         });
         let mut warm_hits = 0_usize;
