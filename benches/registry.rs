@@ -160,13 +160,7 @@ impl<'s> Side<'s> {
             .map(|mut connection| {
                 let body = body.clone();
                 tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    while Instant::now() < until {
-                        let sent = Instant::now();
-                        let (status, answer) = connection.post("/mutate", body.clone()).await.expect("response");
-                        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
-                        latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
-                    }
+                    let latencies = server::send_until(&mut connection, "/mutate", &body, until).await;
                     (connection, latencies)
                 })
             })

@@ -265,11 +265,17 @@ pub async fn run_client(
     until: std::time::Instant,
 ) -> Vec<u32> {
     let mut connection = Connection::open(addr, &config).await.expect("connect, TLS handshake");
+    send_until(&mut connection, path, &body, until).await
+}
+
+/// POSTs `body` to `path` on `connection` back to back until `until`, checking each answer
+/// (200, an AdmissionReview); returns latencies in µs.
+pub async fn send_until(connection: &mut Connection, path: &str, body: &Bytes, until: std::time::Instant) -> Vec<u32> {
     let mut latencies = Vec::new();
     while std::time::Instant::now() < until {
         let started = std::time::Instant::now();
         let (status, answer) = connection.post(path, body.clone()).await.expect("response");
-        assert_eq!(status, 200, "{path}");
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&answer));
         assert!(answer.starts_with(b"{\"apiVersion\":\"admission.k8s.io/v1\""), "malformed response");
         latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
     }
