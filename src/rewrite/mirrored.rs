@@ -11,7 +11,7 @@
 
 use super::engine::{Decision, RuleSet, Unchanged};
 use super::reference::{self, DOCKER_HUB, DOCKER_HUB_ALIASES, Reference};
-use super::rules::Rule;
+use super::rules::{Rule, RuleKind, Target};
 
 /// A registry or registry/path prefix whose images may be pulled as they are.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +121,41 @@ pub fn judge<'r, 'p>(rules: &'r RuleSet, allowed: &'p [AllowedPrefix], image: &s
     Verdict { decision, allowed_by }
 }
 
+/// The registry (`host[:port]`, as written) that the images `rule` produces are pulled from:
+/// `harbor.example.org:5000` for the target `harbor.example.org:5000/hub`, `docker.io` for a
+/// target that names no registry (`team/mirror`). `None` for an empty target, and for a `-`
+/// target without `/`, whose host name is built from the source's (`mirror-` makes
+/// `mirror-quay.io`, a domain anyone may register).
+pub fn target_registry(rule: &Rule) -> Option<&str> {
+    let (target, dash) = match &rule.target {
+        Target::Keep => return None,
+        Target::Plain(target) => (&**target, false),
+        Target::Dash(target) => (&**target, true),
+    };
+    if rule.kind == RuleKind::Exact {
+        return reference::parse(target).ok().map(|parsed| parsed.registry_key());
+    }
+    match target.split_once('/') {
+        Some((first, _)) if reference::is_registry_like(first) => Some(first),
+        Some(_) => Some(DOCKER_HUB),
+        None if dash => None,
+        None if reference::is_registry_like(target) => Some(target),
+        None => Some(DOCKER_HUB),
+    }
+}
+
+/// Whether `image` (produced by `rule`, or left alone as already under its target) is pulled
+/// from exactly the registry the rule's target names, port included. Only such an image is
+/// asked of a registry with credentials, or counts as mirrored for `audit` and `/validate`:
+/// otherwise the image chose the port or the host itself (`quay.io:25502/x` through the
+/// bare-host rule `quay.io::mirror.example.org` becomes `mirror.example.org:25502/x`).
+pub fn pulls_from_target(rule: &Rule, image: &str) -> bool {
+    let (Some(target), Ok(parsed)) = (target_registry(rule), reference::parse(image)) else {
+        return false;
+    };
+    parsed.registry_key().eq_ignore_ascii_case(target)
+}
+
 /// `image` fully qualified as a pull resolves it: `nginx:1.27` is
 /// `docker.io/library/nginx:1.27`, `index.docker.io/x/y` is `docker.io/x/y`.
 pub fn fully_qualified(image: &str) -> Option<String> {
@@ -199,6 +234,49 @@ mod tests {
         }
         for bad in ["nginx", "docker.io/Upper", "", "host:notaport/x", "docker.io//x"] {
             assert!(AllowedPrefix::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn target_registries_and_images_pulled_from_them() {
+        let rules = compile_maps(
+            "quay.io::mirror.example.org\ngcr.io::m.example.org:5000/gcr\nk8s.io::team/k8s\n\
+             ghcr.io::mirror-\nregistry.k8s.io::m.example.org/k8s-\n[EXACT]a.io/b:1::m.example.org/b:1\n",
+            Options::default(),
+        )
+        .unwrap()
+        .rules;
+        let rule = |source: &str| rules.rules().iter().find(|rule| &*rule.source == source).unwrap();
+        let table = [
+            ("quay.io", Some("mirror.example.org")),
+            ("gcr.io", Some("m.example.org:5000")),
+            ("k8s.io", Some("docker.io")),
+            ("ghcr.io", None),
+            ("registry.k8s.io", Some("m.example.org")),
+            ("a.io/b:1", Some("m.example.org")),
+        ];
+        for (source, registry) in table {
+            assert_eq!(target_registry(rule(source)), registry, "{source}");
+        }
+        // (image, rule source, pulled from the target's registry)
+        let pulls = [
+            ("quay.io/x:1", "quay.io", true),
+            ("quay.io:25502/x:1", "quay.io", false),
+            ("mirror.example.org/x:1", "quay.io", true),
+            ("Mirror.Example.org/x:1", "quay.io", true),
+            ("mirror.example.org:6666/x:1", "quay.io", false),
+            ("gcr.io/p/x:1", "gcr.io", true),
+            ("k8s.io/x:1", "k8s.io", true),
+            ("ghcr.io/x:1", "ghcr.io", false),
+            ("registry.k8s.io/pause:3.9", "registry.k8s.io", true),
+        ];
+        for (image, source, expected) in pulls {
+            let rule = rule(source);
+            let produced = match rules.rewrite(image) {
+                Decision::Rewritten { image, .. } => image,
+                Decision::Unchanged(_) => image.to_owned(),
+            };
+            assert_eq!(pulls_from_target(rule, &produced), expected, "{image} -> {produced}");
         }
     }
 
