@@ -371,9 +371,10 @@ fn warm_path_in_process(rounds: usize) {
         check_negative_ttl: Duration::from_secs(30),
         check_cache_entries: 100_000,
         check_backoff: Duration::from_secs(5),
+        check_host_concurrency: 16,
     };
     let (metrics, settings) = (Metrics::new().expect("metrics"), admission::Settings::default());
-    let resolver = Resolver::new(&args, OnCheckError::Keep, None).expect("resolver");
+    let resolver = Resolver::new(&args, OnCheckError::Keep, 32, None).expect("resolver");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let request = admission::parse(&body).expect("a review");
     for image in admission::images_to_check(&request) {

@@ -133,6 +133,7 @@ fn check_args(insecure: &str) -> CheckArgs {
         check_negative_ttl: Duration::from_secs(30),
         check_cache_entries: 100,
         check_backoff: Duration::from_millis(1),
+        check_host_concurrency: 16,
     }
 }
 
@@ -144,7 +145,7 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let (verdict, took) = runtime.block_on(async {
             let addr = serve(script.clone()).await;
-            let resolver = Resolver::new(&check_args(&addr.to_string()), OnCheckError::Keep, None).unwrap();
+            let resolver = Resolver::new(&check_args(&addr.to_string()), OnCheckError::Keep, 32, None).unwrap();
             let rules = compile_maps(&format!("src.invalid::{addr}/m\n"), Options::default()).unwrap().rules;
             let started = Instant::now();
             let resolved = resolver.resolve(&rules, &["src.invalid/app:1"]).await;

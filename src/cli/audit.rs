@@ -197,7 +197,7 @@ async fn check_mirrors(
     palette: Option<RegistryInfo>,
     images: &[String],
 ) -> anyhow::Result<HashMap<String, MirrorState>> {
-    let resolver = Resolver::new(&args.check, OnCheckError::Keep, None)?;
+    let resolver = Resolver::new(&args.check, OnCheckError::Keep, usize::MAX, None)?;
     resolver.set_palette(palette);
     let resolver = &resolver;
     let answers: Vec<(String, MirrorState)> = futures::stream::iter(images)

@@ -104,7 +104,8 @@ fn all_images(args: &RewriteArgs) -> anyhow::Result<Vec<String>> {
 /// `--swap-policy exists`: resolve every image through the registries, then print.
 fn run_exists(args: &RewriteArgs, rules: &RuleSet, origin: &str) -> anyhow::Result<ExitCode> {
     let images = all_images(args)?;
-    let resolver = Resolver::new(&args.check, args.policy.on_check_error, None)?;
+    let resolver =
+        Resolver::new(&args.check, args.policy.on_check_error, usize::from(args.policy.check_max_lookups), None)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
     let resolved = runtime.block_on(async {
         let images: Vec<&str> = images.iter().map(String::as_str).collect();
@@ -127,8 +128,12 @@ fn run_exists(args: &RewriteArgs, rules: &RuleSet, origin: &str) -> anyhow::Resu
                     eprintln!("warning: `{image}` kept: {why}");
                     writeln!(out, "{image}").context("writing to stdout")?;
                 }
+                Some((Verdict::Unasked, _)) => writeln!(out, "{image}").context("writing to stdout")?,
             }
         }
+    }
+    if let Some(warning) = resolved.limit_warning() {
+        eprintln!("warning: {warning}");
     }
     out.flush().context("writing to stdout")?;
     Ok(ExitCode::SUCCESS)
@@ -168,6 +173,7 @@ fn explain_checked(
             writeln!(out, "{image} -> {chosen}")
         }
         Verdict::Keep(why) => writeln!(out, "{image} kept: {why}"),
+        Verdict::Unasked => writeln!(out, "{image} kept: not asked, over --check-max-lookups"),
     }
     .context("writing to stdout")
 }

@@ -39,6 +39,11 @@ pub struct PolicyArgs {
     /// `swap`: it rewrites anyway.
     #[arg(long, env = "MIRRORSWAP_ON_CHECK_ERROR", value_enum, default_value_t = OnCheckError::Keep)]
     pub on_check_error: OnCheckError,
+    /// Most registry lookups one admission request may start; its other images are decided
+    /// from cached answers or kept, with one warning. Bounds what one Pod with many images
+    /// costs the mirror.
+    #[arg(long, env = "MIRRORSWAP_CHECK_MAX_LOOKUPS", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub check_max_lookups: u16,
 }
 
 /// How the registries are asked: credentials, TLS, deadlines and the answer cache. Shared by
@@ -52,7 +57,8 @@ pub struct CheckArgs {
     /// PEM bundle of CAs trusted for registries, in addition to the system roots.
     #[arg(long, env = "MIRRORSWAP_REGISTRY_CA", value_name = "FILE")]
     pub registry_ca: Option<PathBuf>,
-    /// HOST[:PORT] (repeatable): TLS without certificate checks, plain HTTP if it speaks no TLS.
+    /// HOST[:PORT] (repeatable): TLS without certificate checks, plain HTTP if it speaks no
+    /// TLS. Matches exactly that host and port (`HOST` alone is the default port).
     #[arg(
         long = "insecure-registry",
         env = "MIRRORSWAP_INSECURE_REGISTRY",
@@ -72,8 +78,13 @@ pub struct CheckArgs {
     /// Most cached answers (bounds memory).
     #[arg(long, env = "MIRRORSWAP_CHECK_CACHE_ENTRIES", default_value_t = 100_000)]
     pub check_cache_entries: u64,
-    /// After a registry failed (timeout, connection or 5xx), how long it is not asked again:
-    /// during an outage requests answer at once instead of each waiting for the timeout.
+    /// After a registry failed (no connection, TLS, a timeout, 5xx or 429), how long it is
+    /// not asked again (a 429's longer `Retry-After` is honoured, up to 5m); then one lookup
+    /// probes it. During an outage requests answer at once instead of each waiting.
     #[arg(long, env = "MIRRORSWAP_CHECK_BACKOFF", default_value = "3s", value_parser = humantime::parse_duration)]
     pub check_backoff: Duration,
+    /// Most lookups in flight to one registry host, across all requests; a lookup waits for
+    /// a slot only within its request's deadline.
+    #[arg(long, env = "MIRRORSWAP_CHECK_HOST_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub check_host_concurrency: u16,
 }

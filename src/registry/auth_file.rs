@@ -1,7 +1,8 @@
 //! `--registry-auth FILE`: a Docker config JSON (`{"auths": {...}}`), exactly the
 //! `.dockerconfigjson` key of a `kubernetes.io/dockerconfigjson` Secret, parsed by the one
-//! Docker config reader ([`crate::node_config::docker_config`]), looked up by `host:port`
-//! then `host`. Errors name the file and the position or entry, never a secret.
+//! Docker config reader ([`crate::node_config::docker_config`]), looked up by exactly
+//! `host[:port]` (`host` is the default port). Errors name the file and the position or
+//! entry, never a secret.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,15 +42,16 @@ impl AuthFile {
         Ok(Self { entries })
     }
 
-    /// The user name and password for `registry` (`host[:port]`): an entry for exactly it, else
-    /// for its host. An identity token (an OAuth refresh token) is not a login for a manifest
-    /// check: such a registry is asked anonymously.
+    /// The user name and password for exactly `registry` (`host[:port]`), as Docker reads its
+    /// config: an entry for `host` serves the default port only (`host` or `host:443`), never
+    /// `host:5000`, so an image cannot pick a port to receive the mirror's credentials. An
+    /// identity token (an OAuth refresh token) is not a login for a manifest check: such a
+    /// registry is asked anonymously.
     pub fn get(&self, registry: &str) -> Option<(&str, &str)> {
         let registry = canonical(registry);
-        let credential = self.entries.get(&registry).or_else(|| {
-            let (host, _) = registry.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))?;
-            self.entries.get(host)
-        })?;
+        let default_port =
+            registry.strip_suffix(":443").map(str::to_owned).unwrap_or_else(|| format!("{registry}:443"));
+        let credential = self.entries.get(&registry).or_else(|| self.entries.get(&default_port))?;
         match credential {
             Credential::Basic { username, password } => Some((username, password)),
             Credential::IdentityToken(_) => None,
@@ -95,7 +97,8 @@ mod tests {
         }}"#;
         let file = AuthFile::parse(text, "auth.json").unwrap();
         assert_eq!(file.get("harbor.example.org"), Some(("u1", "p1")));
-        assert_eq!(file.get("harbor.example.org:443"), Some(("u1", "p1")), "host entry serves host:port");
+        assert_eq!(file.get("harbor.example.org:443"), Some(("u1", "p1")), "host is the default port");
+        assert_eq!(file.get("harbor.example.org:25502"), None, "never another port");
         assert_eq!(file.get("R.example.org:5000"), Some(("u2", "p:2")));
         assert_eq!(file.get("r.example.org"), None);
         assert_eq!(file.get("docker.io"), Some(("u3", "p3")));

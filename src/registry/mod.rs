@@ -4,21 +4,30 @@
 //!
 //! - [`args`]: the shared flags ([`CheckArgs`]).
 //! - [`auth_file`]: `--registry-auth`, a Docker config JSON.
-//! - [`client`]: one manifest lookup through `oci-client` ([`Checker`], [`Answer`], [`CheckError`]).
+//! - [`client`]: one manifest lookup ([`Checker`], [`Answer`]), its TLS ([`tls`]) and its
+//!   authentication ([`token`]); [`error`]: why a lookup gave no answer ([`CheckError`]).
 //! - [`cache`]: cached answers with single flight ([`CheckCache`]).
-//! - [`policy`]: deadlines, backoff and the verdict per image ([`Resolver`]).
+//! - [`hosts`]: lookup slots and backoff per registry host.
+//! - [`policy`]: deadlines, limits and the candidate taken per image ([`Resolver`]), whose
+//!   results are [`verdict`]'s types.
 //! - [`metrics`]: the `mirrorswap_registry_*` metrics.
 
 pub mod args;
 pub mod auth_file;
 pub mod cache;
 pub mod client;
+pub mod error;
+pub mod hosts;
 pub mod metrics;
 pub mod policy;
+pub mod tls;
+pub mod token;
+pub mod verdict;
 
 pub use args::{CheckArgs, OnCheckError, PolicyArgs, SwapPolicy};
 pub use auth_file::{AuthFile, AuthFileError};
 pub use cache::CheckCache;
-pub use client::{Answer, CheckError, Checker, ClientSettings};
+pub use client::{Answer, Checker, ClientSettings};
+pub use error::{CheckError, NotAsked};
 pub use metrics::RegistryMetrics;
 pub use policy::{CheckSettings, Choice, Resolution, Resolved, Resolver, ResolverError, Tried, Verdict};

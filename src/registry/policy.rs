@@ -1,128 +1,53 @@
-//! The `exists` policy: for each image, the rules' candidates in order, each asked of its
-//! mirror (through the cache) until one has it. All lookups of one admission request run
-//! concurrently under one deadline (`--check-timeout`); a registry that just failed is not
-//! asked again for `--check-backoff`; `--on-check-error` says what a failed lookup means.
+//! The `exists` policy: for each image, the rules' candidates, each asked of its mirror
+//! (through the cache) and the first present one in rule order taken. Every bound is here:
+//!
+//! - One deadline per request (`--check-timeout` from its start). The candidates of an image
+//!   are asked at once, so a stalled first candidate cannot hide a healthy second one: at the
+//!   deadline the stalled one counts as failed and the next present one is taken.
+//! - At most `--check-max-lookups` lookups per request (the rest are decided from the cache or
+//!   kept unasked, with one warning for the request), and at most `--check-host-concurrency`
+//!   in flight per registry host across all requests; a lookup waits for a slot only within
+//!   its request's deadline.
+//! - A candidate is asked only when it is pulled from exactly its rule target's registry
+//!   ([`mirrored::pulls_from_target`]): an image cannot pick the port or host that receives
+//!   the mirror's credentials, nor use the warnings to scan ports.
+//! - A host whose registry failed is not asked for `--check-backoff` ([`super::hosts`]);
+//!   only a lookup that had its full `--check-timeout` can time its host out.
+//! - `--on-check-error` says what a failed lookup means when no candidate is present.
 
-use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use smallvec::{SmallVec, smallvec};
-use tracing::info;
+use tokio::time::Instant as Deadline;
+use tracing::{info, warn};
 
 use super::args::{CheckArgs, OnCheckError};
 use super::auth_file::AuthFile;
 use super::cache::CheckCache;
-use super::client::{Answer, CheckError, Checker, ClientSettings};
+use super::client::{Answer, CheckError, Checker, ClientError, ClientSettings, NotAsked};
+use super::hosts::{Host, Hosts};
 use super::metrics::RegistryMetrics;
+use super::verdict::ImageResolution;
+pub use super::verdict::{Choice, Resolution, Resolved, Tried, Verdict};
 use crate::credentials::RegistryInfo;
-use crate::rewrite::{Candidate, Decision, Rule, RuleSet, reference};
+use crate::rewrite::{Candidate, Decision, RuleSet, mirrored, reference};
 
-/// What to do with one image.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Rewrite to this candidate (an index into `RuleSet::candidates(image).targets`, and
-    /// into [`Resolution::tried`], whose last entry it is).
-    Take(usize),
-    /// Keep the original, for this reason (`not in m.io/airgap (404)`, `mirror unreachable: …`).
-    Keep(String),
-}
-
-/// One candidate asked and its answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tried<'r> {
-    /// The candidate image.
-    pub image: String,
-    /// The rule that produces it.
-    pub rule: &'r Rule,
-    /// The mirror it is in (the rule target's registry part), the metrics label.
-    pub registry: &'r str,
-    /// What the mirror said.
-    pub outcome: Result<Answer, CheckError>,
-    /// Whether the answer came from the cache.
-    pub cached: bool,
-}
-
-/// The verdict for one image and the candidates tried on the way (held inline when it is one,
-/// as on a warm cache).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolution<'r> {
-    pub verdict: Verdict,
-    pub tried: SmallVec<[Tried<'r>; 1]>,
-}
-
-impl<'r> Resolution<'r> {
-    /// The candidate taken: its image and rule (`None` when the original is kept).
-    pub fn taken(&self) -> Option<&Tried<'r>> {
-        match self.verdict {
-            Verdict::Take(index) => self.tried.get(index),
-            Verdict::Keep(_) => None,
-        }
-    }
-}
-
-/// Resolutions by image, for the images of one request that the rules would rewrite; sorted
-/// by image, borrowing the images (from the request) and the rules.
-#[derive(Clone, Debug, Default)]
-pub struct Resolved<'r> {
-    by_image: Vec<ImageResolution<'r>>,
-}
-
-/// One image's resolution, and how many of the fields given to [`Resolver::resolve`] have
-/// that image and are still to [`Resolved::choose`].
-#[derive(Clone, Debug)]
-struct ImageResolution<'r> {
-    image: &'r str,
-    resolution: Resolution<'r>,
-    uses: u32,
-}
-
-/// What one image field becomes, as [`Resolved::choose`] says.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Choice<'a, 'r> {
-    /// The taken candidate's image, and the rule that made it.
-    Take(String, &'r Rule),
-    /// The original stays, for this reason.
-    Keep(&'a str),
-}
-
-impl<'r> Resolved<'r> {
-    /// The resolution of `image`; `None` for an image the rules leave alone (no lookup).
-    pub fn get(&self, image: &str) -> Option<&Resolution<'r>> {
-        self.position(image).map(|found| &self.by_image[found].resolution)
-    }
-
-    /// What one field with `image` becomes. The taken image is copied for each field but the
-    /// last of those given to [`Resolver::resolve`], which gets it moved. `None` for an image
-    /// not resolved (the rules leave it alone), and for a field beyond those given, whose
-    /// image was moved already: the caller answers those as the rules alone would. Once moved,
-    /// the taken candidate's image in [`Resolved::get`]'s answer is empty.
-    pub fn choose(&mut self, image: &str) -> Option<Choice<'_, 'r>> {
-        let found = self.position(image)?;
-        let entry = &mut self.by_image[found];
-        match &entry.resolution.verdict {
-            Verdict::Keep(why) => Some(Choice::Keep(why)),
-            Verdict::Take(index) => {
-                let taken = entry.resolution.tried.get_mut(*index)?;
-                entry.uses = entry.uses.checked_sub(1)?;
-                let image = if entry.uses == 0 { std::mem::take(&mut taken.image) } else { taken.image.clone() };
-                Some(Choice::Take(image, taken.rule))
-            }
-        }
-    }
-
-    fn position(&self, image: &str) -> Option<usize> {
-        self.by_image.binary_search_by(|known| known.image.cmp(image)).ok()
-    }
-}
-
-/// Timing and failure settings of the checks.
+/// Timing, limits and failure settings of the checks.
 #[derive(Clone, Copy, Debug)]
 pub struct CheckSettings {
-    pub timeout: Duration,
-    pub backoff: Duration,
+    /// `--check-timeout`: a request's deadline, and the time one lookup is given.
+    pub timeout: std::time::Duration,
+    /// `--check-backoff`.
+    pub backoff: std::time::Duration,
     pub on_error: OnCheckError,
+    /// `--check-max-lookups`: lookups one request may start.
+    pub max_lookups: usize,
 }
 
 /// Decides, with the registries' help, which candidate each image gets. Cheap to share.
@@ -132,7 +57,7 @@ pub struct Resolver {
     /// `--registry-auth` and Palette's Secret, the inputs the checker is rebuilt from.
     sources: Mutex<(AuthFile, Option<RegistryInfo>)>,
     cache: CheckCache,
-    failed: Mutex<HashMap<String, Instant>>,
+    hosts: Hosts,
     settings: CheckSettings,
     metrics: Option<RegistryMetrics>,
 }
@@ -146,14 +71,18 @@ pub enum ResolverError {
     CaEmpty { path: String },
     #[error(transparent)]
     Auth(#[from] super::auth_file::AuthFileError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
 impl Resolver {
-    /// Builds the clients and the cache from the flags (reads `--registry-ca` and `--registry-auth`).
-    /// `on_error` says what a failed lookup means for [`Self::resolve`].
+    /// Builds the clients and the cache from the flags (reads `--registry-ca` and
+    /// `--registry-auth`). `on_error` and `max_lookups` are the policy's (`serve`, `rewrite`);
+    /// `audit` asks one image at a time.
     pub fn new(
         args: &CheckArgs,
         on_error: OnCheckError,
+        max_lookups: usize,
         metrics: Option<RegistryMetrics>,
     ) -> Result<Self, ResolverError> {
         let ca_pem = match &args.registry_ca {
@@ -172,13 +101,14 @@ impl Resolver {
             None => AuthFile::default(),
         };
         let client = ClientSettings { ca_pem, insecure: args.insecure_registries.clone(), timeout: args.check_timeout };
-        let settings = CheckSettings { timeout: args.check_timeout, backoff: args.check_backoff, on_error };
+        let settings =
+            CheckSettings { timeout: args.check_timeout, backoff: args.check_backoff, on_error, max_lookups };
         Ok(Self {
-            checker: ArcSwap::from_pointee(Checker::new(&client, auth.clone())),
+            checker: ArcSwap::from_pointee(Checker::new(&client, auth.clone())?),
             client,
             sources: Mutex::new((auth, None)),
             cache: CheckCache::new(args.check_cache_entries, args.check_cache_ttl, args.check_negative_ttl),
-            failed: Mutex::new(HashMap::new()),
+            hosts: Hosts::new(usize::from(args.check_host_concurrency), args.check_backoff, args.check_timeout),
             settings,
             metrics,
         })
@@ -203,7 +133,8 @@ impl Resolver {
         self.rebuild(&sources);
     }
 
-    /// New clients from the current inputs; cached answers and backoffs are dropped.
+    /// New clients from the current inputs; cached answers and backoffs are dropped. A client
+    /// that cannot be built keeps the old one (and says so).
     fn rebuild(&self, (auth, palette): &(AuthFile, Option<RegistryInfo>)) {
         let (mut auth, mut client) = (auth.clone(), self.client.clone());
         if let Some(palette) = palette {
@@ -220,9 +151,12 @@ impl Resolver {
                 client.insecure.push(palette.registry.clone());
             }
         }
-        self.checker.store(Arc::new(Checker::new(&client, auth)));
+        match Checker::new(&client, auth) {
+            Ok(checker) => self.checker.store(Arc::new(checker)),
+            Err(error) => warn!(%error, "the registry client was not rebuilt; the previous settings stay"),
+        }
         self.cache.clear();
-        self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+        self.hosts.reset();
     }
 
     /// The answer cache (for its size).
@@ -230,8 +164,8 @@ impl Resolver {
         &self.cache
     }
 
-    /// Resolves every image of one request that the rules would rewrite, concurrently, all
-    /// within one `--check-timeout` from now.
+    /// Resolves every image of one request that the rules would rewrite, all within one
+    /// `--check-timeout` from now and `--check-max-lookups` lookups, in the order given.
     pub async fn resolve<'r>(&self, rules: &'r RuleSet, images: &[&'r str]) -> Resolved<'r> {
         let mut by_image: Vec<(&str, u32, Option<Resolution<'r>>)> =
             images.iter().map(|image| (*image, 1, None)).collect();
@@ -259,142 +193,233 @@ impl Resolver {
         if let (Some(metrics), 1..) = (&self.metrics, warm_hits) {
             metrics.cache_hit.inc_by(warm_hits as u64);
         }
-        // The rest are asked, concurrently, under one deadline (nothing is, on a warm cache).
+        let mut unasked = 0;
         if warm_hits < by_image.len() {
-            let deadline = tokio::time::Instant::now() + self.settings.timeout;
-            let lookups =
-                by_image.iter_mut().filter(|(_, _, known)| known.is_none()).filter_map(|(image, _, known)| {
-                    let candidates = rules.candidates(image);
-                    if candidates.targets.is_empty() {
-                        return None;
-                    }
-                    Some(async move { *known = Some(self.resolve_one(candidates.targets, deadline).await) })
-                });
-            futures::future::join_all(lookups).await;
+            unasked = self.resolve_cold(rules, images, &mut by_image).await;
         }
         let by_image = by_image
             .into_iter()
             .filter_map(|(image, uses, known)| Some(ImageResolution { image, resolution: known?, uses }))
             .collect();
-        Resolved { by_image }
+        Resolved { by_image, limit: self.settings.max_lookups, unasked }
     }
 
-    /// Whether the registry `image` names has it: one lookup through the cache and the
-    /// backoff, as a candidate is asked, within one `--check-timeout` from now
-    /// (`audit --check-mirror`). The metrics label is the image's registry.
+    /// The images the warm path did not decide, resolved concurrently under one deadline and
+    /// one lookup budget, taken in request order. Returns how many were kept unasked.
+    async fn resolve_cold<'r>(
+        &self,
+        rules: &'r RuleSet,
+        images: &[&'r str],
+        by_image: &mut [(&'r str, u32, Option<Resolution<'r>>)],
+    ) -> usize {
+        let deadline = Deadline::now() + self.settings.timeout;
+        let budget = AtomicUsize::new(self.settings.max_lookups);
+        let mut planned: Vec<(usize, Vec<Candidate<'r>>)> = Vec::new();
+        for image in images {
+            let Ok(slot) = by_image.binary_search_by(|(known, _, _)| known.cmp(image)) else { continue };
+            if by_image[slot].2.is_some() || planned.iter().any(|(done, _)| *done == slot) {
+                continue;
+            }
+            let candidates = rules.candidates(image).targets;
+            if !candidates.is_empty() {
+                planned.push((slot, candidates));
+            }
+        }
+        // join_all polls the images in order, so the first candidates take the budget in
+        // request order.
+        let budget = &budget;
+        let resolutions = futures::future::join_all(
+            planned
+                .into_iter()
+                .map(|(slot, candidates)| async move { (slot, self.resolve_one(candidates, deadline, budget).await) }),
+        )
+        .await;
+        let mut unasked = 0;
+        for (slot, resolution) in resolutions {
+            unasked += usize::from(resolution.verdict == Verdict::Unasked);
+            by_image[slot].2 = Some(resolution);
+        }
+        unasked
+    }
+
+    /// Whether the registry `image` names has it: one lookup through the cache, the host's
+    /// slots and backoff, within one `--check-timeout` from now (`audit --check-mirror`, which
+    /// asks only images pulled from their rule's target). The metrics label is the registry.
     pub async fn presence(&self, image: &str) -> Result<Answer, CheckError> {
-        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let deadline = Deadline::now() + self.settings.timeout;
         self.check(&registry_host(image), image, deadline).await.0
     }
 
-    /// Tries `targets` (most specific first) in order.
-    async fn resolve_one<'r>(&self, targets: Vec<Candidate<'r>>, deadline: tokio::time::Instant) -> Resolution<'r> {
-        let mut tried = SmallVec::with_capacity(targets.len());
-        let mut reasons = Vec::new();
-        for (index, Candidate { image, rule }) in targets.into_iter().enumerate() {
-            let registry = mirror_label(rule.target.as_str());
-            let (outcome, cached) = self.check(registry, &image, deadline).await;
-            let take = match &outcome {
-                Ok(Answer::Present) => true,
-                Ok(Answer::Absent(status)) => {
-                    reasons.push(format!("not in {registry} ({status})"));
-                    false
-                }
-                Err(error) => {
-                    reasons.push(format!("mirror {registry} unreachable: {error}"));
-                    self.settings.on_error == OnCheckError::Swap
-                }
-            };
-            tried.push(Tried { image, rule, registry, outcome, cached });
-            if take {
-                return Resolution { verdict: Verdict::Take(index), tried };
+    /// One image: its candidates in rule order, the first present one taken as soon as every
+    /// candidate before it has answered otherwise. The next candidate is asked when the last
+    /// one asked answered "no", or had no answer within a quarter of `--check-timeout` (so a
+    /// stalled candidate cannot hide a healthy one behind it, while a registry that answers
+    /// costs one lookup per image). A candidate not reached by the deadline is "not asked".
+    async fn resolve_one<'r>(
+        &self,
+        candidates: Vec<Candidate<'r>>,
+        deadline: Deadline,
+        budget: &AtomicUsize,
+    ) -> Resolution<'r> {
+        let labels: Vec<&'r str> =
+            candidates.iter().map(|candidate| mirror_label(candidate.rule.target.as_str())).collect();
+        let hedge = self.settings.timeout / 4;
+        let mut outcomes: Vec<Option<(Result<Answer, CheckError>, bool)>> = vec![None; candidates.len()];
+        let mut pending = FuturesUnordered::new();
+        let (mut next, mut hedge_at) = (0, Deadline::now());
+        let verdict = loop {
+            let done = next == candidates.len() && pending.is_empty();
+            if let Some(verdict) = decide(&outcomes, self.settings.on_error, done) {
+                break verdict;
             }
-        }
-        Resolution { verdict: Verdict::Keep(reasons.join("; ")), tried }
+            let now = Deadline::now();
+            if next < candidates.len() && (pending.is_empty() || now >= hedge_at) {
+                if now >= deadline {
+                    for outcome in &mut outcomes[next..] {
+                        *outcome = Some((Err(CheckError::NotAsked(NotAsked::Deadline)), false));
+                    }
+                    next = candidates.len();
+                } else {
+                    let (index, label) = (next, labels[next]);
+                    let candidate = &candidates[index];
+                    pending.push(async move { (index, self.ask(candidate, label, deadline, budget).await) });
+                    (next, hedge_at) = (next + 1, now + hedge);
+                }
+                continue;
+            }
+            tokio::select! {
+                Some((index, outcome)) = pending.next() => outcomes[index] = Some(outcome),
+                () = tokio::time::sleep_until(hedge_at.min(deadline)), if next < candidates.len() => {}
+                else => break decide(&outcomes, self.settings.on_error, true).unwrap_or(Verdict::Unasked),
+            }
+        };
+        // Candidates still pending past the taken one are dropped: their lookups go on, on
+        // their own tasks, and fill the cache.
+        drop(pending);
+        let tried: SmallVec<[Tried<'r>; 1]> = candidates
+            .into_iter()
+            .zip(outcomes)
+            .zip(labels)
+            .map_while(|((Candidate { image, rule }, outcome), registry)| {
+                let (outcome, cached) = outcome?;
+                Some(Tried { image, rule, registry, outcome, cached })
+            })
+            .collect();
+        let verdict = match verdict {
+            Verdict::Keep(_) => Verdict::Keep(reasons(&tried)),
+            other => other,
+        };
+        Resolution { verdict, tried }
     }
 
-    /// One candidate: backoff, then the cache or a lookup, bounded by `deadline`.
-    async fn check(
+    /// One candidate of a request: never when the image chose its registry, from the cache
+    /// when known, else a lookup if the request's budget has one left.
+    async fn ask(
         &self,
-        registry: &str,
-        image: &str,
-        deadline: tokio::time::Instant,
+        Candidate { image, rule }: &Candidate<'_>,
+        label: &str,
+        deadline: Deadline,
+        budget: &AtomicUsize,
     ) -> (Result<Answer, CheckError>, bool) {
-        // A known answer is served as is, even while its registry is backing off: the hot
-        // path of a warm cache, and images known present stay rewritten during an outage.
+        if !mirrored::pulls_from_target(rule, image) {
+            let registry = registry_host(image);
+            let target = mirrored::target_registry(rule).unwrap_or("a host built from the image's").to_owned();
+            self.count(label, "foreign");
+            return (Err(CheckError::NotAsked(NotAsked::ForeignRegistry { registry, target })), false);
+        }
         if let Some(answer) = self.cache.cached(image).await {
-            if let Some(metrics) = &self.metrics {
-                metrics.cache_hit.inc();
-            }
+            self.hit();
             return (Ok(answer), true);
         }
-        let host = registry_host(image);
-        if let Some(error) = self.backing_off(&host) {
-            self.count(registry, error.label());
-            return (Err(error), false);
+        if budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1)).is_err() {
+            self.count(label, "limit");
+            return (Err(CheckError::NotAsked(NotAsked::Limit(self.settings.max_lookups))), false);
         }
-        let lookup = self.lookup(registry.to_owned(), image.to_owned());
+        self.check(label, image, deadline).await
+    }
+
+    /// One candidate: the cache, else a lookup (shared with concurrent requests for the same
+    /// image), bounded by `deadline`. The flag is true when the answer came from the cache.
+    async fn check(&self, registry: &str, image: &str, deadline: Deadline) -> (Result<Answer, CheckError>, bool) {
+        // A known answer is served as is, even while its registry is backing off: images
+        // known present stay rewritten during an outage.
+        if let Some(answer) = self.cache.cached(image).await {
+            self.hit();
+            return (Ok(answer), true);
+        }
+        let host = self.hosts.get(&registry_host(image));
+        let lookup = self.lookup(registry.to_owned(), host, image.to_owned(), deadline);
         let (outcome, cached) = match tokio::time::timeout_at(deadline, self.cache.get_or_check(image, lookup)).await {
             Ok(answer) => answer,
-            Err(_) => {
-                // Counted here: the lookup itself may still finish and fill the cache.
-                self.count(registry, "timeout");
-                (Err(CheckError::Timeout(self.settings.timeout)), false)
-            }
+            // The lookup goes on, on its own task, and reports to its host and the cache.
+            Err(_) => (Err(CheckError::Timeout(self.settings.timeout)), false),
         };
         if let Some(metrics) = &self.metrics {
             if cached { &metrics.cache_hit } else { &metrics.cache_miss }.inc();
         }
-        if outcome.as_ref().is_err_and(CheckError::is_outage) {
-            self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(host, Instant::now());
-        }
         (outcome, cached)
     }
 
-    /// The real lookup, on its own task (it outlives a caller that gave up, and a panic in the
-    /// client stays there), bounded by `--check-timeout`.
-    fn lookup(&self, registry: String, image: String) -> impl Future<Output = Result<Answer, CheckError>> + use<> {
+    /// The lookup shared by the concurrent requests for one image: the host's backoff, a slot
+    /// among its `--check-host-concurrency` (waited for until `deadline`), then the real
+    /// lookup on its own task with its full `--check-timeout` (it outlives a caller that gave
+    /// up, a panic in the client stays there), whose outcome alone feeds the host's backoff.
+    fn lookup(
+        &self,
+        registry: String,
+        host: Arc<Host>,
+        image: String,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Answer, CheckError>> + use<> {
         let checker = self.checker.load_full();
         let (timeout, metrics) = (self.settings.timeout, self.metrics.clone());
         async move {
-            let started = Instant::now();
-            let task = tokio::spawn(async move { tokio::time::timeout(timeout, checker.check(&image)).await });
-            let outcome = match task.await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(_)) => Err(CheckError::Timeout(timeout)),
-                Err(_) => Err(CheckError::Transport("the registry client failed".into())),
+            let count = |result: &str| {
+                if let Some(metrics) = &metrics {
+                    metrics.checks.with_label_values(&[&registry, result]).inc();
+                }
             };
-            let outcome = match outcome {
-                Err(CheckError::Timeout(_)) => Err(CheckError::Timeout(timeout)),
-                other => other,
+            let pass = host.admit(Instant::now()).inspect_err(|error| count(error.label()))?;
+            let slot = match tokio::time::timeout_at(deadline, Arc::clone(&host.slots).acquire_owned()).await {
+                Ok(Ok(slot)) => slot,
+                _ => {
+                    host.abandon(pass, Instant::now());
+                    count("queued");
+                    let (registry, limit) = (host.name.clone(), host.concurrency);
+                    return Err(CheckError::NotAsked(NotAsked::Queued { registry, limit }));
+                }
             };
-            let took = started.elapsed();
-            let result = match &outcome {
-                Ok(Answer::Present) => "present",
-                Ok(Answer::Absent(_)) => "absent",
-                Err(error) => error.label(),
-            };
-            if let Some(metrics) = &metrics {
-                metrics.checks.with_label_values(&[&registry, result]).inc();
-                metrics.duration.observe(took.as_secs_f64());
-            }
-            if let Err(error) = &outcome {
-                info!(%registry, status = %error, took = ?took, "registry check failed");
-            }
-            outcome
+            let task = tokio::spawn(async move {
+                let _slot = slot;
+                let started = Instant::now();
+                let outcome = match tokio::time::timeout(timeout, checker.check(&image)).await {
+                    Ok(Err(CheckError::Timeout(_))) | Err(_) => Err(CheckError::Timeout(timeout)),
+                    Ok(outcome) => outcome,
+                };
+                host.record(&outcome, Instant::now());
+                let took = started.elapsed();
+                let result = match &outcome {
+                    Ok(Answer::Present) => "present",
+                    Ok(Answer::Absent(_)) => "absent",
+                    Err(error) => error.label(),
+                };
+                if let Some(metrics) = &metrics {
+                    metrics.checks.with_label_values(&[&registry, result]).inc();
+                    metrics.duration.observe(took.as_secs_f64());
+                }
+                if let Err(error) = &outcome {
+                    info!(%registry, status = %error, took = ?took, "registry check failed");
+                }
+                outcome
+            });
+            task.await.unwrap_or_else(|_| Err(CheckError::Transport("the registry client failed".into())))
         }
     }
 
-    /// The backoff error while `host` is in its backoff window.
-    fn backing_off(&self, host: &str) -> Option<CheckError> {
-        let mut failed = self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let since = *failed.get(host)?;
-        let ago = since.elapsed();
-        if ago >= self.settings.backoff {
-            failed.remove(host);
-            return None;
+    fn hit(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.cache_hit.inc();
         }
-        Some(CheckError::BackingOff { ago: round(ago), left: round(self.settings.backoff - ago) })
     }
 
     fn count(&self, registry: &str, result: &str) {
@@ -404,9 +429,47 @@ impl Resolver {
     }
 }
 
-/// Milliseconds are enough for a message.
-fn round(duration: Duration) -> Duration {
-    Duration::from_millis(duration.as_millis().try_into().unwrap_or(u64::MAX))
+/// The verdict once it is known: the first present candidate whose predecessors all answered
+/// otherwise; when every candidate has answered (`done`) and none is present, under `swap`
+/// the first whose lookup failed, else keep. `None` while an earlier candidate is pending.
+fn decide(
+    outcomes: &[Option<(Result<Answer, CheckError>, bool)>],
+    on_error: OnCheckError,
+    done: bool,
+) -> Option<Verdict> {
+    for (index, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            None => return None,
+            Some((Ok(Answer::Present), _)) => return Some(Verdict::Take(index)),
+            Some(_) => {}
+        }
+    }
+    if !done {
+        return None;
+    }
+    let failed = |outcome: &Option<(Result<Answer, CheckError>, bool)>| matches!(outcome, Some((Err(error), _)) if error.may_swap());
+    if on_error == OnCheckError::Swap
+        && let Some(index) = outcomes.iter().position(failed)
+    {
+        return Some(Verdict::Take(index));
+    }
+    let unasked = |outcome: &Option<(Result<Answer, CheckError>, bool)>| {
+        matches!(outcome, Some((Err(CheckError::NotAsked(NotAsked::Limit(_))), _)))
+    };
+    Some(if outcomes.iter().all(unasked) { Verdict::Unasked } else { Verdict::Keep(String::new()) })
+}
+
+/// Why no candidate was taken, candidate by candidate.
+fn reasons(tried: &[Tried<'_>]) -> String {
+    let reasons: Vec<String> = tried
+        .iter()
+        .map(|tried| match &tried.outcome {
+            Ok(Answer::Absent(status)) => format!("not in {} ({status})", tried.registry),
+            Ok(Answer::Present) => format!("in {}", tried.registry),
+            Err(error) => format!("mirror {}: {error}", tried.registry),
+        })
+        .collect();
+    reasons.join("; ")
 }
 
 /// The mirror a rule target names: the target without a trailing `-` (`harbor.example.org/airgap-images`).
@@ -414,13 +477,15 @@ fn mirror_label(target: &str) -> &str {
     target.trim_end_matches('-').trim_end_matches('/')
 }
 
-/// The registry (`host[:port]`) of a candidate image.
+/// The registry (`host[:port]`, lowercase) of a candidate image.
 fn registry_host(image: &str) -> String {
     reference::parse(image).map_or_else(|_| image.to_owned(), |parsed| parsed.registry_key().to_ascii_lowercase())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::rewrite::{Options, compile_maps};
 
@@ -434,8 +499,9 @@ mod tests {
             check_negative_ttl: Duration::from_secs(3600),
             check_cache_entries: 100,
             check_backoff: Duration::from_secs(5),
+            check_host_concurrency: 16,
         };
-        Resolver::new(&args, OnCheckError::Keep, None).expect("resolver")
+        Resolver::new(&args, OnCheckError::Keep, 32, None).expect("resolver")
     }
 
     /// Fields sharing an image each get the taken image (copied, then moved at the last);

@@ -213,6 +213,10 @@ fn decide(
                 metrics.unchanged.with_label_values(&["not_in_mirror"]).inc();
                 continue;
             }
+            Some(Choice::Unasked) => {
+                metrics.unchanged.with_label_values(&["not_checked"]).inc();
+                continue;
+            }
         };
         // Per-image lines are debug: at info a busy cluster's log would be mostly these;
         // `mirrorswap_images_rewritten_total{rule}` counts them. `rewrite --explain` says the same.
@@ -240,6 +244,9 @@ fn decide(
                 metrics.unchanged.with_label_values(&[reason.label()]).inc();
             }
         }
+    }
+    if let Some(warning) = resolved.as_deref().and_then(Resolved::limit_warning) {
+        warnings.push(warning);
     }
     if operations.is_empty() {
         return Outcome { warnings, ..Outcome::allow("unchanged") };

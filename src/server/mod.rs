@@ -235,7 +235,12 @@ fn resolver(args: &ServeArgs, metrics: &metrics::Metrics) -> anyhow::Result<Opti
         return Ok(None);
     }
     let registry_metrics = RegistryMetrics::new(metrics.registry()).context("creating registry metrics")?;
-    let resolver = Arc::new(Resolver::new(&args.check, args.policy.on_check_error, Some(registry_metrics))?);
+    let resolver = Arc::new(Resolver::new(
+        &args.check,
+        args.policy.on_check_error,
+        usize::from(args.policy.check_max_lookups),
+        Some(registry_metrics),
+    )?);
     if let Some(rules) = &args.rules {
         // A `registry-secret.yaml` manifest as the rules file names the mirror too.
         resolver.set_palette(palette_of_rules_file(rules));

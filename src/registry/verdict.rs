@@ -1,0 +1,127 @@
+//! What the `exists` policy decided for the images of one request: per image the verdict
+//! (take a candidate, keep the original and why, or kept unasked over the request's lookup
+//! limit) and every candidate asked on the way, as `/mutate`, `rewrite --explain` and the
+//! tests read them.
+
+use smallvec::SmallVec;
+
+use super::client::{Answer, CheckError};
+use crate::rewrite::Rule;
+
+/// What to do with one image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Rewrite to this candidate (an index into `RuleSet::candidates(image).targets`, and
+    /// into [`Resolution::tried`], whose last entry it is).
+    Take(usize),
+    /// Keep the original, for this reason (`not in m.io/airgap (404)`, `mirror m.io/airgap: …`).
+    Keep(String),
+    /// Keep the original without a word of its own: no candidate was asked, the request had
+    /// reached `--check-max-lookups` (one warning for the request says so).
+    Unasked,
+}
+
+/// One candidate asked and its answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tried<'r> {
+    /// The candidate image.
+    pub image: String,
+    /// The rule that produces it.
+    pub rule: &'r Rule,
+    /// The mirror it is in (the rule target's registry part), the metrics label.
+    pub registry: &'r str,
+    /// What the mirror said.
+    pub outcome: Result<Answer, CheckError>,
+    /// Whether the answer came from the cache.
+    pub cached: bool,
+}
+
+/// The verdict for one image and the candidates tried on the way (held inline when it is one,
+/// as on a warm cache).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolution<'r> {
+    pub verdict: Verdict,
+    pub tried: SmallVec<[Tried<'r>; 1]>,
+}
+
+impl<'r> Resolution<'r> {
+    /// The candidate taken: its image and rule (`None` when the original is kept).
+    pub fn taken(&self) -> Option<&Tried<'r>> {
+        match self.verdict {
+            Verdict::Take(index) => self.tried.get(index),
+            Verdict::Keep(_) | Verdict::Unasked => None,
+        }
+    }
+}
+
+/// Resolutions by image, for the images of one request that the rules would rewrite; sorted
+/// by image, borrowing the images (from the request) and the rules.
+#[derive(Clone, Debug, Default)]
+pub struct Resolved<'r> {
+    pub(super) by_image: Vec<ImageResolution<'r>>,
+    /// The request's `--check-max-lookups`, and how many images it kept unasked.
+    pub(super) limit: usize,
+    pub(super) unasked: usize,
+}
+
+/// One image's resolution, and how many of the fields given to [`Resolver::resolve`] have
+/// that image and are still to [`Resolved::choose`].
+#[derive(Clone, Debug)]
+pub(super) struct ImageResolution<'r> {
+    pub(super) image: &'r str,
+    pub(super) resolution: Resolution<'r>,
+    pub(super) uses: u32,
+}
+
+/// What one image field becomes, as [`Resolved::choose`] says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Choice<'a, 'r> {
+    /// The taken candidate's image, and the rule that made it.
+    Take(String, &'r Rule),
+    /// The original stays, for this reason.
+    Keep(&'a str),
+    /// The original stays, unasked: [`Resolved::limit_warning`] speaks for all such images.
+    Unasked,
+}
+
+impl<'r> Resolved<'r> {
+    /// The resolution of `image`; `None` for an image the rules leave alone (no lookup).
+    pub fn get(&self, image: &str) -> Option<&Resolution<'r>> {
+        self.position(image).map(|found| &self.by_image[found].resolution)
+    }
+
+    /// What one field with `image` becomes. The taken image is copied for each field but the
+    /// last of those given to [`Resolver::resolve`], which gets it moved. `None` for an image
+    /// not resolved (the rules leave it alone), and for a field beyond those given, whose
+    /// image was moved already: the caller answers those as the rules alone would. Once moved,
+    /// the taken candidate's image in [`Resolved::get`]'s answer is empty.
+    pub fn choose(&mut self, image: &str) -> Option<Choice<'_, 'r>> {
+        let found = self.position(image)?;
+        let entry = &mut self.by_image[found];
+        match &entry.resolution.verdict {
+            Verdict::Keep(why) => Some(Choice::Keep(why)),
+            Verdict::Unasked => Some(Choice::Unasked),
+            Verdict::Take(index) => {
+                let taken = entry.resolution.tried.get_mut(*index)?;
+                entry.uses = entry.uses.checked_sub(1)?;
+                let image = if entry.uses == 0 { std::mem::take(&mut taken.image) } else { taken.image.clone() };
+                Some(Choice::Take(image, taken.rule))
+            }
+        }
+    }
+
+    /// The one warning for the images kept unasked, when there are any.
+    pub fn limit_warning(&self) -> Option<String> {
+        (self.unasked > 0).then(|| {
+            format!(
+                "mirrorswap kept {} image(s) of this object without asking the registries: the request reached \
+                 --check-max-lookups ({}); answers cached by earlier requests are used, the rest are asked by later ones",
+                self.unasked, self.limit
+            )
+        })
+    }
+
+    pub(super) fn position(&self, image: &str) -> Option<usize> {
+        self.by_image.binary_search_by(|known| known.image.cmp(image)).ok()
+    }
+}
