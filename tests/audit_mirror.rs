@@ -156,3 +156,35 @@ async fn wrong_credentials_are_errors_that_never_print_the_password() {
     let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
     assert!(!all.contains("wrong-secret-42"), "{all}");
 }
+
+/// An image that chose its registry's port (`ghcr.io:PORT/…` through the bare-host rule
+/// `ghcr.io::127.0.0.1`, pulled from `127.0.0.1:PORT`) is never looked up, with or without
+/// credentials: nothing connects to that port.
+#[tokio::test]
+async fn an_image_that_chose_its_port_is_not_looked_up() {
+    use common::hostile::{Hostile, Reply};
+    let recorder = Hostile::start(None, |_| Reply::status(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = recorder.addr.port();
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n    - {{name: c, image: 'ghcr.io:{port}/x:1'}}\n"
+    );
+    std::fs::write(dir.path().join("pod.yaml"), manifest).unwrap();
+    std::fs::write(dir.path().join("rules.conf"), "ghcr.io::127.0.0.1\n").unwrap();
+    std::fs::write(dir.path().join("auth.json"), common::registry::docker_config("127.0.0.1", "mirror", "s3cret-pass"))
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
+        .arg("audit")
+        .arg("--rules")
+        .arg(dir.path().join("rules.conf"))
+        .arg("-f")
+        .arg(dir.path().join("pod.yaml"))
+        .arg("--registry-auth")
+        .arg(dir.path().join("auth.json"))
+        .args(["--insecure-registry", "127.0.0.1", "--check-mirror", "-o", "json"])
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    assert_eq!(rows[0]["mirror"], Value::Null, "{rows} {}", text(&output.stderr));
+    assert_eq!(recorder.connections(), 0, "{:?}", recorder.seen());
+}

@@ -445,3 +445,76 @@ async fn a_registry_secret_manifest_as_the_rules_file_gives_the_mirror_credentia
     assert_eq!(images_of(&object), expected, "{:?}", warnings_of(&response));
     server.stop().await;
 }
+
+/// One Pod with 1,000 distinct uncached images (a 46 KB review; `kubectl create
+/// --dry-run=server` is enough to send it) starts at most `--check-max-lookups` lookups,
+/// counted at the registry, gets one warning for the images it did not ask about, and leaves
+/// the mirror usable: the next Pod's mirrored image is rewritten.
+#[tokio::test]
+async fn one_pod_with_a_thousand_images_cannot_lock_the_mirror_out() {
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    registry.push("general/app", "1").await;
+    let server = server(&registry, &format!("src.invalid::{mirror}/general\n"), &[]).await;
+    let images: Vec<String> = (0..1000).map(|n| format!("src.invalid/flood/app:{n}")).collect();
+    let images: Vec<&str> = images.iter().map(String::as_str).collect();
+    let (object, response, _) = admit(&server, &pod(&images)).await;
+    assert_eq!(images_of(&object), images, "nothing rewritten: nothing is in the mirror");
+    let asked: std::collections::BTreeSet<usize> =
+        (0..1000).filter(|n| registry.manifest_requests_matching(&format!("/flood/app/manifests/{n} ")) > 0).collect();
+    assert!(asked.len() <= 32, "{} images asked at the registry", asked.len());
+    assert!(registry.manifest_requests_matching("/flood/app/manifests/") <= 33, "{}", registry.manifest_requests());
+    let warnings = warnings_of(&response);
+    let limit: Vec<&String> = warnings.iter().filter(|warning| warning.contains("--check-max-lookups (32)")).collect();
+    assert_eq!(limit.len(), 1, "{warnings:?}");
+    assert!(limit[0].starts_with("mirrorswap kept 968 image(s) of this object without asking"), "{}", limit[0]);
+    assert_eq!(warnings.len(), 33, "32 answered 404, one for the rest");
+
+    let (object, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
+    assert_eq!(images_of(&object), [format!("{mirror}/general/app:1")], "{response}");
+    server.stop().await;
+}
+
+/// A registry served with one self-signed certificate made as Docker's registry guide shows
+/// (it carries `CA:TRUE`), given as `--registry-ca`: trusted, as containerd, Docker and skopeo
+/// trust it. Without it: an untrusted certificate, and the flag that fixes it.
+#[tokio::test]
+async fn a_self_signed_registry_certificate_given_as_its_ca_is_trusted() {
+    let Some(registry) = Registry::start_self_signed(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    registry.push("general/app", "1").await;
+    let server = server(&registry, &format!("src.invalid::{mirror}/general\n"), &[]).await;
+    let (object, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
+    assert_eq!(images_of(&object), [format!("{mirror}/general/app:1")], "{response}");
+    server.stop().await;
+    let server = TestServer::start_with_rules(
+        &format!("src.invalid::{mirror}/general\n"),
+        "rules.conf",
+        &["--swap-policy", "exists", TIMEOUT_FLAG, GENEROUS],
+    )
+    .await;
+    let (_, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
+    let warnings = warnings_of(&response);
+    assert!(warnings[0].contains(": untrusted certificate: add its CA with --registry-ca"), "{warnings:?}");
+    server.stop().await;
+}
+
+/// 401 says whether mirrorswap had no credentials for the registry or had them refused.
+#[tokio::test]
+async fn missing_and_rejected_credentials_read_differently() {
+    let Some(fixture) = Fixture::start("wrong").await else { return };
+    let mirror = &fixture.mirror;
+    let rules_text = format!("src.invalid::{mirror}/general\n");
+    let ca = fixture.ca();
+    let flags = ["--swap-policy", "exists", "--registry-ca", &ca, TIMEOUT_FLAG, GENEROUS];
+    let server = TestServer::start_with_rules(&rules_text, "rules.conf", &flags).await;
+    let (_, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
+    let expected = format!("mirror {mirror}/general: unauthorized (401): no credentials for {mirror}");
+    assert!(warnings_of(&response)[0].ends_with(&expected), "{:?}", warnings_of(&response));
+    server.stop().await;
+    let server = fixture.serve(&["--registry-ca", &ca]).await;
+    let (_, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
+    let expected = format!("mirror {mirror}/general: unauthorized (401): credentials for {mirror} rejected");
+    assert!(warnings_of(&response)[0].ends_with(&expected), "{:?}", warnings_of(&response));
+    server.stop().await;
+}

@@ -171,15 +171,18 @@ impl Inventory {
 
     /// The images `--check-mirror` asks about: each one as it is pulled from a mirror after
     /// the rules (the rewritten image, or an image already under a rule's target), sorted,
-    /// once each. Images pulled from elsewhere are never looked up.
+    /// once each. Images pulled from elsewhere are never looked up, nor one whose registry is
+    /// not exactly its rule's target (a port or host the image chose).
     pub fn mirror_images(&self, rules: &RuleSet) -> Vec<String> {
         let mut pulled: Vec<String> = self
             .images
             .iter()
             .filter(|(_, usage)| usage.rewritable)
             .filter_map(|(image, _)| match rules.rewrite(image) {
-                decision @ Decision::Rewritten { .. } => decision.new_image().map(str::to_owned),
-                Decision::Unchanged(Unchanged::AlreadyMirrored(_)) => Some(image.clone()),
+                Decision::Rewritten { image, rule } => mirrored::pulls_from_target(rule, &image).then_some(image),
+                Decision::Unchanged(Unchanged::AlreadyMirrored(rule)) => {
+                    mirrored::pulls_from_target(rule, image).then(|| image.clone())
+                }
                 Decision::Unchanged(_) => None,
             })
             .collect();

@@ -364,12 +364,17 @@ fn from_reqwest(error: reqwest::Error) -> CheckError {
     if error.is_connect() { CheckError::Connect(message) } else { CheckError::Transport(message) }
 }
 
-/// The rustls error in `cause`, also when an `io::Error` wraps it (whose `source` skips it).
+/// The rustls error in `cause`, also when `io::Error`s wrap it (hyper's connector wraps
+/// tokio-rustls' `io::Error` in another; an `io::Error`'s `source` skips what it wraps).
 fn as_tls<'e>(cause: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
-    cause.downcast_ref::<rustls::Error>().or_else(|| {
-        let io = cause.downcast_ref::<std::io::Error>()?;
-        io.get_ref()?.downcast_ref::<rustls::Error>()
-    })
+    let mut inner: &(dyn std::error::Error + 'static) = cause;
+    for _ in 0..8 {
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        inner = inner.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+    None
 }
 
 #[cfg(test)]

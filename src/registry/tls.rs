@@ -108,6 +108,13 @@ impl ServerCertVerifier for Verifier {
             {
                 self.pinned(end_entity, name, now).map(|()| ServerCertVerified::assertion())
             }
+            // A self-signed certificate nobody gave as a CA is an unknown issuer to the operator,
+            // whose remedy is --registry-ca, whatever webpki found first.
+            Err(Error::InvalidCertificate(CertificateError::Other(other)))
+                if format!("{other:?}").contains("CaUsedAsEndEntity") =>
+            {
+                Err(Error::InvalidCertificate(CertificateError::UnknownIssuer))
+            }
             answer => answer,
         }
     }

@@ -23,6 +23,7 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 pub mod apiserver;
 pub mod chart;
 pub mod components;
+pub mod hostile;
 pub mod k8s_update;
 pub mod registry;
 pub mod tools;

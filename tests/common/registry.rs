@@ -73,9 +73,26 @@ impl Registry {
     /// Starts a registry, or `None` when `docker-registry`, `skopeo` or `htpasswd` is missing
     /// (a skip locally; a panic under `CI=true`).
     pub async fn start(auth: Auth) -> Option<Self> {
+        let ca = issue("mirrorswap registry test CA", &["localhost".into(), "127.0.0.1".into()], 1).unwrap();
+        Self::start_with(auth, ca).await
+    }
+
+    /// A registry serving one self-signed certificate made as Docker's registry guide makes
+    /// it (`openssl req -x509 … -addext subjectAltName=…`: it carries `CA:TRUE`), which is
+    /// also its "CA" ([`Self::ca_path`]).
+    pub async fn start_self_signed(auth: Auth) -> Option<Self> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "registry.test");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        let ca = Issued { ca_pem: cert.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() };
+        Self::start_with(auth, ca).await
+    }
+
+    async fn start_with(auth: Auth, ca: Issued) -> Option<Self> {
         let [binary, _, htpasswd] = require_all(["docker-registry", "skopeo", "htpasswd"])?;
         let dir = tempfile::tempdir().unwrap();
-        let ca = issue("mirrorswap registry test CA", &["localhost".into(), "127.0.0.1".into()], 1).unwrap();
         std::fs::create_dir(dir.path().join("certs.d")).unwrap();
         write(&dir.path().join("certs.d"), "ca.crt", &ca.ca_pem);
         write(dir.path(), "tls.crt", &ca.cert_pem);
@@ -175,8 +192,17 @@ impl Registry {
     }
 
     /// One HTTPS GET to the registry (trusting the test CA), with an optional `Authorization`.
+    /// A self-signed registry's certificate is its own CA, which rustls refuses to see served
+    /// (`CaUsedAsEndEntity`): the harness then skips the certificate check.
     pub async fn get(&self, path: &str, authorization: Option<&str>) -> std::io::Result<(u16, Vec<u8>)> {
-        https_get(self.addr(), &self.ca.ca_pem, path, authorization).await
+        let config = if self.ca.ca_pem == self.ca.cert_pem {
+            let mut config = mirrorswap::registry::tls::unverified();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(config)
+        } else {
+            super::tls_config(&self.ca.ca_pem, super::Protocol::Http1)
+        };
+        get_with(self.addr(), config, path, authorization).await
     }
 
     fn log_path(&self, run: usize) -> PathBuf {
@@ -347,8 +373,17 @@ pub async fn https_get(
     path: &str,
     authorization: Option<&str>,
 ) -> std::io::Result<(u16, Vec<u8>)> {
+    get_with(addr, super::tls_config(ca_pem, super::Protocol::Http1), path, authorization).await
+}
+
+async fn get_with(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    path: &str,
+    authorization: Option<&str>,
+) -> std::io::Result<(u16, Vec<u8>)> {
     let stream = TcpStream::connect(addr).await?;
-    let connector = TlsConnector::from(super::tls_config(ca_pem, super::Protocol::Http1));
+    let connector = TlsConnector::from(config);
     let tls = connector.connect(ServerName::try_from("127.0.0.1").unwrap(), stream).await?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(std::io::Error::other)?;

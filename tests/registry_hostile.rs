@@ -1,0 +1,324 @@
+//! The registry checks against registries that misbehave on purpose (`common::hostile`):
+//! bodies of 200 MiB, token realms over plain http, stalls, 429s, floods of headers, and
+//! images that pick the port their mirror's credentials go to. Each case names the bound it
+//! holds: bytes read, hosts contacted and with whose credentials, lookups per request and per
+//! host, and what reaches the host's backoff.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::hostile::{Hostile, Reply, Seen};
+use common::{Protocol, TestServer, sample};
+use mirrorswap::registry::client::MAX_MANIFEST_BYTES;
+use mirrorswap::registry::token::MAX_TOKEN_BYTES;
+use mirrorswap::registry::{
+    Answer, AuthFile, CheckArgs, CheckError, Checker, ClientSettings, OnCheckError, Resolver, Verdict,
+};
+use mirrorswap::rewrite::{Options, RuleSet, compile_maps};
+use serde_json::{Value, json};
+
+const MIB: u64 = 1024 * 1024;
+
+fn checker(insecure: &[&str], ca_pem: Option<&str>, auth: AuthFile) -> Checker {
+    let settings = ClientSettings {
+        ca_pem: ca_pem.map(|pem| pem.as_bytes().to_vec()),
+        insecure: insecure.iter().map(|host| (*host).to_owned()).collect(),
+        timeout: Duration::from_secs(5),
+    };
+    Checker::new(&settings, auth).unwrap()
+}
+
+fn args(insecure: &[&str]) -> CheckArgs {
+    CheckArgs {
+        registry_auth: None,
+        registry_ca: None,
+        insecure_registries: insecure.iter().map(|host| (*host).to_owned()).collect(),
+        check_timeout: Duration::from_secs(1),
+        check_cache_ttl: Duration::from_secs(60),
+        check_negative_ttl: Duration::from_secs(60),
+        check_cache_entries: 10_000,
+        check_backoff: Duration::from_secs(3),
+        check_host_concurrency: 16,
+    }
+}
+
+fn compile(text: &str) -> RuleSet {
+    compile_maps(text, Options::default()).expect("rules").rules
+}
+
+fn manifest_requests(seen: &[Seen], method: &str) -> usize {
+    seen.iter().filter(|seen| seen.method == method && seen.path.contains("/manifests/")).count()
+}
+
+fn kept_because(resolution: Option<&mirrorswap::registry::Resolution<'_>>) -> String {
+    match resolution.map(|resolution| &resolution.verdict) {
+        Some(Verdict::Keep(why)) => why.clone(),
+        other => panic!("kept expected, got {other:?}"),
+    }
+}
+
+/// A `HEAD` 2xx is the answer, with or without `Docker-Content-Digest`: no `GET`, so none of
+/// the 200 MiB the registry would send is read (it took one server to 1.18 GB).
+#[tokio::test]
+async fn a_head_without_a_digest_is_present_and_no_body_is_read() {
+    let hostile = Hostile::start(None, |seen| match seen.method.as_str() {
+        "HEAD" => Reply::status(200),
+        _ => Reply::status(200).streamed(200 * MIB),
+    })
+    .await;
+    let checker = checker(&[&hostile.host()], None, AuthFile::default());
+    assert_eq!(checker.check(&format!("{}/team/app:1", hostile.host())).await, Ok(Answer::Present));
+    assert_eq!(manifest_requests(&hostile.seen(), "GET"), 0, "{:?}", hostile.seen());
+}
+
+/// Where `HEAD` is refused, the `GET` is read up to 4 MiB (what registries accept) and cut
+/// there with an error, whether the length is declared or not.
+#[tokio::test]
+async fn a_refused_head_falls_back_to_a_get_cut_at_4_mib() {
+    for declared in [false, true] {
+        let hostile = Hostile::start(None, move |seen| match seen.method.as_str() {
+            "HEAD" => Reply::status(405),
+            _ if declared => Reply::status(200).declared(200 * MIB),
+            _ => Reply::status(200).streamed(200 * MIB),
+        })
+        .await;
+        let checker = checker(&[&hostile.host()], None, AuthFile::default());
+        let answer = checker.check(&format!("{}/team/app:1", hostile.host())).await;
+        assert_eq!(answer, Err(CheckError::TooLarge { what: "manifest", limit: MAX_MANIFEST_BYTES }), "{declared}");
+        assert_eq!(answer.unwrap_err().to_string(), "manifest over 4194304 bytes: cut at the limit");
+    }
+    // A manifest of a sane size is read and present.
+    let hostile = Hostile::start(None, |seen| match seen.method.as_str() {
+        "HEAD" => Reply::status(405),
+        _ => Reply::status(200).body(r#"{"schemaVersion":2}"#),
+    })
+    .await;
+    let checker = checker(&[&hostile.host()], None, AuthFile::default());
+    assert_eq!(checker.check(&format!("{}/team/app:1", hostile.host())).await, Ok(Answer::Present));
+}
+
+/// A token service's answer is read up to 256 KiB.
+#[tokio::test]
+async fn a_token_answer_is_cut_at_its_limit() {
+    let hostile = Arc::new(tokio::sync::OnceCell::new());
+    let realm = Arc::clone(&hostile);
+    let server = Hostile::start(None, move |seen| {
+        if seen.path.starts_with("/token") {
+            return Reply::status(200).streamed(200 * MIB);
+        }
+        let realm = realm.get().map(|host: &String| format!("http://{host}/token")).unwrap_or_default();
+        Reply::status(401).header("www-authenticate", &format!("Bearer realm=\"{realm}\",service=\"s\""))
+    })
+    .await;
+    hostile.set(server.host()).unwrap();
+    let checker = checker(&[&server.host()], None, AuthFile::default());
+    let answer = checker.check(&format!("{}/team/app:1", server.host())).await;
+    assert_eq!(answer, Err(CheckError::TooLarge { what: "token answer", limit: MAX_TOKEN_BYTES }));
+}
+
+/// An HTTPS registry whose challenge names a plain-http realm gets an error naming the realm,
+/// and the realm gets nothing: not the credentials, not even a connection. Listed in
+/// `--insecure-registry`, the registry may name one.
+#[tokio::test]
+async fn an_http_realm_of_an_https_registry_gets_no_credentials() {
+    let recorder = Hostile::start(None, |_| Reply::status(200).body(r#"{"token":"t"}"#)).await;
+    let ca = mirrorswap::certs::issue("hostile test CA", &["127.0.0.1".into()], 1).unwrap();
+    let realm = format!("http://{}/token", recorder.host());
+    let challenge = format!("Bearer realm=\"{realm}\",service=\"registry\"");
+    let registry = Hostile::start(Some(&ca), move |seen| match &seen.authorization {
+        Some(value) if value == "Bearer t" => Reply::status(200),
+        _ => Reply::status(401).header("www-authenticate", &challenge),
+    })
+    .await;
+    let mut auth = AuthFile::default();
+    auth.insert(&registry.host(), "mirror".into(), "s3cret-pass".into());
+    let image = format!("{}/team/app:1", registry.host());
+
+    let answer = checker(&[], Some(&ca.ca_pem), auth.clone()).check(&image).await;
+    let error = answer.unwrap_err();
+    assert!(matches!(&error, CheckError::Realm { realm: named, .. } if *named == realm), "{error:?}");
+    assert!(error.to_string().contains(&realm) && error.to_string().contains("nothing sent"), "{error}");
+    assert_eq!(recorder.connections(), 0, "the realm was contacted: {:?}", recorder.seen());
+
+    // The operator listed the registry as insecure: its http realm is used.
+    let answer = checker(&[&registry.host()], Some(&ca.ca_pem), auth).check(&image).await;
+    assert_eq!(answer, Ok(Answer::Present));
+    let asked = recorder.seen();
+    assert_eq!(asked.len(), 1);
+    assert!(asked[0].authorization.as_deref().is_some_and(|value| value.starts_with("Basic ")), "{asked:?}");
+}
+
+/// A login keyed by `host` goes to that host's default port only; keyed by `host:port`, to
+/// exactly that port.
+#[tokio::test]
+async fn credentials_go_to_exactly_the_host_and_port_they_are_keyed_by() {
+    let recorder = Hostile::start(None, |_| Reply::status(401).header("www-authenticate", "Basic realm=\"r\"")).await;
+    let image = format!("{}/x:1", recorder.host());
+    let mut by_host = AuthFile::default();
+    by_host.insert("127.0.0.1", "mirror".into(), "s3cret-pass".into());
+    let answer = checker(&[&recorder.host()], None, by_host).check(&image).await;
+    assert_eq!(answer, Err(CheckError::NoCredentials { registry: recorder.host() }));
+    assert!(recorder.seen().iter().all(|seen| seen.authorization.is_none()), "{:?}", recorder.seen());
+
+    let mut by_port = AuthFile::default();
+    by_port.insert(&recorder.host(), "mirror".into(), "s3cret-pass".into());
+    let answer = checker(&[&recorder.host()], None, by_port).check(&image).await;
+    assert_eq!(answer, Err(CheckError::CredentialsRejected { registry: recorder.host() }));
+    assert!(recorder.seen().iter().any(|seen| seen.authorization.is_some()));
+}
+
+/// Floods of headers end the check with an error, bounded by the client's header limits.
+#[tokio::test]
+async fn header_floods_are_errors() {
+    let many = Hostile::start(None, |_| {
+        (0..5_000).fold(Reply::status(200), |reply, index| reply.header(&format!("x-flood-{index}"), &"x".repeat(200)))
+    })
+    .await;
+    let answer = checker(&[&many.host()], None, AuthFile::default()).check(&format!("{}/x:1", many.host())).await;
+    assert!(matches!(answer, Err(CheckError::Transport(_))), "{answer:?}");
+    let huge = Hostile::start(None, |_| {
+        Reply::status(401).header("www-authenticate", &format!("Bearer realm=\"https://{}\"", "a".repeat(1 << 20)))
+    })
+    .await;
+    let answer = checker(&[&huge.host()], None, AuthFile::default()).check(&format!("{}/x:1", huge.host())).await;
+    assert!(matches!(answer, Err(CheckError::Transport(_))), "{answer:?}");
+}
+
+/// 429 says so, and its `Retry-After` (longer than `--check-backoff`) keeps the host alone:
+/// the next request does not ask.
+#[tokio::test]
+async fn a_rate_limited_registry_is_left_alone_for_its_retry_after() {
+    let hostile = Hostile::start(None, |_| Reply::status(429).header("retry-after", "30")).await;
+    let host = hostile.host();
+    let resolver = Resolver::new(&args(&[&host]), OnCheckError::Keep, 32, None).unwrap();
+    let rules = compile(&format!("src.invalid::{host}/m\n"));
+    let resolved = resolver.resolve(&rules, &["src.invalid/a:1"]).await;
+    let why = kept_because(resolved.get("src.invalid/a:1"));
+    assert_eq!(why, format!("mirror {host}/m: rate limited (429), retry after 30s"));
+    tokio::time::sleep(Duration::from_millis(3_100)).await; // past --check-backoff (3 s)
+    let resolved = resolver.resolve(&rules, &["src.invalid/b:1"]).await;
+    let why = kept_because(resolved.get("src.invalid/b:1"));
+    assert!(why.contains("not asked again for 2"), "{why}");
+    assert_eq!(manifest_requests(&hostile.seen(), "HEAD"), 1);
+}
+
+/// Rules `src.invalid/team::STALLED/airgap` then `src.invalid::HEALTHY/quay`: the stalled
+/// first candidate times out, the healthy second is taken within the deadline, and the
+/// healthy host is not put into backoff. A candidate the deadline left no turn for is "not
+/// asked: deadline".
+#[tokio::test]
+async fn a_stalled_first_candidate_does_not_hide_a_healthy_second() {
+    let stalled = Hostile::start(None, |_| Reply::stall()).await;
+    let healthy = Hostile::start(None, |_| Reply::status(200)).await;
+    let (s, h) = (stalled.host(), healthy.host());
+    let resolver = Resolver::new(&args(&[&s, &h]), OnCheckError::Keep, 32, None).unwrap();
+    let rules_text = format!("src.invalid/team::{s}/airgap\nsrc.invalid::{h}/quay\n");
+    let rules = compile(&rules_text);
+    let started = std::time::Instant::now();
+    let resolved = resolver.resolve(&rules, &["src.invalid/team/app:1"]).await;
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    let resolution = resolved.get("src.invalid/team/app:1").unwrap();
+    assert_eq!(resolution.verdict, Verdict::Take(1), "{resolution:?}");
+    assert_eq!(resolution.tried[0].outcome, Err(CheckError::Timeout(Duration::from_secs(1))));
+    assert_eq!(resolution.tried[1].image, format!("{h}/quay/team/app:1"));
+    // The healthy host answers the next request at once.
+    let resolved = resolver.resolve(&rules, &["src.invalid/other:1"]).await;
+    assert_eq!(resolved.get("src.invalid/other:1").unwrap().verdict, Verdict::Take(0));
+
+    // Six candidates, five stalled: a quarter of the deadline each, the last two never asked.
+    let deep = compile(&format!(
+        "src.invalid/a/b/c/d::{s}/1\nsrc.invalid/a/b/c::{s}/2\nsrc.invalid/a/b::{s}/3\nsrc.invalid/a::{s}/4\n\
+         src.invalid::{s}/5\ndefault::{h}/6\n"
+    ));
+    let fresh = Resolver::new(&args(&[&s, &h]), OnCheckError::Keep, 32, None).unwrap();
+    let resolved = fresh.resolve(&deep, &["src.invalid/a/b/c/d/e:1"]).await;
+    let why = kept_because(resolved.get("src.invalid/a/b/c/d/e:1"));
+    assert!(why.ends_with(&format!("mirror {h}/6: not asked: deadline")), "{why}");
+    assert_eq!(healthy.seen().iter().filter(|seen| seen.path.contains("/6/")).count(), 0);
+}
+
+/// `--check-host-concurrency` holds across requests: a stalled host never holds more lookups
+/// than it allows, and a lookup that found no slot within its deadline says so.
+#[tokio::test]
+async fn lookups_in_flight_per_host_are_capped_across_requests() {
+    let stalled = Hostile::start(None, |_| Reply::stall()).await;
+    let host = stalled.host();
+    let mut args = args(&[&host]);
+    args.check_host_concurrency = 4;
+    let resolver = Arc::new(Resolver::new(&args, OnCheckError::Keep, 32, None).unwrap());
+    let rules = Arc::new(compile(&format!("src.invalid::{host}/m\n")));
+    let requests: Vec<_> = (0..3)
+        .map(|request| {
+            let (resolver, rules) = (Arc::clone(&resolver), Arc::clone(&rules));
+            tokio::spawn(async move {
+                let images: Vec<String> = (0..4).map(|image| format!("src.invalid/r{request}/app:{image}")).collect();
+                let images: Vec<&str> = images.iter().map(String::as_str).collect();
+                let resolved = resolver.resolve(&rules, &images).await;
+                images.iter().map(|image| kept_because(resolved.get(image))).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut reasons = Vec::new();
+    for request in requests {
+        reasons.extend(request.await.unwrap());
+    }
+    assert!(stalled.max_in_flight() <= 4, "{} in flight", stalled.max_in_flight());
+    let queued = reasons.iter().filter(|why| why.contains("not asked: deadline (all 4 lookups to")).count();
+    assert_eq!(queued, 8, "{reasons:#?}");
+}
+
+/// One request starts at most `--check-max-lookups` lookups; its other images are kept
+/// unasked, with one warning for all of them, and never put the host into backoff: the
+/// next request's image is asked and taken.
+#[tokio::test]
+async fn one_request_starts_at_most_its_lookup_limit() {
+    let hostile =
+        Hostile::start(None, |seen| Reply::status(if seen.path.contains("/known/") { 200 } else { 404 })).await;
+    let host = hostile.host();
+    let resolver = Resolver::new(&args(&[&host]), OnCheckError::Keep, 32, None).unwrap();
+    let rules = compile(&format!("src.invalid::{host}/m\n"));
+    let images: Vec<String> = (0..100).map(|n| format!("src.invalid/app:{n}")).collect();
+    let images: Vec<&str> = images.iter().map(String::as_str).collect();
+    let resolved = resolver.resolve(&rules, &images).await;
+    assert_eq!(manifest_requests(&hostile.seen(), "HEAD"), 32);
+    let unasked = images.iter().filter(|image| resolved.get(image).unwrap().verdict == Verdict::Unasked).count();
+    assert_eq!(unasked, 68);
+    let warning = resolved.limit_warning().unwrap();
+    assert!(warning.starts_with("mirrorswap kept 68 image(s)") && warning.contains("--check-max-lookups (32)"));
+    let resolved = resolver.resolve(&rules, &["src.invalid/known:1"]).await;
+    assert_eq!(resolved.get("src.invalid/known:1").unwrap().verdict, Verdict::Take(0));
+}
+
+/// The bare-host rule `src.invalid::127.0.0.1` makes `src.invalid:PORT/x:1` into
+/// `127.0.0.1:PORT/x:1`, a port the Pod chose. With credentials for `127.0.0.1` and the
+/// host listed insecure, nothing reaches that port, and the warning tells nothing about it
+/// (no "connection refused" for a closed port): the server over HTTPS.
+#[tokio::test]
+async fn no_lookup_and_no_credentials_reach_a_port_the_pod_chose() {
+    let recorder = Hostile::start(None, |_| Reply::status(200)).await;
+    let port = recorder.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.json");
+    std::fs::write(&auth, json!({"auths": {"127.0.0.1": {"auth": "bWlycm9yOnMzY3JldC1wYXNz"}}}).to_string()).unwrap();
+    let auth = auth.display().to_string();
+    let flags = ["--swap-policy", "exists", "--registry-auth", &auth, "--insecure-registry", "127.0.0.1"];
+    let server = TestServer::start_with_rules("src.invalid::127.0.0.1\n", "rules.conf", &flags).await;
+    let mut review = sample("pod.json");
+    review["request"]["object"]["spec"] = json!({"containers": [
+        {"name": "open", "image": format!("src.invalid:{port}/x:1")},
+        {"name": "closed", "image": "src.invalid:22/x:1"},
+    ]});
+    let response = server.connect(Protocol::Http1).await.review(&review).await;
+    assert!(response["response"]["patch"].is_null(), "{response}");
+    let warnings: Vec<&str> =
+        response["response"]["warnings"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].ends_with(&format!(
+        "mirror 127.0.0.1: not asked: the image names registry 127.0.0.1:{port}, not its rule's target 127.0.0.1"
+    )));
+    assert!(warnings.iter().all(|warning| !warning.to_lowercase().contains("refused")), "{warnings:?}");
+    assert_eq!(recorder.connections(), 0, "the Pod-chosen port was contacted: {:?}", recorder.seen());
+    server.stop().await;
+}
