@@ -36,7 +36,7 @@ pub struct PolicyArgs {
     #[arg(long, env = "MIRRORSWAP_SWAP_POLICY", value_enum, default_value_t = SwapPolicy::Always)]
     pub swap_policy: SwapPolicy,
     /// `keep`: a failed lookup keeps the original (after trying the other candidates);
-    /// `swap`: it rewrites anyway.
+    /// `swap`: when no candidate is present, the first whose lookup failed is taken.
     #[arg(long, env = "MIRRORSWAP_ON_CHECK_ERROR", value_enum, default_value_t = OnCheckError::Keep)]
     pub on_check_error: OnCheckError,
     /// Most registry lookups one admission request may start; its other images are decided
@@ -51,10 +51,12 @@ pub struct PolicyArgs {
 #[derive(Clone, Debug, Args)]
 pub struct CheckArgs {
     /// Docker config JSON (`{"auths": {...}}`, the `.dockerconfigjson` of a pull Secret) with
-    /// mirror credentials; reloaded when it changes.
+    /// mirror credentials; reloaded when it changes. Each entry goes to exactly its
+    /// `host[:port]` (`host` is the default port).
     #[arg(long, env = "MIRRORSWAP_REGISTRY_AUTH", value_name = "FILE")]
     pub registry_auth: Option<PathBuf>,
-    /// PEM bundle of CAs trusted for registries, in addition to the system roots.
+    /// PEM bundle of CAs trusted for registries, in addition to the system roots; a registry's
+    /// self-signed certificate may be given as itself.
     #[arg(long, env = "MIRRORSWAP_REGISTRY_CA", value_name = "FILE")]
     pub registry_ca: Option<PathBuf>,
     /// HOST[:PORT] (repeatable): TLS without certificate checks, plain HTTP if it speaks no
@@ -66,7 +68,7 @@ pub struct CheckArgs {
         value_name = "HOST[:PORT]"
     )]
     pub insecure_registries: Vec<String>,
-    /// Deadline shared by all lookups of one admission request (they run concurrently).
+    /// One deadline for all lookups of one admission request, and the time one lookup is given.
     #[arg(long, env = "MIRRORSWAP_CHECK_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub check_timeout: Duration,
     /// How long a "present" answer is cached.
