@@ -1,6 +1,8 @@
 //! The leak guard, `POST /validate`, over real HTTPS: each mode, each kind `/mutate`
 //! handles, allowed registries, an opted-out object, and an image the rules would have
-//! rewritten (the mutating webhook skipped), with its metric.
+//! rewritten (the mutating webhook skipped), with its metric; on UPDATE, only what the request
+//! changes (`kubectl debug`, `rollout restart`, a finalizer removed during deletion, a
+//! subresource).
 
 mod common;
 
@@ -157,5 +159,116 @@ async fn allow_by_default_counts_and_bad_requests_are_400() {
     let response = validate(&server, &odd).await;
     assert_eq!(response["allowed"], true);
     assert!(response["warnings"][0].as_str().unwrap().contains("could not read the object"));
+    server.stop().await;
+}
+
+/// An UPDATE review of `kind` (through `sub_resource`, empty for the object itself) from `old`
+/// to `new`; `old` null stands for a review without `oldObject`.
+fn update(group: &str, kind: &str, sub_resource: &str, new: Value, old: Value) -> Value {
+    let mut review = review(group, kind, new);
+    review["request"]["operation"] = json!("UPDATE");
+    review["request"]["oldObject"] = old;
+    if !sub_resource.is_empty() {
+        review["request"]["subResource"] = json!(sub_resource);
+    }
+    review
+}
+
+/// A Deployment whose images predate mirrorswap: two unmirrored, one mirrored.
+fn old_deployment() -> Value {
+    json!({
+        "metadata": {"name": "web", "namespace": "shop", "generation": 3},
+        "spec": {"template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec()}}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_update_only_new_or_changed_images_are_judged() {
+    let server = TestServer::start(&["--unmirrored", "deny"]).await;
+    let refused = |response: &Value| response["allowed"] == false;
+    let message = |response: &Value| response["status"]["message"].as_str().unwrap_or("").to_owned();
+
+    // `kubectl debug`: pods/ephemeralcontainers on a Pod whose images predate mirrorswap.
+    let running = json!({"metadata": {"name": "web-0"}, "spec": pod_spec(), "status": {"phase": "Running"}});
+    let debugged = |image: &str| {
+        let mut pod = running.clone();
+        pod["spec"]["ephemeralContainers"] =
+            json!([{"name": "debugger-x7k2p", "image": image, "targetContainerName": "web"}]);
+        pod
+    };
+    let mirrored =
+        update("", "Pod", "ephemeralcontainers", debugged("harbor.example.org/hub/busybox:1.36"), running.clone());
+    assert!(!refused(&validate(&server, &mirrored).await), "a mirrored debug image on an old Pod is fine");
+    let response =
+        validate(&server, &update("", "Pod", "ephemeralcontainers", debugged("busybox:1.36"), running.clone())).await;
+    assert!(refused(&response), "{response}");
+    let text = message(&response);
+    assert!(
+        text.contains("would pull 1 image(s)")
+            && text.contains("ephemeralContainers `debugger-x7k2p` image `busybox:1.36`"),
+        "{text}"
+    );
+    // A second debug container: the first one is old now, only the new one is judged.
+    let mut twice = debugged("harbor.example.org/hub/busybox:1.36");
+    twice["spec"]["ephemeralContainers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "debugger-2", "image": "alpine:3"}));
+    let response = validate(
+        &server,
+        &update("", "Pod", "ephemeralcontainers", twice, debugged("harbor.example.org/hub/busybox:1.36")),
+    )
+    .await;
+    assert!(
+        message(&response).contains("would pull 1 image(s)") && message(&response).contains("`debugger-2`"),
+        "{response}"
+    );
+
+    // `kubectl rollout restart`: only the template's annotation changes.
+    let mut restarted = old_deployment();
+    restarted["spec"]["template"]["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/restartedAt": "2026-12-06T10:00:00Z"});
+    assert!(!refused(&validate(&server, &update("apps", "Deployment", "", restarted, old_deployment())).await));
+
+    // The garbage collector removes the foregroundDeletion finalizer of a Deployment being deleted.
+    let mut deleting = old_deployment();
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-12-06T10:00:00Z");
+    let mut finalized = deleting.clone();
+    deleting["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+    assert!(!refused(&validate(&server, &update("apps", "Deployment", "", finalized.clone(), deleting)).await));
+    // Being deleted is enough, even where the images would otherwise be judged (no oldObject).
+    assert!(!refused(&validate(&server, &update("apps", "Deployment", "", finalized.clone(), Value::Null)).await));
+    finalized["metadata"].as_object_mut().unwrap().remove("deletionTimestamp");
+    assert!(refused(&validate(&server, &update("apps", "Deployment", "", finalized, Value::Null)).await));
+
+    // An image changed to an unmirrored one is refused; the unchanged old ones are not named.
+    for kind in ["Deployment", "Pod"] {
+        let (group, old) = match kind {
+            "Pod" => ("", running.clone()),
+            _ => ("apps", old_deployment()),
+        };
+        let spec = if kind == "Pod" { "/spec" } else { "/spec/template/spec" };
+        let mut changed = old.clone();
+        changed.pointer_mut(spec).unwrap()["containers"][0]["image"] = json!("vendor.example.com/web:2");
+        let response = validate(&server, &update(group, kind, "", changed, old.clone())).await;
+        assert!(refused(&response), "{kind}: {response}");
+        let text = message(&response);
+        assert!(
+            text.contains("would pull 1 image(s)")
+                && text.contains("containers `web` image `vendor.example.com/web:2`"),
+            "{kind}: {text}"
+        );
+        assert!(!text.contains("agent") && !text.contains("redis"), "{kind}: unchanged images are not judged: {text}");
+        // Changed to a mirrored image: admitted, whatever the old images are.
+        let mut mirrored = old.clone();
+        mirrored.pointer_mut(spec).unwrap()["containers"][0]["image"] = json!("harbor.example.org/hub/nginx:1.28");
+        assert!(!refused(&validate(&server, &update(group, kind, "", mirrored, old)).await), "{kind}");
+    }
+
+    // Subresources that cannot change images are not judged, as /mutate leaves them alone.
+    for sub_resource in ["status", "resize"] {
+        let response = validate(&server, &update("", "Pod", sub_resource, running.clone(), running.clone())).await;
+        assert!(!refused(&response), "{sub_resource}: {response}");
+    }
     server.stop().await;
 }

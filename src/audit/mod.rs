@@ -109,7 +109,7 @@ impl Inventory {
         let WorkloadMeta { name, generate_name, namespace: own_namespace, labels, annotations } = parsed.metadata;
         let namespace = own_namespace.as_deref().or(namespace).filter(|ns| !ns.is_empty()).unwrap_or("-").to_owned();
         let name = name.as_deref().or(generate_name.as_deref()).filter(|n| !n.is_empty()).unwrap_or("-").to_owned();
-        let metadata = Metadata { name: None, generate_name: None, labels, annotations };
+        let metadata = Metadata { labels, annotations, ..Metadata::default() };
         let opted_out = workload::opted_out(&metadata);
         let object = Object { metadata, spec: parsed.spec, template: parsed.template };
         self.workloads += 1;

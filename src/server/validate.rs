@@ -6,9 +6,17 @@
 //! that arrived unrewritten (the mutating webhook was skipped) is *unmirrored*.
 //!
 //! `--unmirrored allow` only counts them, `warn` admits with one warning per image, `deny`
-//! refuses the object (403) naming each image, container and reason. Opted-out objects and
-//! kinds `/mutate` does not handle are admitted. A review that cannot be read is a 400, an
-//! object that cannot be read is admitted with a warning: like `/mutate`, never a reason for
+//! refuses the object (403) naming each image, container and reason.
+//!
+//! Only what the request changes is judged, with `/mutate`'s own matching
+//! ([`super::update::Changes`]): on UPDATE the images that are new or changed against
+//! `oldObject` (an unrelated update — a label, `rollout restart`, a finalizer — of an object
+//! whose images predate mirrorswap is admitted), on `pods/ephemeralcontainers` the new or
+//! changed ephemeral containers; other subresources (`status`, `resize`, …) and kinds `/mutate`
+//! does not handle are admitted. An object being deleted (`deletionTimestamp` set) is never
+//! refused: the garbage collector must be able to remove its finalizers, and no controller
+//! starts pods from it. Opted-out objects are admitted. A review that cannot be read is a 400,
+//! an object that cannot be read is admitted with a warning: like `/mutate`, never a reason for
 //! the cluster to stop.
 
 use std::sync::Arc;
@@ -18,13 +26,13 @@ use axum::extract::State as Shared;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use clap::{Args, ValueEnum};
-use kube::core::admission::Operation;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::metrics::Metrics;
 use super::review::Review;
 use super::state::State;
+use super::update::Changes;
 use super::workload;
 use crate::rewrite::mirrored::{self, AllowedPrefix, Stage, Verdict};
 use crate::rewrite::{Decision, RuleSet, Unchanged};
@@ -133,16 +141,15 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
     }
     let uid = &*request.uid;
     let known = workload::known_kind(&request.kind.group, &request.kind.kind);
-    let (Some((kind, spec_path)), Some(object), Operation::Create | Operation::Update) =
-        (known, &request.object, &request.operation)
-    else {
+    let Some((kind, changes)) = known.and_then(|known| Some((known.0, Changes::of(&request, known)?))) else {
         return respond(uid, true, &[], None);
     };
-    if workload::opted_out(&object.metadata) {
+    let object = changes.object;
+    if object.metadata.is_deleting() || workload::opted_out(&object.metadata) {
         return respond(uid, true, &[], None);
     }
-    let findings: Vec<Finding<'_>> = workload::image_fields(object, spec_path)
-        .into_iter()
+    let findings: Vec<Finding<'_>> = changes
+        .to_decide()
         .filter_map(|field| {
             let verdict = mirrored::judge(rules, &settings.allowed, field.image);
             verdict.unmirrored(Stage::Admitted).then(|| Finding {
