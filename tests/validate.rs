@@ -88,14 +88,13 @@ async fn deny_refuses_every_kind_naming_each_image_container_and_reason() {
         );
         assert!(!message.contains("nginx") && !message.contains("migrate"), "mirrored images are fine: {message}");
     }
-    // Opted out by label, annotation or imageswap's label: admitted.
-    for metadata in [
-        json!({"name": "a", "labels": {"mirrorswap.io/skip": "true"}}),
-        json!({"name": "a", "annotations": {"mirrorswap.io/skip": "true"}}),
-        json!({"name": "a", "labels": {"k8s.twr.io/imageswap": "disabled"}}),
-    ] {
+    // An object's own opt-out (label, annotation or imageswap's label) is the Pod author's: it
+    // does not exempt the object, and the refusal says where exemptions come from.
+    for metadata in opt_outs() {
         let response = validate(&server, &review("apps", "Deployment", object("Deployment", metadata.clone()))).await;
-        assert_eq!(response["allowed"], true, "{metadata}");
+        assert_eq!(response["allowed"], false, "{metadata}");
+        let message = response["status"]["message"].as_str().unwrap();
+        assert!(message.ends_with("exempt its namespace through the webhook's namespaceSelector)"), "{message}");
     }
     // Kinds /mutate does not handle, and deletions, are not judged.
     let service =
@@ -108,7 +107,29 @@ async fn deny_refuses_every_kind_naming_each_image_container_and_reason() {
     let clean = json!({"metadata": {"name": "ok"}, "spec": {"containers": [{"name": "a", "image": "harbor.example.org/gcr/x:1"}]}});
     let response = validate(&server, &review("", "Pod", clean)).await;
     assert_eq!((response["allowed"].clone(), response.get("warnings").is_none()), (json!(true), true));
-    assert_eq!(server.metric(r#"mirrorswap_unmirrored_images_total{action="deny"}"#).await, 18.0);
+    assert_eq!(server.metric(r#"mirrorswap_unmirrored_images_total{action="deny"}"#).await, 24.0);
+    server.stop().await;
+}
+
+/// The object-level opt-outs `/mutate` honours.
+fn opt_outs() -> [Value; 3] {
+    [
+        json!({"name": "a", "labels": {"mirrorswap.io/skip": "true"}}),
+        json!({"name": "a", "annotations": {"mirrorswap.io/skip": "true"}}),
+        json!({"name": "a", "labels": {"k8s.twr.io/imageswap": "disabled"}}),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_opt_outs_exempt_only_when_the_guard_is_told_to_honour_them() {
+    let server = TestServer::start(&["--unmirrored", "deny", "--guard-honors-object-opt-out"]).await;
+    for metadata in opt_outs() {
+        let response = validate(&server, &review("apps", "Deployment", object("Deployment", metadata.clone()))).await;
+        assert_eq!(response["allowed"], true, "{metadata}");
+    }
+    // Without an opt-out the flag changes nothing.
+    let response = validate(&server, &review("", "Pod", object("Pod", json!({"name": "p"})))).await;
+    assert_eq!(response["allowed"], false);
     server.stop().await;
 }
 

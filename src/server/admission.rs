@@ -323,7 +323,7 @@ fn log_unchanged(uid: &str, image: &str, reason: &Unchanged<'_>) {
 }
 
 /// The object's name, its `generateName` (pods often have only that), or `-`.
-fn object_name<'r>(request: &'r Request<'_>, object: &'r Object<'_>) -> &'r str {
+pub(super) fn object_name<'r>(request: &'r Request<'_>, object: &'r Object<'_>) -> &'r str {
     [&object.metadata.name, &object.metadata.generate_name, &request.name]
         .into_iter()
         .find_map(|name| name.as_deref().filter(|name| !name.is_empty()))

@@ -15,9 +15,12 @@
 //! changed ephemeral containers; other subresources (`status`, `resize`, …) and kinds `/mutate`
 //! does not handle are admitted. An object being deleted (`deletionTimestamp` set) is never
 //! refused: the garbage collector must be able to remove its finalizers, and no controller
-//! starts pods from it. Opted-out objects are admitted. A review that cannot be read is a 400,
-//! an object that cannot be read is admitted with a warning: like `/mutate`, never a reason for
-//! the cluster to stop.
+//! starts pods from it. A review that cannot be read is a 400, an object that cannot be read
+//! is admitted with a warning: like `/mutate`, never a reason for the cluster to stop.
+//!
+//! An object's own opt-out (label or annotation) is the Pod author's to set, so it does not
+//! exempt the object unless `--guard-honors-object-opt-out` says so: exemptions come from the
+//! webhook's namespaceSelector. A refusal of an opted-out object says so.
 
 use std::sync::Arc;
 
@@ -29,6 +32,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
+use super::admission;
 use super::metrics::Metrics;
 use super::review::Review;
 use super::state::State;
@@ -71,12 +75,21 @@ pub struct ValidationArgs {
     #[arg(long = "allow-registry", env = "MIRRORSWAP_ALLOW_REGISTRIES", value_delimiter = ',', value_name = "PREFIX",
           value_parser = AllowedPrefix::parse)]
     pub allow_registries: Vec<AllowedPrefix>,
+    /// Let an object's own opt-out (the `mirrorswap.io/skip: "true"` label or annotation,
+    /// imageswap's `k8s.twr.io/imageswap: disabled` label) exempt it from `/validate` too. Off by
+    /// default: a Pod author sets those, so exemptions come from the webhook's namespaceSelector.
+    #[arg(long, env = "MIRRORSWAP_GUARD_HONORS_OBJECT_OPT_OUT")]
+    pub guard_honors_object_opt_out: bool,
 }
 
 impl ValidationArgs {
     /// The settings these flags select.
     pub fn settings(&self) -> Settings {
-        Settings { mode: self.unmirrored, allowed: self.allow_registries.clone().into() }
+        Settings {
+            mode: self.unmirrored,
+            allowed: self.allow_registries.clone().into(),
+            honors_object_opt_out: self.guard_honors_object_opt_out,
+        }
     }
 }
 
@@ -87,6 +100,8 @@ pub struct Settings {
     pub mode: Mode,
     /// Prefixes whose images are fine as they are.
     pub allowed: Arc<[AllowedPrefix]>,
+    /// An object's own opt-out label or annotation exempts it.
+    pub honors_object_opt_out: bool,
 }
 
 /// The `/validate` route: a JSON `AdmissionReview` in, the verdict out.
@@ -145,7 +160,8 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
         return respond(uid, true, &[], None);
     };
     let object = changes.object;
-    if object.metadata.is_deleting() || workload::opted_out(&object.metadata) {
+    let opted_out = workload::opted_out(&object.metadata);
+    if object.metadata.is_deleting() || (opted_out && settings.honors_object_opt_out) {
         return respond(uid, true, &[], None);
     }
     let findings: Vec<Finding<'_>> = changes
@@ -166,10 +182,7 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
     let mode = settings.mode;
     metrics.unmirrored.with_label_values(&[mode.label()]).inc_by(findings.len() as u64);
     let namespace = request.namespace.as_deref().unwrap_or("-");
-    let name = [&object.metadata.name, &object.metadata.generate_name, &request.name]
-        .into_iter()
-        .find_map(|name| name.as_deref().filter(|name| !name.is_empty()))
-        .unwrap_or("-");
+    let name = admission::object_name(&request, object);
     for finding in &findings {
         info!(%uid, %kind, %namespace, %name, container = %finding.container, image = %finding.image,
               action = mode.label(), "unmirrored image: {}", finding.why);
@@ -186,15 +199,22 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
         }
         Mode::Deny => {
             let list: Vec<String> = findings.iter().map(describe).collect();
-            let message = format!(
+            let mut message = format!(
                 "mirrorswap: {kind} {namespace}/{name} would pull {} image(s) from outside the mirrors: {}",
                 findings.len(),
                 list.join("; ")
             );
+            if opted_out {
+                message.push_str(OPT_OUT_IGNORED);
+            }
             respond(uid, false, &[], Some(&message))
         }
     }
 }
+
+/// Said after a refusal of an object that opts out: why that did not exempt it.
+const OPT_OUT_IGNORED: &str = " (the object's own opt-out label or annotation does not exempt it from the leak guard: \
+                               exempt its namespace through the webhook's namespaceSelector)";
 
 fn display(container: &str) -> &str {
     if container.is_empty() { "-" } else { container }
