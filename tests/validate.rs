@@ -207,7 +207,13 @@ fn old_deployment() -> Value {
 async fn on_update_only_new_or_changed_images_are_judged() {
     let server = TestServer::start(&["--unmirrored", "deny"]).await;
     let refused = |response: &Value| response["allowed"] == false;
-    let message = |response: &Value| response["status"]["message"].as_str().unwrap_or("").to_owned();
+    // Refused for exactly one image, the one `named` (`LIST `CONTAINER` image `IMAGE``).
+    let refused_for_one = |response: &Value, named: &str| {
+        let message = response["status"]["message"].as_str().unwrap_or("");
+        assert!(refused(response), "{response}");
+        assert!(message.contains("would pull 1 image(s)") && message.contains(named), "{named}: {message}");
+        message.to_owned()
+    };
 
     // `kubectl debug`: pods/ephemeralcontainers on a Pod whose images predate mirrorswap.
     let running = json!({"metadata": {"name": "web-0"}, "spec": pod_spec(), "status": {"phase": "Running"}});
@@ -222,13 +228,7 @@ async fn on_update_only_new_or_changed_images_are_judged() {
     assert!(!refused(&validate(&server, &mirrored).await), "a mirrored debug image on an old Pod is fine");
     let response =
         validate(&server, &update("", "Pod", "ephemeralcontainers", debugged("busybox:1.36"), running.clone())).await;
-    assert!(refused(&response), "{response}");
-    let text = message(&response);
-    assert!(
-        text.contains("would pull 1 image(s)")
-            && text.contains("ephemeralContainers `debugger-x7k2p` image `busybox:1.36`"),
-        "{text}"
-    );
+    refused_for_one(&response, "ephemeralContainers `debugger-x7k2p` image `busybox:1.36`");
     // A second debug container: the first one is old now, only the new one is judged.
     let mut twice = debugged("harbor.example.org/hub/busybox:1.36");
     twice["spec"]["ephemeralContainers"]
@@ -240,10 +240,7 @@ async fn on_update_only_new_or_changed_images_are_judged() {
         &update("", "Pod", "ephemeralcontainers", twice, debugged("harbor.example.org/hub/busybox:1.36")),
     )
     .await;
-    assert!(
-        message(&response).contains("would pull 1 image(s)") && message(&response).contains("`debugger-2`"),
-        "{response}"
-    );
+    refused_for_one(&response, "ephemeralContainers `debugger-2` image `alpine:3`");
 
     // `kubectl rollout restart`: only the template's annotation changes.
     let mut restarted = old_deployment();
@@ -272,13 +269,7 @@ async fn on_update_only_new_or_changed_images_are_judged() {
         let mut changed = old.clone();
         changed.pointer_mut(spec).unwrap()["containers"][0]["image"] = json!("vendor.example.com/web:2");
         let response = validate(&server, &update(group, kind, "", changed, old.clone())).await;
-        assert!(refused(&response), "{kind}: {response}");
-        let text = message(&response);
-        assert!(
-            text.contains("would pull 1 image(s)")
-                && text.contains("containers `web` image `vendor.example.com/web:2`"),
-            "{kind}: {text}"
-        );
+        let text = refused_for_one(&response, "containers `web` image `vendor.example.com/web:2`");
         assert!(!text.contains("agent") && !text.contains("redis"), "{kind}: unchanged images are not judged: {text}");
         // Changed to a mirrored image: admitted, whatever the old images are.
         let mut mirrored = old.clone();
@@ -290,6 +281,67 @@ async fn on_update_only_new_or_changed_images_are_judged() {
     for sub_resource in ["status", "resize"] {
         let response = validate(&server, &update("", "Pod", sub_resource, running.clone(), running.clone())).await;
         assert!(!refused(&response), "{sub_resource}: {response}");
+    }
+    server.stop().await;
+}
+
+/// Rules where the engine, as imageswap, leaves images alone or "mirrored" that are pulled from
+/// outside the mirrors: wildcards matched anywhere, a host built by a `-` target, a bare-host
+/// target reached on any port.
+const HOSTILE_RULES: &str = "\
+docker.io::harbor.example.org/hub
+quay.io::127.0.0.1
+default::mirror-
+noswap_wildcards::internal.example.org,10.0.0.
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcards_past_the_host_built_hosts_and_chosen_ports_are_unmirrored() {
+    let args = ["--unmirrored", "deny", "--allow-registry", "mirror-ours.example.org"];
+    let server = TestServer::start_with_rules(HOSTILE_RULES, "rules.conf", &args).await;
+    let pod = |image: &str| json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": image}]}});
+    // (image, refused because)
+    let table = [
+        ("internal.example.org/team/x:1", None),
+        ("10.0.0.5:5000/x", None),
+        (
+            "ghcr.io/evil/x:10.0.0.1",
+            Some("`noswap_wildcards` entry `10.0.0.` (line 4) matches it only past the registry host"),
+        ),
+        (
+            "evil.com/internal.example.org/x:1",
+            Some("`noswap_wildcards` entry `internal.example.org` (line 4) matches it only past the registry host"),
+        ),
+        ("mirror-ours.example.org/x:1", None),
+        (
+            "mirror-evil.com/x:1",
+            Some(
+                "pulled from `mirror-evil.com`, a registry name that rule `default::mirror-` (line 3) builds from the image's own",
+            ),
+        ),
+        ("127.0.0.1/x:1", None),
+        (
+            "127.0.0.1:25502/x:1",
+            Some(
+                "pulled from `127.0.0.1:25502`, not from `127.0.0.1`, the registry rule `quay.io::127.0.0.1` (line 2) names",
+            ),
+        ),
+        ("harbor.example.org/hub/nginx:1", None),
+        (
+            "harbor.example.org:6666/hub/nginx:1",
+            Some("pulled from `harbor.example.org:6666`, not from `harbor.example.org`"),
+        ),
+    ];
+    for (image, refused) in table {
+        let response = validate(&server, &review("", "Pod", pod(image))).await;
+        match refused {
+            None => assert_eq!(response["allowed"], true, "{image}: {response}"),
+            Some(why) => {
+                assert_eq!(response["allowed"], false, "{image}");
+                let message = response["status"]["message"].as_str().unwrap();
+                assert!(message.contains(&format!("image `{image}`: {why}")), "{image}: {message}");
+            }
+        }
     }
     server.stop().await;
 }

@@ -2,8 +2,10 @@
 //! webhooks run after every mutating one (sidecar injectors included), so this sees the
 //! images that will really be pulled, and judges each with the same rules `/mutate` uses
 //! ([`crate::rewrite::mirrored`]): an image outside the mirrors — no rule's target, no
-//! `--allow-registry` prefix, not left alone on purpose — or one the rules would rewrite but
-//! that arrived unrewritten (the mutating webhook was skipped) is *unmirrored*.
+//! `--allow-registry` prefix, not left alone on purpose; a wildcard matching past the registry
+//! host, a host built by a `-` target or a port the image chose keep nothing inside — or one
+//! the rules would rewrite but that arrived unrewritten (the mutating webhook was skipped) is
+//! *unmirrored*.
 //!
 //! `--unmirrored allow` only counts them, `warn` admits with one warning per image, `deny`
 //! refuses the object (403) naming each image, container and reason.
@@ -38,8 +40,8 @@ use super::review::Review;
 use super::state::State;
 use super::update::Changes;
 use super::workload;
-use crate::rewrite::mirrored::{self, AllowedPrefix, Stage, Verdict};
-use crate::rewrite::{Decision, RuleSet, Unchanged};
+use crate::rewrite::RuleSet;
+use crate::rewrite::mirrored::{self, AllowedPrefix, Stage};
 
 /// What `/validate` does with an object that would pull an unmirrored image.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -172,7 +174,7 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
                 list: field.list,
                 container: field.container,
                 image: field.image,
-                why: why(&verdict),
+                why: verdict.why(Stage::Admitted),
             })
         })
         .collect();
@@ -218,21 +220,6 @@ const OPT_OUT_IGNORED: &str = " (the object's own opt-out label or annotation do
 
 fn display(container: &str) -> &str {
     if container.is_empty() { "-" } else { container }
-}
-
-/// Why an unmirrored image is one, in a sentence.
-fn why(verdict: &Verdict<'_, '_>) -> String {
-    match &verdict.decision {
-        Decision::Rewritten { image, rule } => format!(
-            "not rewritten, though rule `{rule}` (line {}) maps it to `{image}`: was the mutating webhook skipped?",
-            rule.line
-        ),
-        Decision::Unchanged(Unchanged::InvalidReference(reason)) => format!("not a valid image reference ({reason})"),
-        Decision::Unchanged(Unchanged::InvalidResult { rule, reason }) => {
-            format!("rule `{rule}` (line {}) would give an invalid reference ({reason})", rule.line)
-        }
-        Decision::Unchanged(_) => "no rule maps it to a mirror and no --allow-registry prefix covers it".to_owned(),
-    }
 }
 
 /// The response review.
