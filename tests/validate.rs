@@ -256,6 +256,9 @@ async fn on_update_only_new_or_changed_images_are_judged() {
     assert!(!refused(&validate(&server, &update("apps", "Deployment", "", finalized.clone(), deleting)).await));
     // Being deleted is enough, even where the images would otherwise be judged (no oldObject).
     assert!(!refused(&validate(&server, &update("apps", "Deployment", "", finalized.clone(), Value::Null)).await));
+    // A CREATE is never of an object being deleted (the API server clears the field): judged.
+    let forged = review("apps", "Deployment", finalized.clone());
+    assert!(refused(&validate(&server, &forged).await));
     finalized["metadata"].as_object_mut().unwrap().remove("deletionTimestamp");
     assert!(refused(&validate(&server, &update("apps", "Deployment", "", finalized, Value::Null)).await));
 

@@ -15,10 +15,10 @@
 //! `oldObject` (an unrelated update — a label, `rollout restart`, a finalizer — of an object
 //! whose images predate mirrorswap is admitted), on `pods/ephemeralcontainers` the new or
 //! changed ephemeral containers; other subresources (`status`, `resize`, …) and kinds `/mutate`
-//! does not handle are admitted. An object being deleted (`deletionTimestamp` set) is never
-//! refused: the garbage collector must be able to remove its finalizers, and no controller
-//! starts pods from it. A review that cannot be read is a 400, an object that cannot be read
-//! is admitted with a warning: like `/mutate`, never a reason for the cluster to stop.
+//! does not handle are admitted. An object being deleted (`deletionTimestamp` set, on UPDATE)
+//! is never refused: the garbage collector must be able to remove its finalizers, and no
+//! controller starts pods from it. A review that cannot be read is a 400, an object that cannot
+//! be read is admitted with a warning: like `/mutate`, never a reason for the cluster to stop.
 //!
 //! An object's own opt-out (label or annotation) is the Pod author's to set, so it does not
 //! exempt the object unless `--guard-honors-object-opt-out` says so: exemptions come from the
@@ -31,6 +31,7 @@ use axum::extract::State as Shared;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use clap::{Args, ValueEnum};
+use kube::core::admission::Operation;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
@@ -162,8 +163,11 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
         return respond(uid, true, &[], None);
     };
     let object = changes.object;
+    // Only an UPDATE can be of an object being deleted: the API server clears
+    // `deletionTimestamp` on CREATE and keeps the stored one on UPDATE, before validating webhooks.
+    let deleting = request.operation == Operation::Update && object.metadata.is_deleting();
     let opted_out = workload::opted_out(&object.metadata);
-    if object.metadata.is_deleting() || (opted_out && settings.honors_object_opt_out) {
+    if deleting || (opted_out && settings.honors_object_opt_out) {
         return respond(uid, true, &[], None);
     }
     let findings: Vec<Finding<'_>> = changes
