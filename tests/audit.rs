@@ -20,8 +20,13 @@ fn fixture(name: &str) -> String {
 }
 
 fn audit(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    audit_with(RULES, dir, args, stdin)
+}
+
+/// `mirrorswap audit` with `rules` as the rules file.
+fn audit_with(rules_text: &str, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let rules = dir.join("rules.conf");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, rules_text).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
         .arg("audit")
         .arg("--rules")
@@ -224,5 +229,70 @@ fn copy_list_sources_are_fully_qualified_for_implied_registry() {
         text(&copy.stdout),
         "docker.io/library/alpine harbor.example.org/hub/alpine\n\
          docker.io/bitnami/redis:7 harbor.example.org/hub/bitnami/redis:7\n"
+    );
+}
+
+/// Images the engine leaves alone or calls mirrored (as imageswap would) that are pulled from
+/// outside the mirrors: a wildcard past the host, a host built by a `-` target, a port the
+/// image chose. Each is unmirrored with its own reason, never looked up, and explained.
+#[test]
+fn wildcards_past_the_host_built_hosts_and_chosen_ports_are_unmirrored() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "docker.io::harbor.example.org/hub\nquay.io::127.0.0.1\ndefault::mirror-\n\
+                 noswap_wildcards::internal.example.org,10.0.0.\n";
+    let images = [
+        "10.0.0.5:5000/x",
+        "127.0.0.1:25502/x:1",
+        "evil.com/internal.example.org/x:1",
+        "evil.com/x:1",
+        "ghcr.io/evil/x:10.0.0.1",
+        "harbor.example.org:6666/hub/nginx:1",
+        "internal.example.org/team/x:1",
+        "quay.io/x:1",
+        "quay.io:25502/x:1",
+    ];
+    let containers: String =
+        images.iter().enumerate().map(|(i, image)| format!("  - {{name: c{i}, image: '{image}'}}\n")).collect();
+    let manifest =
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: n}}\nspec:\n  containers:\n{containers}");
+    let found = rows(&audit_with(rules, dir.path(), &["-f", "-", "-o", "json"], Some(&manifest)));
+    // (image, rewritten, reason, unmirrored)
+    let expected = [
+        ("10.0.0.5:5000/x", None, "noswap", false),
+        ("127.0.0.1:25502/x:1", None, "foreign_port", true),
+        ("evil.com/internal.example.org/x:1", None, "noswap_outside_host", true),
+        ("evil.com/x:1", Some("mirror-evil.com/x:1"), "built_host", true),
+        ("ghcr.io/evil/x:10.0.0.1", None, "noswap_outside_host", true),
+        ("harbor.example.org:6666/hub/nginx:1", None, "foreign_port", true),
+        ("internal.example.org/team/x:1", None, "noswap", false),
+        ("quay.io/x:1", Some("127.0.0.1/x:1"), "rewritten", false),
+        ("quay.io:25502/x:1", Some("127.0.0.1:25502/x:1"), "foreign_port", true),
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (row, (image, rewritten, reason, unmirrored)) in found.iter().zip(expected) {
+        assert_eq!(row["image"], image);
+        assert_eq!(row["rewritten"], json!(rewritten), "{image}");
+        assert_eq!((row["reason"].as_str(), row["unmirrored"].as_bool()), (Some(reason), Some(unmirrored)), "{image}");
+    }
+    // The table explains each after its summary line.
+    let table = text(&audit_with(rules, dir.path(), &["-f", "-"], Some(&manifest)).stdout);
+    let notes: Vec<&str> = table.lines().skip_while(|line| !line.starts_with("9 images")).skip(1).collect();
+    assert_eq!(notes.len(), 6, "{table}");
+    assert!(
+        notes.contains(
+            &"note: quay.io:25502/x:1 is foreign_port: pulled from `127.0.0.1:25502`, not from `127.0.0.1`, \
+                         the registry rule `quay.io::127.0.0.1` (line 2) names: the port is the image's own choice"
+        ),
+        "{table}"
+    );
+    assert!(
+        notes.iter().any(|note| note.starts_with("note: evil.com/x:1 is built_host: pulled from `mirror-evil.com`")),
+        "{table}"
+    );
+    assert!(
+        notes.iter().any(|note| note.starts_with(
+            "note: ghcr.io/evil/x:10.0.0.1 is noswap_outside_host: `noswap_wildcards` entry `10.0.0.` (line 4)"
+        )),
+        "{table}"
     );
 }

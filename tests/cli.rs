@@ -161,6 +161,31 @@ fn check_exit_codes_and_warnings() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/rules.conf: No such file"));
 }
 
+/// A `-` target without `/` builds the registry host from the image's own: `check` warns,
+/// naming the line; a `-` target under a registry of its own does not.
+#[test]
+fn check_warns_about_dash_targets_that_build_host_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = rules_file(
+        dir.path(),
+        "dash.conf",
+        "quay.io::mirror-\ngcr.io::m.example.org/gcr-\ndocker.io::harbor.example.org/hub\ndefault::jmsearcy-\n",
+    );
+    let output = mirrorswap(&["check", "--strict", "--rules", &path]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    for line in [1, 4] {
+        let target = if line == 1 { "mirror-" } else { "jmsearcy-" };
+        let expected = format!(
+            "{path}:{line}: warning: the `-` target `{target}` builds registry names from the images' own \
+             (`{target}REGISTRY`), hosts these rules do not name and anyone may register"
+        );
+        assert!(text.contains(&expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(!text.contains(&format!("{path}:2:")), "{text}");
+    assert!(text.contains("2 warnings in all"), "{text}");
+}
+
 /// Each kind of error, with the line it is on, through `check`.
 #[test]
 fn malformed_rule_files_report_file_line_reason() {

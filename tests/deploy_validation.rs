@@ -38,6 +38,7 @@ fn validation_on_mirrors_the_mutating_webhook_and_configures_the_server() {
     assert_eq!(args.validation.unmirrored, Mode::Deny);
     let allowed: Vec<&str> = args.validation.allow_registries.iter().map(|prefix| prefix.as_str()).collect();
     assert_eq!(allowed, ["registry.internal.example.com", "docker.io/library"]);
+    assert!(args.validation.guard_honors_object_opt_out);
 
     let [role] = all_of(&documents, "ClusterRole")[..] else { panic!("one ClusterRole") };
     let rules = role["rules"].as_vec().unwrap();

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::rewrite::mirrored::{self, AllowedPrefix, Stage};
+use crate::rewrite::mirrored::{self, AllowedPrefix, Stage, pulls_from_target};
 use crate::rewrite::{Decision, RuleSet, Unchanged};
 use crate::server::review::{Marks, Metadata, Object, Spec, Template};
 use crate::server::workload;
@@ -109,7 +109,7 @@ impl Inventory {
         let WorkloadMeta { name, generate_name, namespace: own_namespace, labels, annotations } = parsed.metadata;
         let namespace = own_namespace.as_deref().or(namespace).filter(|ns| !ns.is_empty()).unwrap_or("-").to_owned();
         let name = name.as_deref().or(generate_name.as_deref()).filter(|n| !n.is_empty()).unwrap_or("-").to_owned();
-        let metadata = Metadata { name: None, generate_name: None, labels, annotations };
+        let metadata = Metadata { labels, annotations, ..Metadata::default() };
         let opted_out = workload::opted_out(&metadata);
         let object = Object { metadata, spec: parsed.spec, template: parsed.template };
         self.workloads += 1;
@@ -159,29 +159,36 @@ impl Inventory {
                 // Every object using it opts out: /mutate leaves it alone on purpose.
                 (None, None, "object_opted_out", false)
             };
+            // An image pulled from a registry the rule does not name (a port the image chose, a
+            // host a `-` target built) is pulled from no mirror: nothing to ask.
+            let outside = verdict.outside.as_ref().filter(|_| usage.rewritable);
             let mirror = match &rewritten {
+                _ if outside.is_some() => None,
                 Some(pulled) => mirror(pulled),
                 None if reason == "mirrored" => mirror(&image),
                 None => None,
             };
-            rows.push(Row { image, rewritten, rule, reason, locations: usage.locations, mirror, unmirrored });
+            let why = outside.filter(|_| unmirrored).map(mirrored::Outside::why);
+            rows.push(Row { image, rewritten, rule, reason, locations: usage.locations, mirror, unmirrored, why });
         }
         rows
     }
 
     /// The images `--check-mirror` asks about: each one as it is pulled from a mirror after
-    /// the rules (the rewritten image, or an image already under a rule's target), sorted,
-    /// once each. Images pulled from elsewhere are never looked up, nor one whose registry is
-    /// not exactly its rule's target (a port or host the image chose).
+    /// the rules (the rewritten image, or an image already under a rule's target, pulled from
+    /// exactly the registry the rule's target names), sorted, once each. Images pulled from
+    /// elsewhere (a port the image chose included) are never looked up.
     pub fn mirror_images(&self, rules: &RuleSet) -> Vec<String> {
         let mut pulled: Vec<String> = self
             .images
             .iter()
             .filter(|(_, usage)| usage.rewritable)
             .filter_map(|(image, _)| match rules.rewrite(image) {
-                Decision::Rewritten { image, rule } => mirrored::pulls_from_target(rule, &image).then_some(image),
+                Decision::Rewritten { image: pulled, rule } => {
+                    Some(pulled).filter(|pulled| pulls_from_target(rule, pulled))
+                }
                 Decision::Unchanged(Unchanged::AlreadyMirrored(rule)) => {
-                    mirrored::pulls_from_target(rule, image).then(|| image.clone())
+                    Some(image.clone()).filter(|image| pulls_from_target(rule, image))
                 }
                 Decision::Unchanged(_) => None,
             })
@@ -209,6 +216,11 @@ pub struct Row {
     pub mirror: Option<MirrorState>,
     /// Pulled from outside the mirrors after the rules.
     pub unmirrored: bool,
+    /// For an image unmirrored though the rules leave it alone or rewrite it (a wildcard past
+    /// the host, a built host name, a port the image chose), why in a sentence: the table's
+    /// notes. Not in the JSON, whose `reason` says it.
+    #[serde(skip)]
+    pub why: Option<String>,
 }
 
 impl Row {

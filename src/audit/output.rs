@@ -1,4 +1,4 @@
-//! The report's formats: an aligned table with a summary line, a JSON array of
+//! The report's formats: an aligned table with a summary line (and notes), a JSON array of
 //! [`Row`]s, and a copy list of `SOURCE TARGET` lines for `skopeo copy` / `crane copy`.
 
 use std::io::Write;
@@ -34,7 +34,8 @@ impl Summary {
     }
 }
 
-/// Aligned columns, one row per image, then the summary line. `checked`: whether the
+/// Aligned columns, one row per image, the summary line, then a note for each image unmirrored
+/// though the rules leave it alone or rewrite it (why, in a sentence). `checked`: whether the
 /// mirror was asked, so that "0 missing" is not claimed when nothing was checked.
 pub fn table(out: &mut impl Write, rows: &[Row], checked: bool) -> std::io::Result<()> {
     const HEADER: [&str; 7] = ["IMAGE", "REWRITTEN", "RULE", "REASON", "MIRROR", "UNMIRRORED", "LOCATIONS"];
@@ -81,7 +82,13 @@ pub fn table(out: &mut impl Write, rows: &[Row], checked: bool) -> std::io::Resu
         out,
         "{} images, {} rewritten, {} unmirrored, {missing}",
         summary.images, summary.rewritten, summary.unmirrored
-    )
+    )?;
+    for row in rows {
+        if let Some(why) = &row.why {
+            writeln!(out, "note: {} is {}: {why}", row.image, row.reason)?;
+        }
+    }
+    Ok(())
 }
 
 /// A JSON array of the rows.

@@ -1,11 +1,13 @@
 //! Turns `source → target` pairs from any format into a [`RuleSet`]:
 //! validates every key and target, reports each problem with its line, finds
-//! duplicates and rules that can never apply, and builds the tries.
+//! duplicates, rules that can never apply and `-` targets that build host names, and builds
+//! the tries.
 
 use super::engine::{DockerHubMode, segments};
 use super::engine::{MirrorMark, Options, RuleId, RuleSet};
 use super::fxhash::FxHashMap;
 use super::glob::Glob;
+use super::mirrored;
 use super::reference::{self, DOCKER_HUB, DOCKER_HUB_ALIASES, MAX_NAME_LEN, is_registry_like};
 use super::rules::{
     Diagnostic, KEY_ALL, KEY_DEFAULT, KEY_NOSWAP, PREFIX_EXACT, PREFIX_REPLACE, Problem, Rule, RuleKind, RulePair,
@@ -167,6 +169,12 @@ impl Builder {
                 self.set.fallback = Some(id);
                 self.mark_mirror(&rule.target, id);
             }
+        }
+        if let Target::Dash(target) = &rule.target
+            && mirrored::target_registry(&rule).is_none()
+        {
+            let problem = Problem::DashBuildsHost { target: target.to_string() };
+            self.diagnostics.push(Diagnostic::warning(rule.line, problem));
         }
         self.set.rules.push(rule);
         Ok(())

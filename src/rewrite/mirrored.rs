@@ -7,7 +7,20 @@
 //! audit) an image the rules rewrite is pulled from its mirror; once admitted
 //! ([`Stage::Admitted`], validate) an image the rules *would* rewrite arrived unrewritten — the
 //! mutating webhook was skipped — and is unmirrored too. An allowed prefix always wins: it is
-//! the operator saying those pulls are fine.
+//! the operator saying those pulls are fine (before the mutation, it must cover the image as
+//! it will be pulled).
+//!
+//! Three things the engine accepts, for imageswap's sake, do not keep a pull inside the
+//! mirrors, so they are unmirrored here ([`Outside`]) while `/mutate` keeps them:
+//! - a `noswap_wildcards` entry that matches only past the registry host (in a later path
+//!   segment, the tag or the digest): the engine matches it anywhere in the reference;
+//! - a registry name that a `-` target without `/` builds from the image's own
+//!   (`default::mirror-` makes `evil.com/x` into `mirror-evil.com/x`, a domain anyone may
+//!   register);
+//! - the rule target's host with a port the image chose (`quay.io:25502/x` through
+//!   `quay.io::mirror.example.org` is `mirror.example.org:25502/x`; `mirror.example.org:6666/x`
+//!   is "already under" `mirror.example.org`): only exactly the target's `host[:port]` is the
+//!   mirror ([`pulls_from_target`]).
 
 use super::engine::{Decision, RuleSet, Unchanged};
 use super::reference::{self, DOCKER_HUB, DOCKER_HUB_ALIASES, Reference};
@@ -61,6 +74,66 @@ pub enum Stage {
     Admitted,
 }
 
+/// Why an image that the rules leave alone or send to a mirror is still pulled from outside
+/// the mirrors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outside<'r> {
+    /// The only `noswap_wildcards` entries in the image match past its registry host.
+    WildcardPastHost {
+        /// The entry the engine matched.
+        wildcard: &'r str,
+        /// Its line.
+        line: u32,
+    },
+    /// Pulled from a registry name that `rule`, a `-` target without `/`, builds from the
+    /// image's own.
+    BuiltHost {
+        /// The deciding rule.
+        rule: &'r Rule,
+        /// The registry pulled from.
+        registry: String,
+    },
+    /// Pulled from the rule target's host with another port (the image's choice).
+    ForeignPort {
+        /// The deciding rule.
+        rule: &'r Rule,
+        /// The registry pulled from.
+        registry: String,
+    },
+}
+
+impl Outside<'_> {
+    /// The verdict's reason label: `noswap_outside_host`, `built_host` or `foreign_port`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::WildcardPastHost { .. } => "noswap_outside_host",
+            Self::BuiltHost { .. } => "built_host",
+            Self::ForeignPort { .. } => "foreign_port",
+        }
+    }
+
+    /// Why, in a sentence.
+    pub fn why(&self) -> String {
+        match self {
+            Self::WildcardPastHost { wildcard, line } => format!(
+                "`noswap_wildcards` entry `{wildcard}` (line {line}) matches it only past the registry host \
+                 (in a path, tag or digest), which leaves it pulled from its own registry"
+            ),
+            Self::BuiltHost { rule, registry } => format!(
+                "pulled from `{registry}`, a registry name that rule `{rule}` (line {}) builds from the image's \
+                 own (a `-` target without `/`) and anyone may register: list it with --allow-registry if it is yours",
+                rule.line
+            ),
+            Self::ForeignPort { rule, registry } => format!(
+                "pulled from `{registry}`, not from `{}`, the registry rule `{rule}` (line {}) names: the port is \
+                 the image's own choice",
+                target_registry(rule).unwrap_or("-"),
+                rule.line
+            ),
+        }
+    }
+}
+
 /// An image's decision together with the allowed prefix that covers it, if any.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict<'r, 'p> {
@@ -68,38 +141,66 @@ pub struct Verdict<'r, 'p> {
     pub decision: Decision<'r>,
     /// The first allowed prefix the image lies under.
     pub allowed_by: Option<&'p AllowedPrefix>,
+    /// Why the image the rules leave alone, or the image they produce (unless an allowed
+    /// prefix covers that one), is pulled from outside the mirrors all the same.
+    pub outside: Option<Outside<'r>>,
 }
 
 impl<'r> Verdict<'r, '_> {
     /// True when the image, at `stage`, is pulled from outside the mirrors.
     pub fn unmirrored(&self, stage: Stage) -> bool {
-        if self.allowed_by.is_some() {
-            return false;
-        }
         match &self.decision {
-            Decision::Rewritten { .. } => stage == Stage::Admitted,
-            Decision::Unchanged(unchanged) => match unchanged {
-                Unchanged::AlreadyMirrored(_)
-                | Unchanged::OptedOut(_)
-                | Unchanged::Identity(_)
-                | Unchanged::NoSwapWildcard(_) => false,
-                Unchanged::NoRule | Unchanged::InvalidReference(_) | Unchanged::InvalidResult { .. } => true,
+            Decision::Rewritten { .. } => match stage {
+                Stage::Admitted => self.allowed_by.is_none(),
+                Stage::BeforeMutation => self.outside.is_some(),
             },
+            Decision::Unchanged(unchanged) => {
+                self.allowed_by.is_none() && (self.outside.is_some() || left_outside(unchanged))
+            }
         }
     }
 
     /// A short, stable label for why: `rewritten`, `mirrored`, `opted_out`, `identity`,
-    /// `noswap`, `allowed_registry`, `no_rule`, `invalid` or `invalid_result`.
+    /// `noswap`, `allowed_registry`, `no_rule`, `invalid`, `invalid_result`, or one of
+    /// [`Outside::label`]'s (`noswap_outside_host`, `built_host`, `foreign_port`).
     pub fn reason(&self) -> &'static str {
-        match &self.decision {
-            Decision::Rewritten { .. } => "rewritten",
-            Decision::Unchanged(unchanged @ (Unchanged::NoRule | Unchanged::InvalidReference(_)))
-                if self.allowed_by.is_none() =>
+        match (&self.decision, &self.outside) {
+            (Decision::Rewritten { .. }, Some(outside)) => outside.label(),
+            (Decision::Rewritten { .. }, None) => "rewritten",
+            (Decision::Unchanged(unchanged), outside)
+                if self.allowed_by.is_some()
+                    && (outside.is_some()
+                        || matches!(unchanged, Unchanged::NoRule | Unchanged::InvalidReference(_))) =>
             {
-                unchanged.label()
+                "allowed_registry"
             }
-            Decision::Unchanged(Unchanged::NoRule | Unchanged::InvalidReference(_)) => "allowed_registry",
-            Decision::Unchanged(unchanged) => unchanged.label(),
+            (Decision::Unchanged(_), Some(outside)) => outside.label(),
+            (Decision::Unchanged(unchanged), None) => unchanged.label(),
+        }
+    }
+
+    /// Why an unmirrored image (at `stage`) is one, in a sentence.
+    pub fn why(&self, stage: Stage) -> String {
+        let outside = self.outside.as_ref().map(Outside::why);
+        match (&self.decision, outside) {
+            (Decision::Rewritten { image, rule }, outside) if stage == Stage::Admitted => {
+                let mut why = format!(
+                    "not rewritten, though rule `{rule}` (line {}) maps it to `{image}`: was the mutating webhook skipped?",
+                    rule.line
+                );
+                if let Some(outside) = outside {
+                    why.push_str(&format!(" (`{image}` would be unmirrored too: {outside})"));
+                }
+                why
+            }
+            (_, Some(outside)) => outside,
+            (Decision::Unchanged(Unchanged::InvalidReference(reason)), None) => {
+                format!("not a valid image reference ({reason})")
+            }
+            (Decision::Unchanged(Unchanged::InvalidResult { rule, reason }), None) => {
+                format!("rule `{rule}` (line {}) would give an invalid reference ({reason})", rule.line)
+            }
+            _ => "no rule maps it to a mirror and no --allow-registry prefix covers it".to_owned(),
         }
     }
 
@@ -109,16 +210,70 @@ impl<'r> Verdict<'r, '_> {
     }
 }
 
+/// Decisions that leave an image where it is without the rules meaning to.
+fn left_outside(unchanged: &Unchanged<'_>) -> bool {
+    match unchanged {
+        Unchanged::AlreadyMirrored(_)
+        | Unchanged::OptedOut(_)
+        | Unchanged::Identity(_)
+        | Unchanged::NoSwapWildcard(_) => false,
+        Unchanged::NoRule | Unchanged::InvalidReference(_) | Unchanged::InvalidResult { .. } => true,
+    }
+}
+
 /// What `image` is, against `rules` and the `allowed` prefixes.
 pub fn judge<'r, 'p>(rules: &'r RuleSet, allowed: &'p [AllowedPrefix], image: &str) -> Verdict<'r, 'p> {
-    let decision = rules.rewrite(image);
-    let allowed_by = if allowed.is_empty() {
-        None
-    } else {
-        let name = reference::parse(image).ok().map(|reference| qualified_name(&reference));
-        name.and_then(|name| allowed.iter().find(|prefix| prefix.covers(&name)))
+    let covered = |image: &str| -> Option<&'p AllowedPrefix> {
+        if allowed.is_empty() {
+            return None;
+        }
+        let name = qualified_name(&reference::parse(image).ok()?);
+        allowed.iter().find(|prefix| prefix.covers(&name))
     };
-    Verdict { decision, allowed_by }
+    let decision = rules.rewrite(image);
+    let outside = match &decision {
+        Decision::Unchanged(Unchanged::NoSwapWildcard(wildcard)) => wildcard_past_host(rules, image, wildcard),
+        Decision::Unchanged(Unchanged::AlreadyMirrored(rule)) => outside_target(rule, image),
+        Decision::Rewritten { image: pulled, rule } => {
+            outside_target(rule, pulled).filter(|_| covered(pulled).is_none())
+        }
+        Decision::Unchanged(_) => None,
+    };
+    Verdict { decision, allowed_by: covered(image), outside }
+}
+
+/// [`Outside::WildcardPastHost`] for an image the engine left alone for `wildcard`, unless
+/// some entry matches within the image's name starting in its registry host (`host[:port]`,
+/// Docker Hub implied as `docker.io`): in the host, or across it into a path prefix.
+fn wildcard_past_host<'r>(rules: &'r RuleSet, image: &str, wildcard: &str) -> Option<Outside<'r>> {
+    let parsed = reference::parse(image).ok()?;
+    let name = match parsed.registry {
+        Some(_) => std::borrow::Cow::Borrowed(parsed.name),
+        None => std::borrow::Cow::Owned(format!("{DOCKER_HUB}/{}", parsed.name)),
+    };
+    let host_len = parsed.registry_key().len();
+    // The leftmost match starts first: when any match starts in the host, that one does.
+    let in_host = |entry: &str| name.find(entry).is_some_and(|at| at < host_len);
+    if rules.noswap_wildcards().any(|(entry, _)| in_host(entry)) {
+        return None;
+    }
+    rules
+        .noswap_wildcards()
+        .find(|(entry, _)| *entry == wildcard)
+        .map(|(wildcard, line)| Outside::WildcardPastHost { wildcard, line })
+}
+
+/// Why `pulled`, produced by `rule` or left alone as under its target, is not pulled from
+/// the registry the rule's target names ([`pulls_from_target`]); `None` when it is.
+fn outside_target<'r>(rule: &'r Rule, pulled: &str) -> Option<Outside<'r>> {
+    if pulls_from_target(rule, pulled) {
+        return None;
+    }
+    let registry = reference::parse(pulled).map_or(pulled, |parsed| parsed.registry_key()).to_owned();
+    Some(match target_registry(rule) {
+        None => Outside::BuiltHost { rule, registry },
+        Some(_) => Outside::ForeignPort { rule, registry },
+    })
 }
 
 /// The registry (`host[:port]`, as written) that the images `rule` produces are pulled from:
@@ -181,13 +336,17 @@ mod tests {
     const RULES: &str = "docker.io::m.example.org/hub\nghcr.io::\nnoswap_wildcards::internal\n\
                          quay.io::m.example.org/quay\n[EXACT]gcr.io/a/b:1::m.example.org/gcr/b:1\n";
 
+    fn compiled(text: &str) -> RuleSet {
+        compile_maps(text, Options::default()).unwrap().rules
+    }
+
     fn prefixes(list: &[&str]) -> Vec<AllowedPrefix> {
         list.iter().map(|text| AllowedPrefix::parse(text).unwrap()).collect()
     }
 
     #[test]
     fn unmirrored_before_and_after_mutation() {
-        let rules = compile_maps(RULES, Options::default()).unwrap().rules;
+        let rules = compiled(RULES);
         let allowed = prefixes(&["registry.local:5000", "gcr.io/distroless"]);
         // (image, reason, unmirrored before mutation, unmirrored as admitted)
         let table = [
@@ -204,8 +363,24 @@ mod tests {
             ("registry.local/team/app", "no_rule", true, true),
             ("Not An Image", "invalid", true, true),
         ];
-        for (image, reason, before, admitted) in table {
-            let verdict = judge(&rules, &allowed, image);
+        assert_verdicts(&rules, &allowed, &table);
+    }
+
+    #[test]
+    fn an_allowed_prefix_wins_over_a_rule_that_would_rewrite() {
+        let rules = compiled(RULES);
+        let allowed = prefixes(&["index.docker.io/library"]);
+        let verdict = judge(&rules, &allowed, "nginx");
+        assert_eq!(verdict.reason(), "rewritten");
+        assert_eq!(verdict.allowed_by.map(AllowedPrefix::as_str), Some("docker.io/library"));
+        assert!(!verdict.unmirrored(Stage::Admitted));
+        assert!(judge(&rules, &allowed, "bitnami/redis").unmirrored(Stage::Admitted));
+    }
+
+    /// (image, reason, unmirrored before mutation, unmirrored as admitted) under `rules`.
+    fn assert_verdicts(rules: &RuleSet, allowed: &[AllowedPrefix], table: &[(&str, &str, bool, bool)]) {
+        for &(image, reason, before, admitted) in table {
+            let verdict = judge(rules, allowed, image);
             assert_eq!(verdict.reason(), reason, "{image}");
             assert_eq!(verdict.unmirrored(Stage::BeforeMutation), before, "{image} before mutation");
             assert_eq!(verdict.unmirrored(Stage::Admitted), admitted, "{image} admitted");
@@ -213,14 +388,95 @@ mod tests {
     }
 
     #[test]
-    fn an_allowed_prefix_wins_over_a_rule_that_would_rewrite() {
-        let rules = compile_maps(RULES, Options::default()).unwrap().rules;
-        let allowed = prefixes(&["index.docker.io/library"]);
-        let verdict = judge(&rules, &allowed, "nginx");
-        assert_eq!(verdict.reason(), "rewritten");
-        assert_eq!(verdict.allowed_by.map(AllowedPrefix::as_str), Some("docker.io/library"));
-        assert!(!verdict.unmirrored(Stage::Admitted));
-        assert!(judge(&rules, &allowed, "bitnami/redis").unmirrored(Stage::Admitted));
+    fn a_wildcard_keeps_a_pull_inside_only_when_it_matches_from_the_registry_host() {
+        let rules = compiled(
+            "default::m.example.org/fallback\nnoswap_wildcards::internal.example.org,10.0.0.,vendor.io/approved\n",
+        );
+        assert_verdicts(
+            &rules,
+            &[],
+            &[
+                ("internal.example.org/team/x:1", "noswap", false, false),
+                ("10.0.0.5:5000/x", "noswap", false, false),
+                ("vendor.io/approved/x:1", "noswap", false, false),
+                ("ghcr.io/evil/x:10.0.0.1", "noswap_outside_host", true, true),
+                ("evil.com/internal.example.org/x:1", "noswap_outside_host", true, true),
+                ("evil.com/vendor.io/approved/x", "noswap_outside_host", true, true),
+                ("team/app:10.0.0.1", "noswap_outside_host", true, true),
+                ("vendor.io/other/x", "rewritten", false, true),
+            ],
+        );
+        // `/mutate` keeps imageswap's substring semantics.
+        assert!(matches!(rules.rewrite("ghcr.io/evil/x:10.0.0.1"), Decision::Unchanged(Unchanged::NoSwapWildcard(_))));
+        let why = judge(&rules, &[], "ghcr.io/evil/x:10.0.0.1").why(Stage::Admitted);
+        assert!(
+            why.starts_with("`noswap_wildcards` entry `10.0.0.` (line 2) matches it only past the registry host"),
+            "{why}"
+        );
+        // An allowed prefix still wins.
+        assert_verdicts(
+            &rules,
+            &prefixes(&["ghcr.io/evil"]),
+            &[("ghcr.io/evil/x:10.0.0.1", "allowed_registry", false, false)],
+        );
+    }
+
+    #[test]
+    fn only_the_exact_target_registry_is_the_mirror() {
+        let rules = compiled("quay.io::127.0.0.1\nregistry.example.org::harbor.example.org/quay\ndefault::mirror-\n");
+        assert_verdicts(
+            &rules,
+            &[],
+            &[
+                ("quay.io/x:1", "rewritten", false, true),
+                ("127.0.0.1/x:1", "mirrored", false, false),
+                ("harbor.example.org/quay/x:1", "mirrored", false, false),
+                // A port the image chose: through the bare-host rule, or "already under" the target.
+                ("quay.io:25502/x:1", "foreign_port", true, true),
+                ("127.0.0.1:25502/x:1", "foreign_port", true, true),
+                ("harbor.example.org:6666/quay/x:1", "foreign_port", true, true),
+                // A host name built by a `-` target without `/`.
+                ("evil.com/x:1", "built_host", true, true),
+                ("mirror-evil.com/x:1", "built_host", true, true),
+            ],
+        );
+        let why = |image: &str, stage| judge(&rules, &[], image).why(stage);
+        assert_eq!(
+            why("harbor.example.org:6666/quay/x:1", Stage::Admitted),
+            "pulled from `harbor.example.org:6666`, not from `harbor.example.org`, the registry rule \
+             `registry.example.org::harbor.example.org/quay` (line 2) names: the port is the image's own choice"
+        );
+        assert!(
+            why("quay.io:25502/x:1", Stage::BeforeMutation)
+                .starts_with("pulled from `127.0.0.1:25502`, not from `127.0.0.1`")
+        );
+        assert!(why("mirror-evil.com/x:1", Stage::Admitted).starts_with(
+            "pulled from `mirror-evil.com`, a registry name that rule `default::mirror-` (line 3) builds from the image's own"
+        ));
+        let admitted = why("evil.com/x:1", Stage::Admitted);
+        assert!(
+            admitted
+                .starts_with("not rewritten, though rule `default::mirror-` (line 3) maps it to `mirror-evil.com/x:1`"),
+            "{admitted}"
+        );
+        assert!(
+            admitted.contains("(`mirror-evil.com/x:1` would be unmirrored too: pulled from `mirror-evil.com`"),
+            "{admitted}"
+        );
+        // --allow-registry covers the image as it will be pulled.
+        let allowed = prefixes(&["mirror-evil.com", "harbor.example.org:6666"]);
+        assert_verdicts(
+            &rules,
+            &allowed,
+            &[
+                ("evil.com/x:1", "rewritten", false, true),
+                ("mirror-evil.com/x:1", "allowed_registry", false, false),
+                ("harbor.example.org:6666/quay/x:1", "allowed_registry", false, false),
+                ("quay.io:25502/x:1", "foreign_port", true, true),
+            ],
+        );
+        // An allowed source does not cover what it is rewritten to.
+        assert_verdicts(&rules, &prefixes(&["quay.io:25502"]), &[("quay.io:25502/x:1", "foreign_port", true, false)]);
     }
 
     #[test]
@@ -239,13 +495,10 @@ mod tests {
 
     #[test]
     fn target_registries_and_images_pulled_from_them() {
-        let rules = compile_maps(
+        let rules = compiled(
             "quay.io::mirror.example.org\ngcr.io::m.example.org:5000/gcr\nk8s.io::team/k8s\n\
              ghcr.io::mirror-\nregistry.k8s.io::m.example.org/k8s-\n[EXACT]a.io/b:1::m.example.org/b:1\n",
-            Options::default(),
-        )
-        .unwrap()
-        .rules;
+        );
         let rule = |source: &str| rules.rules().iter().find(|rule| &*rule.source == source).unwrap();
         let table = [
             ("quay.io", Some("mirror.example.org")),

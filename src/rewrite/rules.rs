@@ -190,6 +190,17 @@ pub enum Problem {
         /// The line of that target.
         line: u32,
     },
+    /// A `-` target without `/`: the registry images are pulled from is built from their own
+    /// (`mirror-` makes `mirror-quay.io`), a host name the rules do not name.
+    #[error(
+        "the `-` target `{target}` builds registry names from the images' own (`{target}REGISTRY`), hosts these \
+         rules do not name and anyone may register: audit and the leak guard count such images unmirrored unless \
+         --allow-registry covers them"
+    )]
+    DashBuildsHost {
+        /// The target as written.
+        target: String,
+    },
     /// A `[REPLACE]` glob that an earlier glob always matches first.
     #[error("never applies: the earlier glob `{earlier}` at line {line} matches every reference it matches")]
     ShadowedGlob {

@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use super::metrics::Metrics;
 use super::patch::{self, PatchOperation};
 use super::review::{Metadata, Object, Request, Review};
-use super::update::{self, OldImages, Verdict};
+use super::update::{self, Changes, Verdict};
 pub use super::workload::ORIGINAL_IMAGES_ANNOTATION;
 use super::workload::{self, ImageField};
 use crate::registry::{Choice, Resolved};
@@ -88,22 +88,14 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
 /// One per field, in the fields `decide` walks, so that [`Resolved::choose`] can move each
 /// taken image into the patch at its last field.
 pub fn images_to_check<'r>(request: &'r Request<'_>) -> Vec<&'r str> {
-    let Some((kind, spec_path)) = workload::known_kind(&request.kind.group, &request.kind.kind) else {
+    let known = workload::known_kind(&request.kind.group, &request.kind.kind);
+    let Some(changes) = known.and_then(|known| Changes::of(request, known)) else {
         return Vec::new();
     };
-    let sub_resource = request.sub_resource.as_deref().unwrap_or("");
-    let (Some(scope), Some(object)) = (update::scope(kind, &request.operation, sub_resource), &request.object) else {
-        return Vec::new();
-    };
-    if workload::opted_out(&object.metadata) {
+    if workload::opted_out(&changes.object.metadata) {
         return Vec::new();
     }
-    let old = request.old_object.as_ref().filter(|_| scope.update).map(|old| OldImages::new(old, spec_path));
-    workload::image_fields(object, spec_path)
-        .into_iter()
-        .filter(|field| update::verdict(&scope, old.as_ref(), field) == Verdict::Rewrite)
-        .map(|field| field.image)
-        .collect()
+    changes.to_decide().map(|field| field.image).collect()
 }
 
 /// Answers one admission request body; with `resolved` (`--swap-policy exists`), each image
@@ -178,24 +170,21 @@ fn decide(
     metrics: &Metrics,
     mut resolved: Option<&mut Resolved>,
 ) -> Outcome {
-    let Some(scope) = update::scope(kind, &request.operation, request.sub_resource.as_deref().unwrap_or("")) else {
+    let Some(changes) = Changes::of(request, (kind, spec_path)) else {
         return Outcome::allow("ignored");
     };
-    let Some(object) = &request.object else {
-        return Outcome::allow("ignored");
-    };
+    let (scope, object) = (changes.scope, changes.object);
     if workload::opted_out(&object.metadata) {
         debug!(uid = %request.uid, "object opted out of image rewriting");
         return Outcome::allow("skipped");
     }
-    let old = request.old_object.as_ref().filter(|_| scope.update).map(|old| OldImages::new(old, spec_path));
     let mut operations = Vec::new();
     let mut originals = BTreeMap::new();
     let mut secrets_needed: Vec<&str> = Vec::new();
     let mut warnings = Vec::new();
-    for field in workload::image_fields(object, spec_path) {
+    for (field, verdict) in changes.fields() {
         let ImageField { container, image, .. } = field;
-        let left_alone = match update::verdict(&scope, old.as_ref(), &field) {
+        let left_alone = match verdict {
             Verdict::Rewrite => None,
             Verdict::Unchanged => Some(update::UNCHANGED_ON_UPDATE),
             Verdict::Immutable => Some(update::IMMUTABLE),
@@ -341,7 +330,7 @@ fn log_unchanged(uid: &str, image: &str, reason: &Unchanged<'_>) {
 }
 
 /// The object's name, its `generateName` (pods often have only that), or `-`.
-fn object_name<'r>(request: &'r Request<'_>, object: &'r Object<'_>) -> &'r str {
+pub(super) fn object_name<'r>(request: &'r Request<'_>, object: &'r Object<'_>) -> &'r str {
     [&object.metadata.name, &object.metadata.generate_name, &request.name]
         .into_iter()
         .find_map(|name| name.as_deref().filter(|name| !name.is_empty()))

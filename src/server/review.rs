@@ -7,7 +7,8 @@
 //! labels and the container images is several times cheaper. Labels and
 //! annotations are checked to be string maps but only the keys mirrorswap
 //! acts on are kept, so an object with hundreds of labels allocates nothing
-//! for them. kube's `Operation` is used as it is. Nothing else is read, so
+//! for them. `deletionTimestamp` is kept as the borrowed string it is, for the leak guard's
+//! "being deleted". kube's `Operation` is used as it is. Nothing else is read, so
 //! nothing else can be lost: the patch only ever replaces `image` fields. On
 //! UPDATE the same parts of `oldObject` are read, to leave unchanged images alone.
 
@@ -106,6 +107,17 @@ pub struct Metadata<'a> {
     /// Annotations.
     #[serde(default, borrow)]
     pub annotations: Option<Marks<'a>>,
+    /// `metadata.deletionTimestamp`: set (by the API server only) once the object is being
+    /// deleted. Borrowed, never parsed: only its presence matters.
+    #[serde(default, borrow)]
+    pub deletion_timestamp: Option<Cow<'a, str>>,
+}
+
+impl Metadata<'_> {
+    /// True once the object is being deleted (it waits for its finalizers).
+    pub fn is_deleting(&self) -> bool {
+        self.deletion_timestamp.is_some()
+    }
 }
 
 /// A pod spec, or a spec that holds a pod template (workloads) or a job template (CronJob).

@@ -18,13 +18,16 @@
 //! object's container with the same name in the same list (names are unique in a pod, and are
 //! what Kubernetes matches containers by); a nameless container is the nameless container at
 //! the same index. An UPDATE without `oldObject` treats every image as changed.
+//!
+//! [`Changes`] puts these together for one request: `/mutate` rewrites, and the `/validate`
+//! leak guard judges, exactly the fields it calls [`Verdict::Rewrite`].
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use kube::core::admission::Operation;
 
-use super::review::{Container, Object};
+use super::review::{Container, Object, Request};
 use super::workload::{self, CONTAINER_LISTS, ImageField};
 
 /// The subresource through which debug containers are added to a running Pod.
@@ -98,6 +101,42 @@ pub fn verdict(scope: &Scope, old: Option<&OldImages<'_, '_>>, field: &ImageFiel
         Verdict::Rewrite
     } else {
         Verdict::Immutable
+    }
+}
+
+/// One request's object, what the request may change in it, and the old object's images.
+pub struct Changes<'r, 'a> {
+    /// What the request may change.
+    pub scope: Scope,
+    /// The object being admitted.
+    pub object: &'r Object<'a>,
+    spec_path: &'static [&'static str],
+    old: Option<OldImages<'r, 'a>>,
+}
+
+impl<'r, 'a> Changes<'r, 'a> {
+    /// The changes `request` makes to an object of a known kind (`(kind, spec_path)` from
+    /// [`workload::known_kind`]); `None` when mirrorswap leaves the request alone ([`scope`])
+    /// or it carries no object.
+    pub fn of(request: &'r Request<'a>, (kind, spec_path): (&str, &'static [&'static str])) -> Option<Self> {
+        let scope = scope(kind, &request.operation, request.sub_resource.as_deref().unwrap_or(""))?;
+        let object = request.object.as_ref()?;
+        let old = request.old_object.as_ref().filter(|_| scope.update).map(|old| OldImages::new(old, spec_path));
+        Some(Self { scope, object, spec_path, old })
+    }
+
+    /// Every image field of the object with its verdict, in [`workload::image_fields`] order.
+    pub fn fields(&self) -> impl Iterator<Item = (ImageField<'r>, Verdict)> + '_ {
+        workload::image_fields(self.object, self.spec_path).into_iter().map(|field| {
+            let verdict = verdict(&self.scope, self.old.as_ref(), &field);
+            (field, verdict)
+        })
+    }
+
+    /// The fields to decide on ([`Verdict::Rewrite`]): new or changed, where the request may
+    /// change them.
+    pub fn to_decide(&self) -> impl Iterator<Item = ImageField<'r>> + '_ {
+        self.fields().filter(|(_, verdict)| *verdict == Verdict::Rewrite).map(|(field, _)| field)
     }
 }
 

@@ -2,14 +2,27 @@
 //! webhooks run after every mutating one (sidecar injectors included), so this sees the
 //! images that will really be pulled, and judges each with the same rules `/mutate` uses
 //! ([`crate::rewrite::mirrored`]): an image outside the mirrors — no rule's target, no
-//! `--allow-registry` prefix, not left alone on purpose — or one the rules would rewrite but
-//! that arrived unrewritten (the mutating webhook was skipped) is *unmirrored*.
+//! `--allow-registry` prefix, not left alone on purpose; a wildcard matching past the registry
+//! host, a host built by a `-` target or a port the image chose keep nothing inside — or one
+//! the rules would rewrite but that arrived unrewritten (the mutating webhook was skipped) is
+//! *unmirrored*.
 //!
 //! `--unmirrored allow` only counts them, `warn` admits with one warning per image, `deny`
-//! refuses the object (403) naming each image, container and reason. Opted-out objects and
-//! kinds `/mutate` does not handle are admitted. A review that cannot be read is a 400, an
-//! object that cannot be read is admitted with a warning: like `/mutate`, never a reason for
-//! the cluster to stop.
+//! refuses the object (403) naming each image, container and reason.
+//!
+//! Only what the request changes is judged, with `/mutate`'s own matching
+//! ([`super::update::Changes`]): on UPDATE the images that are new or changed against
+//! `oldObject` (an unrelated update — a label, `rollout restart`, a finalizer — of an object
+//! whose images predate mirrorswap is admitted), on `pods/ephemeralcontainers` the new or
+//! changed ephemeral containers; other subresources (`status`, `resize`, …) and kinds `/mutate`
+//! does not handle are admitted. An object being deleted (`deletionTimestamp` set, on UPDATE)
+//! is never refused: the garbage collector must be able to remove its finalizers, and no
+//! controller starts pods from it. A review that cannot be read is a 400, an object that cannot
+//! be read is admitted with a warning: like `/mutate`, never a reason for the cluster to stop.
+//!
+//! An object's own opt-out (label or annotation) is the Pod author's to set, so it does not
+//! exempt the object unless `--guard-honors-object-opt-out` says so: exemptions come from the
+//! webhook's namespaceSelector. A refusal of an opted-out object says so.
 
 use std::sync::Arc;
 
@@ -22,12 +35,14 @@ use kube::core::admission::Operation;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
+use super::admission;
 use super::metrics::Metrics;
 use super::review::Review;
 use super::state::State;
+use super::update::Changes;
 use super::workload;
-use crate::rewrite::mirrored::{self, AllowedPrefix, Stage, Verdict};
-use crate::rewrite::{Decision, RuleSet, Unchanged};
+use crate::rewrite::RuleSet;
+use crate::rewrite::mirrored::{self, AllowedPrefix, Stage};
 
 /// What `/validate` does with an object that would pull an unmirrored image.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -63,12 +78,21 @@ pub struct ValidationArgs {
     #[arg(long = "allow-registry", env = "MIRRORSWAP_ALLOW_REGISTRIES", value_delimiter = ',', value_name = "PREFIX",
           value_parser = AllowedPrefix::parse)]
     pub allow_registries: Vec<AllowedPrefix>,
+    /// Let an object's own opt-out (the `mirrorswap.io/skip: "true"` label or annotation,
+    /// imageswap's `k8s.twr.io/imageswap: disabled` label) exempt it from `/validate` too. Off by
+    /// default: a Pod author sets those, so exemptions come from the webhook's namespaceSelector.
+    #[arg(long, env = "MIRRORSWAP_GUARD_HONORS_OBJECT_OPT_OUT")]
+    pub guard_honors_object_opt_out: bool,
 }
 
 impl ValidationArgs {
     /// The settings these flags select.
     pub fn settings(&self) -> Settings {
-        Settings { mode: self.unmirrored, allowed: self.allow_registries.clone().into() }
+        Settings {
+            mode: self.unmirrored,
+            allowed: self.allow_registries.clone().into(),
+            honors_object_opt_out: self.guard_honors_object_opt_out,
+        }
     }
 }
 
@@ -79,6 +103,8 @@ pub struct Settings {
     pub mode: Mode,
     /// Prefixes whose images are fine as they are.
     pub allowed: Arc<[AllowedPrefix]>,
+    /// An object's own opt-out label or annotation exempts it.
+    pub honors_object_opt_out: bool,
 }
 
 /// The `/validate` route: a JSON `AdmissionReview` in, the verdict out.
@@ -133,23 +159,26 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
     }
     let uid = &*request.uid;
     let known = workload::known_kind(&request.kind.group, &request.kind.kind);
-    let (Some((kind, spec_path)), Some(object), Operation::Create | Operation::Update) =
-        (known, &request.object, &request.operation)
-    else {
+    let Some((kind, changes)) = known.and_then(|known| Some((known.0, Changes::of(&request, known)?))) else {
         return respond(uid, true, &[], None);
     };
-    if workload::opted_out(&object.metadata) {
+    let object = changes.object;
+    // Only an UPDATE can be of an object being deleted: the API server clears
+    // `deletionTimestamp` on CREATE and keeps the stored one on UPDATE, before validating webhooks.
+    let deleting = request.operation == Operation::Update && object.metadata.is_deleting();
+    let opted_out = workload::opted_out(&object.metadata);
+    if deleting || (opted_out && settings.honors_object_opt_out) {
         return respond(uid, true, &[], None);
     }
-    let findings: Vec<Finding<'_>> = workload::image_fields(object, spec_path)
-        .into_iter()
+    let findings: Vec<Finding<'_>> = changes
+        .to_decide()
         .filter_map(|field| {
             let verdict = mirrored::judge(rules, &settings.allowed, field.image);
             verdict.unmirrored(Stage::Admitted).then(|| Finding {
                 list: field.list,
                 container: field.container,
                 image: field.image,
-                why: why(&verdict),
+                why: verdict.why(Stage::Admitted),
             })
         })
         .collect();
@@ -159,10 +188,7 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
     let mode = settings.mode;
     metrics.unmirrored.with_label_values(&[mode.label()]).inc_by(findings.len() as u64);
     let namespace = request.namespace.as_deref().unwrap_or("-");
-    let name = [&object.metadata.name, &object.metadata.generate_name, &request.name]
-        .into_iter()
-        .find_map(|name| name.as_deref().filter(|name| !name.is_empty()))
-        .unwrap_or("-");
+    let name = admission::object_name(&request, object);
     for finding in &findings {
         info!(%uid, %kind, %namespace, %name, container = %finding.container, image = %finding.image,
               action = mode.label(), "unmirrored image: {}", finding.why);
@@ -179,33 +205,25 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
         }
         Mode::Deny => {
             let list: Vec<String> = findings.iter().map(describe).collect();
-            let message = format!(
+            let mut message = format!(
                 "mirrorswap: {kind} {namespace}/{name} would pull {} image(s) from outside the mirrors: {}",
                 findings.len(),
                 list.join("; ")
             );
+            if opted_out {
+                message.push_str(OPT_OUT_IGNORED);
+            }
             respond(uid, false, &[], Some(&message))
         }
     }
 }
 
+/// Said after a refusal of an object that opts out: why that did not exempt it.
+const OPT_OUT_IGNORED: &str = " (the object's own opt-out label or annotation does not exempt it from the leak guard: \
+                               exempt its namespace through the webhook's namespaceSelector)";
+
 fn display(container: &str) -> &str {
     if container.is_empty() { "-" } else { container }
-}
-
-/// Why an unmirrored image is one, in a sentence.
-fn why(verdict: &Verdict<'_, '_>) -> String {
-    match &verdict.decision {
-        Decision::Rewritten { image, rule } => format!(
-            "not rewritten, though rule `{rule}` (line {}) maps it to `{image}`: was the mutating webhook skipped?",
-            rule.line
-        ),
-        Decision::Unchanged(Unchanged::InvalidReference(reason)) => format!("not a valid image reference ({reason})"),
-        Decision::Unchanged(Unchanged::InvalidResult { rule, reason }) => {
-            format!("rule `{rule}` (line {}) would give an invalid reference ({reason})", rule.line)
-        }
-        Decision::Unchanged(_) => "no rule maps it to a mirror and no --allow-registry prefix covers it".to_owned(),
-    }
 }
 
 /// The response review.

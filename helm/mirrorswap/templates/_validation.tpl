@@ -14,6 +14,11 @@ Failure policy, the trade-off (validation.failurePolicy):
     release namespace and webhook.excludeNamespaces stay exempt, so mirrorswap itself can start).
     For clusters that must prove nothing is ever pulled from outside the mirrors; run >= 2
     replicas with the PodDisruptionBudget.
+
+Exemptions (validation.honorObjectOptOut): the guard checks what the namespaceSelector sends it,
+so namespaces are exempted there (labels, webhook.excludeNamespaces). A pod's own opt-out label or
+annotation is set by whoever writes the pod, so it exempts nothing unless honorObjectOptOut is
+true (--guard-honors-object-opt-out).
 */ -}}
 {{- define "mirrorswap.validatingWebhook" -}}
 {{- $ctx := .ctx }}
@@ -50,6 +55,9 @@ webhooks:
 - --unmirrored={{ .Values.validation.unmirrored }}
 {{- range .Values.validation.allowRegistries }}
 - --allow-registry={{ . }}
+{{- end }}
+{{- if .Values.validation.honorObjectOptOut }}
+- --guard-honors-object-opt-out
 {{- end }}
 {{- end }}
 {{- end }}
