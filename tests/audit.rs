@@ -295,4 +295,7 @@ fn wildcards_past_the_host_built_hosts_and_chosen_ports_are_unmirrored() {
         )),
         "{table}"
     );
+    // The copy list names only rewrites into a mirror, not into a registry the image chose.
+    let copy = text(&audit_with(rules, dir.path(), &["-f", "-", "-o", "copy-list"], Some(&manifest)).stdout);
+    assert_eq!(copy, "quay.io/x:1 127.0.0.1/x:1\n");
 }
