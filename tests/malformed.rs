@@ -134,6 +134,12 @@ async fn every_malformed_request_gets_its_documented_answer() {
             Expect::Warned("expected struct Spec"),
         ),
         (
+            "spec a 100k string",
+            json_type,
+            review_with(|r| r["request"]["object"]["spec"] = json!("x".repeat(100_000))),
+            Expect::Warned("invalid type: string \"xxx"),
+        ),
+        (
             "labels not a map",
             json_type,
             review_with(|r| r["request"]["object"]["metadata"]["labels"] = json!([1])),
@@ -194,6 +200,9 @@ async fn every_malformed_request_gets_its_documented_answer() {
                 let review: Value = serde_json::from_slice(&response).unwrap();
                 assert_eq!(review["response"]["allowed"], true, "{case}");
                 let warnings = review["response"]["warnings"].as_array().cloned().unwrap_or_default();
+                // A warning quotes at most ~200 characters of what the object's author wrote.
+                let longest = warnings.iter().map(|w| w.as_str().unwrap().chars().count()).max();
+                assert!(longest.unwrap_or(0) < 400, "{case}: a {longest:?}-character warning");
                 match expected {
                     Expect::Warned(contains) => {
                         assert!(patch_of(&review).is_none(), "{case}");
