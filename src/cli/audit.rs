@@ -98,6 +98,10 @@ pub struct AuditArgs {
     pub missing_only: bool,
     #[command(flatten)]
     pub check: CheckArgs,
+    /// Print the process's peak memory (VmHWM) on stderr before exiting: the bounds tests read
+    /// it to check that a hostile manifest stays within the per-document alias bound.
+    #[arg(long, env = "MIRRORSWAP_REPORT_PEAK_MEMORY", hide = true)]
+    pub report_peak_memory: bool,
 }
 
 /// `--output`.
@@ -125,6 +129,14 @@ pub enum FailOn {
 
 /// Audits, prints the report; exit 1 when `--fail-on` finds something, 2 on errors.
 pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    let code = audit(args);
+    if args.report_peak_memory {
+        super::report_peak_memory();
+    }
+    code
+}
+
+fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     if let Some(what) = args.fail_on.iter().find(|what| matches!(what, FailOn::Missing | FailOn::Error))
         && !args.check_mirror
     {

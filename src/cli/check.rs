@@ -27,9 +27,7 @@ pub struct CheckArgs {
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let code = summarize(args);
     if args.report_peak_memory {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let peak = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap_or("VmHWM: unknown");
-        eprintln!("peak memory: {peak}");
+        super::report_peak_memory();
     }
     code
 }
