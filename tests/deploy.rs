@@ -207,6 +207,30 @@ fn every_rendering_is_hardened_and_never_selects_its_own_namespace() {
     assert_eq!(namespace["metadata"]["labels"]["mirrorswap.io/skip"].as_str(), Some("true"));
 }
 
+/// Every rendering (and the plain manifests) starts a server whose flags agree with each other
+/// and with the webhook: the request deadline is the API server's, and bodies up to the
+/// largest review the API server sends are read.
+#[test]
+fn every_rendering_starts_a_server_whose_limits_agree_with_the_webhook() {
+    let renderings: Vec<(String, Vec<Yaml>)> = ci_values()
+        .into_iter()
+        .map(|values| {
+            let documents = render(&values);
+            (values, documents)
+        })
+        .chain([("manifests".to_owned(), manifests())])
+        .collect();
+    for (what, documents) in renderings {
+        let args = parsed_args(&documents);
+        args.check_consistent().unwrap_or_else(|error| panic!("{what}: {error}"));
+        for webhook in find(&documents, "MutatingWebhookConfiguration")["webhooks"].as_vec().unwrap() {
+            let seconds = webhook["timeoutSeconds"].as_i64().unwrap() as u64;
+            assert_eq!(args.request_timeout, Duration::from_secs(seconds), "{what}");
+        }
+        assert!(args.max_body_bytes >= mirrorswap::server::args::DEFAULT_MAX_BODY_BYTES, "{what}");
+    }
+}
+
 #[test]
 fn the_secret_source_gets_a_role_on_that_one_secret_and_only_then() {
     let documents = render("secret-source-values.yaml");

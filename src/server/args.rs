@@ -13,6 +13,15 @@ use crate::cli::EngineArgs;
 use crate::registry::{CheckArgs, PolicyArgs, SwapPolicy};
 use crate::rules_file::Format;
 
+/// `--max-body-bytes`' default, 20 MiB: the largest review the API server sends. An UPDATE
+/// carries `object` and `oldObject`, each at most what etcd stores of one object (1.5 MiB, its
+/// default `--max-request-bytes`). The JSON the API server writes can be six times what is
+/// stored: a Pod is stored as protobuf, one byte per character, and Go's JSON encoder writes
+/// each `<`, `>`, `&`, control character or invalid UTF-8 byte as `\u003c`, six bytes. So
+/// 2 × 6 × 1.5 MiB = 18 MiB, and 2 MiB for the rest (user info, groups, options). A 3 MiB
+/// limit (the API server's own for request bodies) refused such an update with 413.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+
 /// Arguments of `mirrorswap serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -86,8 +95,10 @@ pub struct ServeArgs {
     /// --check-timeout (serve refuses to start otherwise).
     #[arg(long, env = "MIRRORSWAP_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
-    /// Largest accepted request body (the API server sends at most 3 MiB).
-    #[arg(long, env = "MIRRORSWAP_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024)]
+    /// Largest accepted request body; larger gets 413, which `failurePolicy: Ignore` admits
+    /// unmutated. The default is the largest review the API server sends (see
+    /// [`DEFAULT_MAX_BODY_BYTES`]); --max-inflight-body-bytes must be at least this.
+    #[arg(long, env = "MIRRORSWAP_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Most simultaneous webhook connections; more are closed at accept, before the TLS
     /// handshake (counted in mirrorswap_connections_refused_total, logged at most every 10 s).
