@@ -113,6 +113,31 @@ impl Server {
         Client::connect(self.addr, &self.ca_pem, protocol).await
     }
 
+    /// POSTs `body` to `/mutate` once per protocol given, each on its own connection, all
+    /// started together; the answers in order.
+    async fn post_at_once(&self, protocols: impl Iterator<Item = Protocol>, body: &[u8]) -> Vec<(u16, Vec<u8>)> {
+        let mut clients = Vec::new();
+        for protocol in protocols {
+            clients.push(self.connect(protocol).await);
+        }
+        let start = Arc::new(tokio::sync::Barrier::new(clients.len()));
+        let requests: Vec<_> = clients
+            .into_iter()
+            .map(|mut client| {
+                let (body, start) = (body.to_vec(), Arc::clone(&start));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    client.post("/mutate", "application/json", body).await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for request in requests {
+            answers.push(request.await.unwrap());
+        }
+        answers
+    }
+
     fn peak(&self) -> u64 {
         status_bytes(self.process.0.id(), "VmHWM")
     }
@@ -127,25 +152,10 @@ async fn run(extra: &[&str]) -> Run {
     let body = serde_json::to_vec(&review).unwrap();
     assert!(body.len() as u64 >= 5 * MIB / 2);
 
-    let mut clients = Vec::new();
-    for index in 0..REQUESTS {
-        let protocol = if index % 2 == 0 { Protocol::Http1 } else { Protocol::Http2 };
-        clients.push(server.connect(protocol).await);
-    }
-    let start = Arc::new(tokio::sync::Barrier::new(REQUESTS));
-    let requests: Vec<_> = clients
-        .into_iter()
-        .map(|mut client| {
-            let (body, start) = (body.clone(), Arc::clone(&start));
-            tokio::spawn(async move {
-                start.wait().await;
-                client.post("/mutate", "application/json", body).await
-            })
-        })
-        .collect();
+    let protocols = (0..REQUESTS).map(|index| if index % 2 == 0 { Protocol::Http1 } else { Protocol::Http2 });
+    let answers = server.post_at_once(protocols, &body).await;
     let (mut served, mut shed) = (0, 0);
-    for request in requests {
-        let (status, answer) = request.await.unwrap();
+    for (status, answer) in answers {
         match status {
             200 => {
                 let review: serde_json::Value = serde_json::from_slice(&answer).unwrap();
@@ -227,21 +237,8 @@ async fn the_largest_update_review_is_answered_by_mutate_and_validate_under_the_
     }
     // Four at once: the body budget holds one, the others wait for it (or are shed with 503
     // after --inflight-body-wait), and the peak stays under the same bound.
-    let mut clients = Vec::new();
-    for _ in 0..4 {
-        clients.push(server.connect(Protocol::Http1).await);
-    }
-    let requests: Vec<_> = clients
-        .into_iter()
-        .map(|mut client| {
-            let body = body.clone();
-            tokio::spawn(async move { client.post("/mutate", "application/json", body).await.0 })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for request in requests {
-        statuses.push(request.await.unwrap());
-    }
+    let answers = server.post_at_once([Protocol::Http1; 4].into_iter(), &body).await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
     assert!(statuses.iter().all(|status| [200, 503].contains(status)), "{statuses:?}");
     assert!(statuses.contains(&200), "{statuses:?}");
     let bound = server.idle + 2 * BUDGET + SLACK;
