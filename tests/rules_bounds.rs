@@ -85,6 +85,11 @@ fn long_target(size: u64) -> String {
     format!("\"a.io\": \"harbor.example.org/{}\"\n", "x".repeat(size as usize - 40))
 }
 
+/// The rules under an explicit key of about `size` bytes: `check` names the path to them.
+fn long_key_path(size: u64) -> String {
+    format!("? \"{}\"\n: registryMappingRules:\n    \"a.io\": m.example.org/a\n", "k".repeat(size as usize - 60))
+}
+
 /// Maps lines from `line(i)`, i = 0, 1, …, until the file is about `size` bytes (after `head`).
 fn lines_until(size: u64, head: &str, line: impl Fn(usize) -> String) -> String {
     let mut text = String::from(head);
@@ -169,6 +174,7 @@ fn hostile_rules_files_load_or_fail_within_4x_their_size() {
         // more than the file: refused at the first alias.
         ("alias-copies-1MB", alias_copies(2 * MIB, 1_000_000, Some(2_000)), 2, ":3: YAML anchors and aliases"),
         ("long-target-1MB", long_target(MIB), 2, ":1: invalid target `harbor.example.org/xxx"),
+        ("long-key-path-1MB", long_key_path(MIB), 0, "bytes]…kkkkkkkkkkkkkkkkkkk.registryMappingRules (line 2)"),
         // A third of the file anchored: one copy fits, the second is refused.
         (
             "alias-copies-32MiB",

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::RulesArgs;
-use crate::rewrite::{Problem, RuleKind, Severity};
+use crate::rewrite::{Problem, RuleKind, Severity, excerpt};
 use crate::rules_file::LoadError;
 
 /// Arguments of `mirrorswap check`.
@@ -48,7 +48,7 @@ fn summarize(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(found) = &loaded.found {
-        println!("{origin}: rules at {} (line {})", found.path, found.line);
+        println!("{origin}: rules at {} (line {})", excerpt(&found.path), found.line);
     }
     loaded.messages().for_each(|message| println!("{message}"));
     let rules = &loaded.rules;

@@ -15,6 +15,12 @@ pub fn excerpt(value: &str) -> Excerpt<'_> {
     Excerpt(value)
 }
 
+/// `value` itself when a message would quote it whole, else its [`excerpt`]: for a string kept
+/// only to be quoted.
+pub fn cut(value: String) -> String {
+    if value.len() <= MAX_QUOTED { value } else { excerpt(&value).owned() }
+}
+
 /// A value to quote, cut on display; see [`excerpt`].
 #[derive(Clone, Copy, Debug)]
 pub struct Excerpt<'a>(&'a str);
@@ -61,6 +67,7 @@ mod tests {
         for (value, expected) in table {
             let quoted = excerpt(value).owned();
             assert_eq!(quoted, expected);
+            assert_eq!(cut(value.to_owned()), expected);
             assert!(quoted.chars().count() <= MAX_QUOTED + 24, "{}", quoted.len());
         }
     }
