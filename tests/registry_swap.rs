@@ -498,7 +498,7 @@ async fn a_self_signed_registry_certificate_given_as_its_ca_is_trusted() {
     let server = TestServer::start_with_rules(
         &format!("src.invalid::{mirror}/general\n"),
         "rules.conf",
-        &["--swap-policy", "exists", TIMEOUT_FLAG, GENEROUS],
+        &["--swap-policy", "exists", TIMEOUT_FLAG, GENEROUS, REQUEST_TIMEOUT[0], REQUEST_TIMEOUT[1]],
     )
     .await;
     let (_, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
@@ -514,7 +514,16 @@ async fn missing_and_rejected_credentials_read_differently() {
     let mirror = &fixture.mirror;
     let rules_text = format!("src.invalid::{mirror}/general\n");
     let ca = fixture.ca();
-    let flags = ["--swap-policy", "exists", "--registry-ca", &ca, TIMEOUT_FLAG, GENEROUS];
+    let flags = [
+        "--swap-policy",
+        "exists",
+        "--registry-ca",
+        &ca,
+        TIMEOUT_FLAG,
+        GENEROUS,
+        REQUEST_TIMEOUT[0],
+        REQUEST_TIMEOUT[1],
+    ];
     let server = TestServer::start_with_rules(&rules_text, "rules.conf", &flags).await;
     let (_, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
     let expected = format!("mirror {mirror}/general: unauthorized (401): no credentials for {mirror}");
