@@ -382,6 +382,8 @@ fn registry_check_values_render_as_serve_flags_and_read_only_mounts() {
             "--check-negative-ttl=1m",
             "--check-cache-entries=50000",
             "--check-backoff=5s",
+            "--check-max-lookups=64",
+            "--check-host-concurrency=8",
             "--registry-auth=/etc/mirrorswap/registry-auth/.dockerconfigjson",
             "--registry-ca=/etc/mirrorswap/registry-ca/ca.pem",
             "--insecure-registry=registry.local:5000",
@@ -412,6 +414,7 @@ fn registry_check_values_render_as_serve_flags_and_read_only_mounts() {
     assert_eq!(args.check.check_negative_ttl, Duration::from_secs(60));
     assert_eq!(args.check.check_cache_entries, 50_000);
     assert_eq!(args.check.check_backoff, Duration::from_secs(5));
+    assert_eq!((args.policy.check_max_lookups, args.check.check_host_concurrency), (64, 8));
     assert_eq!(args.check.insecure_registries, ["registry.local:5000"]);
     assert_eq!(args.check.registry_auth.as_deref(), Some(Path::new("/etc/mirrorswap/registry-auth/.dockerconfigjson")));
 
@@ -428,6 +431,8 @@ fn registry_check_values_render_as_serve_flags_and_read_only_mounts() {
             "--check-negative-ttl=30s",
             "--check-cache-entries=100000",
             "--check-backoff=3s",
+            "--check-max-lookups=32",
+            "--check-host-concurrency=16",
             "--registry-ca=/etc/mirrorswap/registry-ca/ca.crt",
         ]
     );
@@ -518,6 +523,8 @@ fn bad_registry_check_values_fail_the_render_naming_the_value() {
         ("registryCheck.onCheckError=retry", "/registryCheck/onCheckError"),
         ("registryCheck.timeout=1 second", "/registryCheck/timeout"),
         ("registryCheck.cacheEntries=0", "/registryCheck/cacheEntries"),
+        ("registryCheck.maxLookups=0", "/registryCheck/maxLookups"),
+        ("registryCheck.hostConcurrency=0", "/registryCheck/hostConcurrency"),
         ("registryCheck.insecureRegistries[0]=https://registry.local", "/registryCheck/insecureRegistries/0"),
         ("registryAuth.existingSecret=Harbor_Pull", "/registryAuth/existingSecret"),
     ] {

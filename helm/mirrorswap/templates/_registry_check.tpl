@@ -69,6 +69,8 @@ failurePolicy to a request mirrorswap would have answered.
 - --check-negative-ttl={{ $check.negativeTTL }}
 - --check-cache-entries={{ int64 $check.cacheEntries }}
 - --check-backoff={{ $check.backoff }}
+- --check-max-lookups={{ int64 $check.maxLookups }}
+- --check-host-concurrency={{ int64 $check.hostConcurrency }}
 {{- end }}
 {{- if .Values.registryAuth.existingSecret }}
 - --registry-auth=/etc/mirrorswap/registry-auth/.dockerconfigjson
