@@ -6,6 +6,7 @@ mod check;
 mod containerd;
 mod crio;
 mod k3s;
+mod manual;
 mod node;
 mod pull_secret;
 mod rewrite;
@@ -81,6 +82,10 @@ pub enum Command {
     /// Serve the HTTPS admission webhook (rules and certificate reloaded when they change).
     #[command(after_help = FORMATS_HELP)]
     Serve(Box<crate::server::ServeArgs>),
+    /// Print a shell completion script: `mirrorswap completions bash > /etc/bash_completion.d/mirrorswap`.
+    Completions(manual::CompletionsArgs),
+    /// Print the man page (roff): `mirrorswap man | man -l -`; `--out DIR` writes one page per command.
+    Man(manual::ManArgs),
 }
 
 /// How Docker Hub references are matched.
@@ -169,6 +174,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Crio(args) => crio::run(&args),
         Command::K3s(args) => k3s::run(&args),
         Command::PullSecret(args) => pull_secret::run(&args),
+        Command::Completions(args) => manual::completions(&args),
+        Command::Man(args) => manual::man(&args),
         Command::Sleep { duration } => {
             std::thread::sleep(duration);
             Ok(ExitCode::SUCCESS)
