@@ -8,11 +8,13 @@
 //! - [`certs`]: CA and serving certificates (rcgen).
 //! - [`node_config`]: the rules as node-level mirror config (containerd, CRI-O, K3s).
 //! - [`cli`]: the `mirrorswap` command line.
+//! - [`error_chain`]: an error and its causes as one line, each said once.
 
 pub mod audit;
 pub mod certs;
 pub mod cli;
 pub mod credentials;
+pub mod error_chain;
 pub mod node_config;
 pub mod registry;
 pub mod rewrite;

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     match mirrorswap::cli::run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", mirrorswap::error_chain::anyhow_line(&error));
             ExitCode::from(2)
         }
     }

@@ -62,11 +62,18 @@ async fn every_malformed_request_gets_its_documented_answer() {
         ("JSON array", json_type, b"[]".to_vec(), Expect::Status(400, "expected apiVersion")),
         ("JSON number", json_type, b"42".to_vec(), Expect::Status(400, "expected apiVersion")),
         ("JSON string", json_type, b"\"AdmissionReview\"".to_vec(), Expect::Status(400, "expected apiVersion")),
+        ("empty object", json_type, b"{}".to_vec(), Expect::Status(400, "the body has no `apiVersion` and no `kind`")),
+        (
+            "no kind",
+            json_type,
+            br#"{"apiVersion":"admission.k8s.io/v1"}"#.to_vec(),
+            Expect::Status(400, "the body has no `kind`: expected apiVersion admission.k8s.io/v1"),
+        ),
         (
             "v1beta1 review",
             json_type,
             review_with(|r| r["apiVersion"] = json!("admission.k8s.io/v1beta1")),
-            Expect::Status(400, "expected apiVersion admission.k8s.io/v1"),
+            Expect::Status(400, "got apiVersion `admission.k8s.io/v1beta1` and kind `AdmissionReview`"),
         ),
         (
             "wrong kind",
@@ -233,8 +240,10 @@ async fn wrong_methods_and_paths() {
     let mut client = server.connect(Protocol::Http2).await;
     let (status, _) = client.post("/validating", "application/json", b"{}".to_vec()).await;
     assert_eq!(status, 404);
-    let (status, _) = client.post("/validate", "application/json", b"{}".to_vec()).await;
+    let (status, body) = client.post("/validate", "application/json", b"{}".to_vec()).await;
     assert_eq!(status, 400, "the leak guard's path exists and refuses a body that is no review");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("the body has no `apiVersion` and no `kind`"), "{body}");
     let (status, _) = client.post("/metrics", "application/json", b"{}".to_vec()).await;
     assert_eq!(status, 404, "admin endpoints are not on the webhook listener");
     server.stop().await;

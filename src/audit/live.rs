@@ -3,16 +3,17 @@
 //! cluster is streamed, never held whole. Read-only: list, nothing else.
 
 use anyhow::Context;
+use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
-use kube::{Client, ResourceExt};
 
 use super::Inventory;
+use crate::server::kube_rules::ApiClient;
 use crate::server::workload::KINDS;
 
 /// Every kind, from each namespace in `namespaces` (all namespaces when empty), into
 /// `inventory`, `page_size` objects per request.
 pub async fn record_cluster(
-    client: &Client,
+    api: &ApiClient,
     namespaces: &[String],
     page_size: u32,
     inventory: &mut Inventory,
@@ -20,14 +21,17 @@ pub async fn record_cluster(
     for (group, kind, spec_path) in KINDS {
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", kind));
         let apis: Vec<Api<DynamicObject>> = if namespaces.is_empty() {
-            vec![Api::all_with(client.clone(), &resource)]
+            vec![Api::all_with(api.client.clone(), &resource)]
         } else {
-            namespaces.iter().map(|namespace| Api::namespaced_with(client.clone(), namespace, &resource)).collect()
+            namespaces.iter().map(|namespace| Api::namespaced_with(api.client.clone(), namespace, &resource)).collect()
         };
-        for api in apis {
+        for listing in apis {
             let mut params = ListParams::default().limit(page_size.max(1));
             loop {
-                let page = api.list(&params).await.with_context(|| format!("listing {}", plural(&resource)))?;
+                let page = listing
+                    .list(&params)
+                    .await
+                    .map_err(|error| anyhow::anyhow!(api.error(&format!("listing {}", plural(&resource)), &error)))?;
                 for item in &page.items {
                     let namespace = item.namespace();
                     let value = serde_json::to_value(item).context("reading a listed object")?;

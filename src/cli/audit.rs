@@ -20,7 +20,7 @@ use crate::credentials::RegistryInfo;
 use crate::registry::{Answer, CheckArgs, OnCheckError, Resolver};
 use crate::rewrite::mirrored::AllowedPrefix;
 use crate::rules_file::{self, Format, Loaded};
-use crate::server::kube_rules::{self, ObjectKind, ObjectSource};
+use crate::server::kube_rules::{self, ApiClient, ObjectKind, ObjectSource};
 
 /// Arguments of `mirrorswap audit`.
 #[derive(Debug, Args)]
@@ -175,7 +175,7 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     } else {
         for path in &args.files {
             if let Err(error) = record_path(path, &mut inventory) {
-                eprintln!("error: {error}");
+                eprintln!("error: {}", crate::error_chain::anyhow_line(&error));
                 return Ok(ExitCode::from(2));
             }
         }
@@ -252,7 +252,7 @@ fn load_file(args: &AuditArgs) -> Result<Loaded, ExitCode> {
 
 /// The rules from the Secret or ConfigMap the flags name, read once, and the mirror settings
 /// of a Palette `registry-info` Secret (for `--check-mirror`).
-async fn rules_from_api(args: &AuditArgs, client: &kube::Client) -> anyhow::Result<(Loaded, Option<RegistryInfo>)> {
+async fn rules_from_api(args: &AuditArgs, api: &ApiClient) -> anyhow::Result<(Loaded, Option<RegistryInfo>)> {
     let source = args
         .rules_secret
         .as_ref()
@@ -260,13 +260,19 @@ async fn rules_from_api(args: &AuditArgs, client: &kube::Client) -> anyhow::Resu
         .context("give the rules: --rules FILE, --rules-secret or --rules-configmap NAMESPACE/NAME[:KEY]")?;
     let (text, palette) = match source.kind {
         ObjectKind::Secret => {
-            let api = kube::Api::<Secret>::namespaced(client.clone(), &source.namespace);
-            let secret = api.get(&source.name).await.with_context(|| format!("reading {source}"))?;
+            let secrets = kube::Api::<Secret>::namespaced(api.client.clone(), &source.namespace);
+            let secret = secrets
+                .get(&source.name)
+                .await
+                .map_err(|error| anyhow::anyhow!(api.error(&format!("reading {source}"), &error)))?;
             (source.secret_text(&secret), kube_rules::registry_info(&secret))
         }
         ObjectKind::ConfigMap => {
-            let api = kube::Api::<ConfigMap>::namespaced(client.clone(), &source.namespace);
-            let map = api.get(&source.name).await.with_context(|| format!("reading {source}"))?;
+            let maps = kube::Api::<ConfigMap>::namespaced(api.client.clone(), &source.namespace);
+            let map = maps
+                .get(&source.name)
+                .await
+                .map_err(|error| anyhow::anyhow!(api.error(&format!("reading {source}"), &error)))?;
             (source.config_map_text(&map), None)
         }
     };
@@ -287,7 +293,9 @@ fn record_path(path: &Path, inventory: &mut Inventory) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = std::fs::File::open(path).map_err(|error| {
+        anyhow::anyhow!("-f {}: {error}: give a manifest file, a directory of them, or - for stdin", path.display())
+    })?;
     record_reader(BufReader::with_capacity(64 * 1024, file), &path.display().to_string(), inventory)
 }
 

@@ -76,12 +76,15 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    /// Every diagnostic as `ORIGIN:LINE: …` (for an I/O error, one line).
+    /// Every diagnostic as `ORIGIN:LINE: …` (for an I/O error, one line): the errors first,
+    /// each in line order, then the warnings, so that what stopped the load leads.
     pub fn messages(&self) -> Vec<String> {
         match self {
             Self::Io { origin, error } => vec![format!("{origin}: {error}")],
             Self::Invalid { origin, diagnostics } => {
-                diagnostics.iter().map(|diagnostic| diagnostic.with_origin(origin)).collect()
+                let (errors, rest): (Vec<&Diagnostic>, Vec<&Diagnostic>) =
+                    diagnostics.iter().partition(|diagnostic| diagnostic.severity == Severity::Error);
+                errors.into_iter().chain(rest).map(|diagnostic| diagnostic.with_origin(origin)).collect()
             }
         }
     }

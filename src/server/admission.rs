@@ -15,15 +15,12 @@ use tracing::{debug, warn};
 
 use super::metrics::Metrics;
 use super::patch::{self, PatchOperation};
-use super::review::{Metadata, Object, Request, Review};
+use super::review::{Metadata, Object, Request, Review, envelope_problem};
 use super::update::{self, Changes, Verdict};
 pub use super::workload::ORIGINAL_IMAGES_ANNOTATION;
 use super::workload::{self, ImageField};
 use crate::registry::{Choice, Resolved};
 use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged, excerpt};
-
-const API_VERSION: &str = "admission.k8s.io/v1";
-const REVIEW_KIND: &str = "AdmissionReview";
 
 /// Behaviour switches of the admission handler.
 #[derive(Clone, Debug, Default)]
@@ -125,11 +122,8 @@ pub fn parse(body: &[u8]) -> Result<Request<'_>, Answer> {
         Ok(review) => review,
         Err(error) => return Err(undecodable(body, &error)),
     };
-    if review.api_version != API_VERSION || review.kind != REVIEW_KIND {
-        return Err(Answer::invalid(format!(
-            "expected apiVersion {API_VERSION} and kind {REVIEW_KIND}, got `{}` and `{}`",
-            review.api_version, review.kind
-        )));
+    if let Some(problem) = envelope_problem(Some(&review.api_version), Some(&review.kind)) {
+        return Err(Answer::invalid(problem));
     }
     let Some(request) = review.request else {
         return Err(Answer::invalid("the AdmissionReview has no `request`"));
@@ -393,8 +387,8 @@ fn undecodable(body: &[u8], error: &serde_json::Error) -> Answer {
         Err(error) => return Answer::invalid(format!("the body is not JSON: {error}")),
     };
     let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
-    if text("/apiVersion") != Some(API_VERSION) || text("/kind") != Some(REVIEW_KIND) {
-        return Answer::invalid(format!("expected apiVersion {API_VERSION} and kind {REVIEW_KIND}"));
+    if let Some(problem) = envelope_problem(text("/apiVersion"), text("/kind")) {
+        return Answer::invalid(problem);
     }
     let Some(uid) = text("/request/uid").filter(|uid| !uid.is_empty()) else {
         return Answer::invalid("the AdmissionReview has no `request.uid`");

@@ -134,7 +134,8 @@ pub struct ServeArgs {
     /// Log line format.
     #[arg(long, env = "MIRRORSWAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Log level or filter (`info`, `debug`, `mirrorswap=debug`); RUST_LOG wins when set.
+    /// Log level of mirrorswap's own lines (`debug` keeps its dependencies at `info`), or a filter
+    /// (`mirrorswap=trace,h2=debug`); RUST_LOG wins when set.
     #[arg(long, env = "MIRRORSWAP_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 }

@@ -147,22 +147,81 @@ fn is_data_key(text: &str) -> bool {
 /// What one watch step says the object holds: absent, a text, or why it has none.
 type Observed = Option<Result<String, String>>;
 
+/// A Kubernetes API client and the server it talks to, which every message about the API names.
+#[derive(Clone)]
+pub struct ApiClient {
+    /// The client.
+    pub client: Client,
+    /// The API server's URL (`https://10.96.0.1:443`).
+    pub server: String,
+}
+
+impl ApiClient {
+    /// `what failed at SERVER: why (each cause once): what to do`, for an error from this client.
+    pub fn error(&self, what: &str, error: &(dyn std::error::Error + 'static)) -> String {
+        let why = crate::error_chain::one_line(error);
+        format!("{what} at the Kubernetes API {}: {why}: {}", self.server, api_hint(error))
+    }
+}
+
+/// What to do about an API error: by the API's status code when it answered, else reach it.
+fn api_hint(error: &(dyn std::error::Error + 'static)) -> &'static str {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(kube::Error::Api(status)) = current.downcast_ref::<kube::Error>() {
+            return match status.code {
+                401 => "the API refused the credentials: check the kubeconfig's user (--kubeconfig)",
+                403 => "the account may not do this: grant it with RBAC (the chart's Role, or audit.rbac.enabled)",
+                404 => "no such object or kind: check the name and namespace",
+                _ => "see the API server's message",
+            };
+        }
+        cause = current.source();
+    }
+    "is the API server up and reachable from here? (--kubeconfig selects it)"
+}
+
 /// Builds the API client: `kubeconfig` if given, else in-cluster, else `$KUBECONFIG`/`~/.kube/config`.
-pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
+pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<ApiClient> {
     let config = match kubeconfig {
         Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using the kubeconfig {}", path.display()))?
+            let name = path.display();
+            if let Err(error) = std::fs::metadata(path) {
+                anyhow::bail!("--kubeconfig {name}: {error}: give the path of a kubeconfig file");
+            }
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|error| {
+                anyhow::anyhow!("--kubeconfig {name} is not a kubeconfig: {}", crate::error_chain::one_line(&error))
+            })?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default()).await.map_err(
+                |error| anyhow::anyhow!("--kubeconfig {name} cannot be used: {}", crate::error_chain::one_line(&error)),
+            )?
         }
-        // kube's error already lists each place it looked; its source chain would repeat them.
-        None => kube::Config::infer().await.map_err(|error| {
-            anyhow::anyhow!("no Kubernetes API configuration (not in a cluster, no --kubeconfig): {error}")
-        })?,
+        None => kube::Config::infer().await.map_err(|_| anyhow::anyhow!("{}", no_configuration()))?,
     };
-    Client::try_from(config).context("creating the Kubernetes API client")
+    let server = config.cluster_url.to_string();
+    let server = server.strip_suffix('/').unwrap_or(&server).to_owned();
+    let client = Client::try_from(config).context("creating the Kubernetes API client")?;
+    Ok(ApiClient { client, server })
+}
+
+/// Why no API configuration was found, naming the one kubeconfig looked at, and what to do.
+/// (kube's own error quotes each place twice and nests the reasons.)
+fn no_configuration() -> String {
+    let kubeconfig = match std::env::var_os("KUBECONFIG").filter(|value| !value.is_empty()) {
+        Some(value) => Some((std::path::PathBuf::from(value), "$KUBECONFIG")),
+        None => std::env::var_os("HOME").map(|home| (Path::new(&home).join(".kube/config"), "the default")),
+    };
+    let looked = match kubeconfig {
+        Some((path, which)) => match std::fs::metadata(&path) {
+            Err(error) => format!("no kubeconfig at {} ({which}): {error}", path.display()),
+            Ok(_) => format!("the kubeconfig {} ({which}) has no usable context", path.display()),
+        },
+        None => "no $KUBECONFIG and no $HOME".to_owned(),
+    };
+    format!(
+        "no Kubernetes API to talk to: not running in a cluster (KUBERNETES_SERVICE_HOST is not set) and {looked}: \
+         give --kubeconfig FILE (or set KUBECONFIG)"
+    )
 }
 
 /// How the object's text is read.
@@ -177,9 +236,9 @@ pub struct Reading {
 }
 
 /// Watches `source` and keeps `state`'s rules in step with it until the process ends.
-pub fn spawn(source: ObjectSource, client: Client, reading: Reading, state: Arc<State>) {
+pub fn spawn(source: ObjectSource, api: ApiClient, reading: Reading, state: Arc<State>) {
     tokio::spawn(async move {
-        let mut stream = observe(&source, client, state.resolver.clone());
+        let mut stream = observe(&source, api.client.clone(), state.resolver.clone());
         let Reading { format, options, allow_empty } = reading;
         let mut applier = Applier { format: source.format(format), options, allow_empty, last: None, source, state };
         while let Some(step) = stream.next().await {
@@ -194,7 +253,8 @@ pub fn spawn(source: ObjectSource, client: Client, reading: Reading, state: Arc<
                     }
                 },
                 Err(error) => {
-                    warn!(source = %applier.source, error = %error, "Kubernetes API watch failed; retrying, the current rules stay");
+                    let error = api.error(&format!("watching {}", applier.source), &error);
+                    warn!("{error}; retrying, the current rules stay");
                     applier.state.metrics.rules_source_errors.inc();
                 }
             }

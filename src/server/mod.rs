@@ -74,7 +74,7 @@ impl Running {
 
 /// Runs `serve` until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let _flush_logs_on_exit = logging::init(args.log_format, &args.log_level);
+    let _flush_logs_on_exit = logging::init(args.log_format, &args.log_level)?;
     let grace = args.shutdown_grace;
     let running = start(args).await?;
     wait_for_signal().await?;
@@ -108,12 +108,14 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     }
 
     let admin = Handle::new();
+    // Bound here, not inside axum_server's task, so that a failure names the address and why.
+    let admin_listener = std::net::TcpListener::bind(args.admin_listen)
+        .and_then(axum_server::from_tcp)
+        .map_err(|error| bind_error("admin", "--admin-listen", args.admin_listen, &error))?;
     let admin_task = tokio::spawn(
-        axum_server::bind(args.admin_listen)
-            .handle(admin.clone())
-            .serve(http::admin_router(Arc::clone(&state)).into_make_service()),
+        admin_listener.handle(admin.clone()).serve(http::admin_router(Arc::clone(&state)).into_make_service()),
     );
-    let admin_addr = listening(&admin, "admin").await?;
+    let admin_addr = listening(&admin, "admin", args.admin_listen).await?;
 
     let certificate = initial_certificate(&args)?;
     state.metrics.certificate_expiry.set(certificate.not_after as f64);
@@ -139,7 +141,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     };
     let webhook = listener::Webhook::bind(args.listen, tls, router, connections, state.metrics.clone())
         .await
-        .with_context(|| format!("the webhook listener could not bind {}", args.listen))?;
+        .map_err(|error| bind_error("webhook", "--listen", args.listen, &error))?;
     let webhook_addr = webhook.addr;
 
     if let Some(path) = rules_file {
@@ -162,10 +164,20 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     Ok(Running { webhook_addr, admin_addr, state, webhook, admin, admin_task })
 }
 
-async fn listening(handle: &Handle<SocketAddr>, name: &str) -> anyhow::Result<SocketAddr> {
+/// What failed, where, why, and the flag that moves it.
+fn bind_error(name: &str, flag: &str, addr: SocketAddr, error: &std::io::Error) -> anyhow::Error {
+    let hint = match error.kind() {
+        std::io::ErrorKind::AddrInUse => "another process listens there; ",
+        std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges; ",
+        _ => "",
+    };
+    anyhow::anyhow!("the {name} listener could not bind {addr}: {error}: {hint}choose another address with {flag}")
+}
+
+async fn listening(handle: &Handle<SocketAddr>, name: &str, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     match handle.listening().await {
         Some(addr) => Ok(addr),
-        None => bail!("the {name} listener could not bind"),
+        None => bail!("the {name} listener on {addr} stopped before it was ready"),
     }
 }
 

@@ -21,6 +21,38 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::workload::{IMAGESWAP_LABEL, ORIGINAL_IMAGES_ANNOTATION, SKIP_KEY};
 
+/// The `apiVersion` of the reviews mirrorswap answers.
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+/// Their `kind`.
+pub const REVIEW_KIND: &str = "AdmissionReview";
+
+/// Why an envelope with this `apiVersion` and `kind` (empty or `None`: missing) is not an
+/// `admission.k8s.io/v1` `AdmissionReview`, or `None` when it is one. The values, which the
+/// sender wrote, are quoted cut.
+pub fn envelope_problem(api_version: Option<&str>, kind: Option<&str>) -> Option<String> {
+    let (api_version, kind) = (api_version.unwrap_or(""), kind.unwrap_or(""));
+    if api_version == API_VERSION && kind == REVIEW_KIND {
+        return None;
+    }
+    let expected = format!(
+        "expected apiVersion {API_VERSION} and kind {REVIEW_KIND}, as the API server sends them (examples/admission/pod.json is one)"
+    );
+    let missing: Vec<&str> = [("`apiVersion`", api_version), ("`kind`", kind)]
+        .iter()
+        .filter(|(_, value)| value.is_empty())
+        .map(|(name, _)| *name)
+        .collect();
+    Some(if missing.is_empty() {
+        format!(
+            "{expected}; got apiVersion `{}` and kind `{}`",
+            crate::rewrite::excerpt(api_version),
+            crate::rewrite::excerpt(kind)
+        )
+    } else {
+        format!("the body has no {}: {expected}", missing.join(" and no "))
+    })
+}
+
 /// The review envelope.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -37,7 +37,7 @@ use tracing::{info, warn};
 
 use super::admission;
 use super::metrics::Metrics;
-use super::review::Review;
+use super::review::{Review, envelope_problem};
 use super::state::State;
 use super::update::Changes;
 use super::workload;
@@ -148,8 +148,8 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
         Ok(review) => review,
         Err(error) => return undecodable(body, &error),
     };
-    if review.api_version != "admission.k8s.io/v1" || review.kind != "AdmissionReview" {
-        return invalid("expected apiVersion admission.k8s.io/v1 and kind AdmissionReview");
+    if let Some(problem) = envelope_problem(Some(&review.api_version), Some(&review.kind)) {
+        return invalid(&problem);
     }
     let Some(request) = review.request else {
         return invalid("the AdmissionReview has no `request`");
@@ -250,8 +250,8 @@ fn undecodable(body: &[u8], error: &serde_json::Error) -> (StatusCode, Vec<u8>) 
         return invalid(&format!("the body is not JSON: {error}"));
     };
     let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
-    if text("/apiVersion") != Some("admission.k8s.io/v1") || text("/kind") != Some("AdmissionReview") {
-        return invalid("expected apiVersion admission.k8s.io/v1 and kind AdmissionReview");
+    if let Some(problem) = envelope_problem(text("/apiVersion"), text("/kind")) {
+        return invalid(&problem);
     }
     let Some(uid) = text("/request/uid").filter(|uid| !uid.is_empty()) else {
         return invalid("the AdmissionReview has no `request.uid`");

@@ -1,0 +1,206 @@
+//! What a new user hits first (issue 25), run as they run it: the built binary, its messages
+//! and exit codes. Every error names what failed, the value, and what to do, and never a
+//! credential; shell completions and the man page come from the same flags as `--help`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn mirrorswap_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mirrorswap"));
+    command.current_dir(dir).args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run mirrorswap")
+}
+
+fn mirrorswap(args: &[&str]) -> Output {
+    mirrorswap_in(&root(), args, &[])
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// (what, arguments, extra environment, exit code, every part stderr must hold)
+type Case<'a> = (&'a str, Vec<String>, Vec<(&'a str, String)>, u8, Vec<String>);
+
+fn run_cases(dir: &Path, cases: Vec<Case<'_>>) {
+    for (what, args, env, code, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        let output = mirrorswap_in(dir, &args, &env);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(i32::from(code)), "{what}: exit code; stderr:\n{stderr}");
+        for part in expected {
+            assert!(stderr.contains(&part), "{what}: stderr lacks {part:?}:\n{stderr}");
+        }
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|item| (*item).to_owned()).collect()
+}
+
+#[test]
+fn errors_name_what_failed_the_value_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().to_string();
+    let rules = root().join("examples/rules/imageswap-maps.conf").display().to_string();
+    let kubeconfig = write(
+        dir.path(),
+        "kubeconfig.yaml",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:9\n\
+         users:\n- name: u\n  user:\n    token: PLANTED-token\ncontexts:\n- name: x\n  context:\n    cluster: c\n    \
+         user: u\ncurrent-context: x\n",
+    );
+    let serve = |extra: &[&str]| {
+        let mut args = strings(&["serve", "--rules", &rules, "--dev-ca-out"]);
+        args.push(dir.path().join("ca.pem").display().to_string());
+        args.extend(strings(extra));
+        args
+    };
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "the admin listener's address is taken",
+            serve(&["--listen", "127.0.0.1:0", "--admin-listen", &port]),
+            vec![],
+            2,
+            strings(&[
+                &format!("the admin listener could not bind {port}: "),
+                "Address already in use",
+                "choose another address with --admin-listen",
+            ]),
+        ),
+        (
+            "the webhook listener's address is taken",
+            serve(&["--listen", &port, "--admin-listen", "127.0.0.1:0"]),
+            vec![],
+            2,
+            strings(&[&format!("the webhook listener could not bind {port}: "), "with --listen"]),
+        ),
+        (
+            "a log filter that does not parse",
+            serve(&["--log-level", "mirrorswap=loud"]),
+            vec![],
+            2,
+            strings(&["--log-level \"mirrorswap=loud\" is neither a level", "`mirrorswap=debug,info`"]),
+        ),
+        (
+            "audit of a file that is not there",
+            strings(&["audit", "--rules", &rules, "-f", "nofile.yaml"]),
+            vec![],
+            2,
+            strings(&["error: -f nofile.yaml: No such file or directory (os error 2): give a manifest file"]),
+        ),
+        (
+            "a --kubeconfig that is not there",
+            strings(&["audit", "--rules", &rules, "--kubeconfig", "nofile.yaml"]),
+            vec![],
+            2,
+            strings(&["error: --kubeconfig nofile.yaml: No such file or directory (os error 2): give the path"]),
+        ),
+        (
+            "no kubeconfig anywhere",
+            strings(&["audit", "--rules", &rules]),
+            vec![("HOME", dir.path().join("home").display().to_string()), ("KUBECONFIG", String::new())],
+            2,
+            strings(&[
+                &format!("no kubeconfig at {}/home/.kube/config (the default): No such file", dir.path().display()),
+                "give --kubeconfig FILE (or set KUBECONFIG)",
+            ]),
+        ),
+        (
+            "an API server that is not there",
+            strings(&["audit", "--rules", &rules, "--kubeconfig", &kubeconfig]),
+            vec![],
+            2,
+            strings(&[
+                "error: listing pods at the Kubernetes API https://127.0.0.1:9: ",
+                "Connection refused",
+                "is the API server up and reachable from here?",
+            ]),
+        ),
+    ];
+    run_cases(dir.path(), cases);
+
+    // Each cause once, the path once, never the token.
+    for args in [
+        vec!["audit", "--rules", &rules, "--kubeconfig", "nofile.yaml"],
+        vec!["audit", "--rules", &rules, "--kubeconfig", &kubeconfig],
+    ] {
+        let stderr = text(&mirrorswap_in(dir.path(), &args, &[]).stderr);
+        assert_eq!(stderr.matches("nofile.yaml").count(), usize::from(args.contains(&"nofile.yaml")), "{stderr}");
+        assert_eq!(
+            stderr.matches("Connection refused").count() + stderr.matches("No such file").count(),
+            1,
+            "{stderr}"
+        );
+        assert!(!stderr.contains("PLANTED"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_broken_rules_file_leads_with_its_error_not_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = write(dir.path(), "broken.conf", "docker.io:harbor.example.org/hub\nquay.io::a::b\n");
+    for command in ["serve", "rewrite", "containerd"] {
+        let mut args = vec![command, "--rules", &broken];
+        match command {
+            "serve" => args.extend(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]),
+            "rewrite" => args.push("nginx"),
+            _ => args.extend(["--out", "-"]),
+        }
+        let output = mirrorswap_in(dir.path(), &args, &[]);
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        let stderr = text(&output.stderr);
+        let first = stderr.lines().find(|line| line.contains("broken.conf")).unwrap_or_default();
+        assert!(first.contains("broken.conf:2: more than one `::` separator"), "{command} leads with:\n{stderr}");
+        assert!(stderr.contains("broken.conf:1: warning: `:` as separator is deprecated"), "{command}:\n{stderr}");
+    }
+}
+
+#[test]
+fn completions_and_the_man_page_cover_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = mirrorswap(&["completions", shell]);
+        assert!(output.status.success(), "{shell}: {}", text(&output.stderr));
+        let script = text(&output.stdout);
+        for word in ["audit", "containerd", "--swap-policy", "--check-mirror", "completions"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let output = mirrorswap(&["completions", "tcsh"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("possible values: bash"), "{}", text(&output.stderr));
+
+    let output = mirrorswap(&["man"]);
+    assert!(output.status.success());
+    let page = text(&output.stdout);
+    assert!(page.starts_with(".ie") || page.contains(".TH mirrorswap 1"), "{page}");
+    for word in ["audit", "serve", "completions"] {
+        assert!(page.contains(word), "the man page lacks {word}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    let output = mirrorswap(&["man", "--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    for page in ["mirrorswap.1", "mirrorswap-audit.1", "mirrorswap-serve.1", "mirrorswap-completions.1"] {
+        let roff = std::fs::read_to_string(out.join(page)).unwrap();
+        assert!(roff.contains(".TH"), "{page}");
+    }
+    let serve = std::fs::read_to_string(out.join("mirrorswap-serve.1")).unwrap();
+    assert!(serve.contains("MIRRORSWAP_SWAP_POLICY"), "the pages carry each flag's environment variable");
+}
