@@ -204,3 +204,66 @@ fn completions_and_the_man_page_cover_every_command() {
     let serve = std::fs::read_to_string(out.join("mirrorswap-serve.1")).unwrap();
     assert!(serve.contains("MIRRORSWAP_SWAP_POLICY"), "the pages carry each flag's environment variable");
 }
+
+#[test]
+fn rules_files_get_a_did_you_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let palette = root().join("tests/fixtures/palette");
+    let secret = std::fs::read_to_string(palette.join("registry-secret.yaml")).unwrap();
+    let user_data = std::fs::read_to_string(palette.join("user-data.yaml")).unwrap();
+    let misspelled = user_data.replace("registryMappingRules", "registryMapingRules");
+    let line_of = |text: &str, needle: &str| text.lines().position(|line| line.contains(needle)).unwrap() + 1;
+    // (file, text, exit code of `check --strict`, what stdout says)
+    let table = [
+        (
+            "registry-secret.txt",
+            secret.as_str(),
+            2,
+            vec![
+                "registry-secret.txt:1: this is YAML with 3 rules at stringData.MIRROR_REGISTRIES (line 13), read as \
+                 a maps file because only names ending in .yaml or .yml are read as YAML: give --format yaml"
+                    .to_owned(),
+                "registry-secret.txt: 1 error: no rules loaded".to_owned(),
+            ],
+        ),
+        (
+            "user-data.yaml",
+            misspelled.as_str(),
+            2,
+            vec![format!(
+                "user-data.yaml:{}: `stylus.externalRegistries.registryMapingRules` is not a key mirrorswap reads \
+                 rules from: did you mean `registryMappingRules`?",
+                line_of(&misspelled, "registryMapingRules")
+            )],
+        ),
+        (
+            "typo.conf",
+            "grc.io/spectro::harbor.example.org/gcr\ndokcer.io::harbor.example.org/hub\nghcr.io::harbor.example.org/ghcr\n\
+             icr.io::harbor.example.org/ibm\n[EXACT]qauy.io/x/y:1::harbor.example.org/y:1\n",
+            1,
+            vec![
+                "typo.conf:1: warning: source registry `grc.io` is not `gcr.io` but close to it: a typo?".to_owned(),
+                "typo.conf:2: warning: source registry `dokcer.io` is not `docker.io`".to_owned(),
+                "typo.conf:5: warning: source registry `qauy.io` is not `quay.io`".to_owned(),
+                "3 warnings in all".to_owned(),
+            ],
+        ),
+    ];
+    for (name, content, code, expected) in table {
+        write(dir.path(), name, content);
+        let output = mirrorswap_in(dir.path(), &["check", "--strict", "--rules", name], &[]);
+        let stdout = text(&output.stdout);
+        assert_eq!(output.status.code(), Some(code), "{name}:\n{stdout}{}", text(&output.stderr));
+        for part in expected {
+            assert!(stdout.contains(&part), "{name}: stdout lacks {part:?}:\n{stdout}");
+        }
+        assert!(!stdout.contains("PLANTED"), "{name}: {stdout}");
+    }
+    // The hint's advice works.
+    let output = mirrorswap_in(dir.path(), &["check", "--rules", "registry-secret.txt", "--format", "yaml"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stdout));
+    // The example's typo (copied from Palette's documentation) is fixed.
+    let example = root().join("examples/rules/registry-connect.yaml");
+    let output = mirrorswap(&["check", "--strict", "--rules", example.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stdout));
+}

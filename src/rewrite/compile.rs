@@ -14,6 +14,7 @@ use super::rules::{
     Diagnostic, KEY_ALL, KEY_DEFAULT, KEY_NOSWAP, PREFIX_EXACT, PREFIX_REPLACE, Problem, Rule, RuleKind, RulePair,
     Severity, Target,
 };
+use super::similar;
 use super::trie::SegmentTrie;
 
 /// A compiled rule set and what compiling it found (warnings, and skipped lines when lenient).
@@ -174,6 +175,9 @@ impl Builder {
                 self.mark_mirror(&rule.target, id);
             }
         }
+        if let Some((host, known)) = misspelled_source(&rule) {
+            self.diagnostics.push(Diagnostic::warning(rule.line, Problem::MisspelledRegistry { host, known }));
+        }
         if let Target::Dash(target) = &rule.target
             && mirrored::target_registry(&rule).is_none()
         {
@@ -300,6 +304,19 @@ fn has_whitespace(s: &str) -> bool {
 }
 
 /// `s` without surrounding whitespace, reusing its allocation when there is none.
+/// The source registry of a prefix or `[EXACT]` rule (cut, for the message) and the
+/// well-known registry it is probably a typo of.
+fn misspelled_source(rule: &Rule) -> Option<(String, &'static str)> {
+    let first = match (rule.kind, rule.source.split_once('/')) {
+        (RuleKind::Prefix, None) => &*rule.source,
+        (RuleKind::Prefix | RuleKind::Exact, Some((first, _))) => first,
+        _ => return None,
+    };
+    let first = Some(first).filter(|first| is_registry_like(first))?;
+    let host = first.rsplit_once(':').map_or(first, |(host, _)| host);
+    similar::misspelled_registry(host).map(|known| (excerpt(host).owned(), known))
+}
+
 fn trimmed(s: String) -> String {
     if s.trim_ascii().len() == s.len() { s } else { s.trim_ascii().to_owned() }
 }

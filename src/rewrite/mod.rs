@@ -19,6 +19,7 @@ pub mod model;
 pub mod reference;
 mod render;
 pub mod rules;
+pub mod similar;
 mod trie;
 
 pub use candidates::{Candidate, Candidates};

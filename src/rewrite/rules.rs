@@ -201,6 +201,17 @@ pub enum Problem {
         /// The target as written.
         target: String,
     },
+    /// A source registry one or two edits from a well-known one: probably a typo of it.
+    #[error(
+        "source registry `{host}` is not `{known}` but close to it: a typo? This rule never matches images from \
+         {known}; if `{host}` is the registry you mean, ignore this warning"
+    )]
+    MisspelledRegistry {
+        /// The registry as written (cut).
+        host: String,
+        /// The well-known registry it is close to.
+        known: &'static str,
+    },
     /// A `[REPLACE]` glob that an earlier glob always matches first.
     #[error("never applies: the earlier glob `{earlier}` at line {line} matches every reference it matches")]
     ShadowedGlob {

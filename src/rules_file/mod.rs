@@ -120,11 +120,38 @@ pub const MAX_RULES_BYTES: u64 = 32 * 1024 * 1024;
 pub fn load_file(path: &Path, format: Option<Format>, options: Options) -> Result<Loaded, LoadError> {
     let origin = path.display().to_string();
     let text = read_bounded(path).map_err(|error| LoadError::Io { origin: origin.clone(), error })?;
-    let parsed = parse_text(&text, format.unwrap_or_else(|| Format::for_file(path, &text)));
+    let chosen = format.unwrap_or_else(|| Format::for_file(path, &text));
+    let parsed = parse_text(&text, chosen);
     // The pairs own their strings: dropping the text before compiling keeps the peak at the
     // rules' size rather than the file's plus the rules'.
     drop(text);
-    compile_parsed(parsed, &origin, options)
+    let loaded = compile_parsed(parsed, &origin, options);
+    match loaded {
+        // Read as maps by its name, a YAML document fails line by line: say what it is instead.
+        Err(LoadError::Invalid { diagnostics, .. }) if format.is_none() && chosen == Format::Maps => {
+            Err(LoadError::Invalid { diagnostics: yaml_hint(path, &diagnostics).unwrap_or(diagnostics), origin })
+        }
+        other => other,
+    }
+}
+
+/// For a file read as maps because of its name that failed: when it reads as YAML holding
+/// rules, one error saying so and what to give instead of the maps errors.
+fn yaml_hint(path: &Path, maps_errors: &[Diagnostic]) -> Option<Vec<Diagnostic>> {
+    let text = read_bounded(path).ok()?;
+    let yaml::Parsed { pairs, diagnostics, found } = yaml::parse(text.strip_prefix('\u{feff}').unwrap_or(&text));
+    if pairs.is_empty() || diagnostics.iter().any(|diagnostic| diagnostic.severity == Severity::Error) {
+        return None;
+    }
+    let errors = maps_errors.iter().filter(|diagnostic| diagnostic.severity == Severity::Error).count();
+    let at =
+        found.map(|found| format!(" at {} (line {})", rewrite::excerpt(&found.path), found.line)).unwrap_or_default();
+    let message = format!(
+        "this is YAML with {} rules{at}, read as a maps file because only names ending in .yaml or .yml are read \
+         as YAML: give --format yaml ({errors} errors as maps not shown)",
+        pairs.len()
+    );
+    Some(vec![Diagnostic::error(1, rewrite::Problem::Yaml(message))])
 }
 
 /// Reads `path` as UTF-8, at most [`MAX_RULES_BYTES`].

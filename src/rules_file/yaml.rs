@@ -20,10 +20,14 @@ use yaml_rust2::scanner::TScalarStyle;
 
 use super::events::{Events, Failure, Lines};
 use crate::rewrite::excerpt::cut;
-use crate::rewrite::{self, Diagnostic, MAX_RULES, Problem, RulePair, excerpt};
+use crate::rewrite::{self, Diagnostic, MAX_RULES, Problem, RulePair, excerpt, similar};
 
 /// Keys whose value is a `"source": "target"` mapping (or a block string holding one).
 const WRAPPER_KEYS: [&str; 2] = ["imageReplacementRules", "registryMappingRules"];
+
+/// The keys of every rules place, which a misspelled key is compared with for a "did you mean".
+const RULES_KEY_NAMES: [&str; 5] =
+    ["imageReplacementRules", "registryMappingRules", "imageSwap", "imageChange", "MIRROR_REGISTRIES"];
 
 /// Every place rules are looked for, as messages name them.
 pub const LOOKED_FOR: &str = "`imageReplacementRules` or `registryMappingRules` (at any depth), `imageSwap.imageChange`, \
@@ -60,12 +64,26 @@ pub fn parse(text: &str) -> Parsed {
         path: Vec::new(),
         parsed: Parsed::default(),
         bare: Bare::Collecting,
+        near_miss: None,
     };
-    if let Err((line, message)) = walk.stream() {
+    let failed = walk.stream();
+    // A key that looks like a misspelled rules key says so instead of "no rules key".
+    let near_miss = walk.near_miss.take().filter(|_| walk.parsed.found.is_none());
+    if let Err((line, message)) = failed
+        && !(near_miss.is_some() && message.contains(LOOKED_FOR))
+    {
         // Past the bound the pairs stop at one too many: the whole text is refused.
         let problem =
             if walk.parsed.pairs.len() > MAX_RULES { Problem::TooManyRules(MAX_RULES) } else { Problem::Yaml(message) };
         walk.parsed.diagnostics.push(Diagnostic::error(line, problem));
+    }
+    if let Some((path, line, meant)) = near_miss {
+        let message = format!(
+            "`{}` is not a key mirrorswap reads rules from: did you mean `{meant}`? (looked for {LOOKED_FOR})",
+            excerpt(&path)
+        );
+        walk.parsed.diagnostics.push(Diagnostic::error(line, Problem::Yaml(message)));
+        walk.parsed.diagnostics.sort_by_key(|diagnostic| diagnostic.line);
     }
     walk.parsed
 }
@@ -107,6 +125,8 @@ struct Walk<'a> {
     path: Vec<String>,
     parsed: Parsed,
     bare: Bare,
+    /// The first key that looks like a misspelled rules key: its path, line and the key meant.
+    near_miss: Option<(String, u32, &'static str)>,
 }
 
 impl Walk<'_> {
@@ -240,6 +260,11 @@ impl Walk<'_> {
             if let Some(kind) = kind(&key, parent) {
                 self.rules(kind, &key, key_line, value, value_line, depth)?;
                 continue;
+            }
+            if self.near_miss.is_none()
+                && let Some(meant) = similar::near(&key, &RULES_KEY_NAMES)
+            {
+                self.near_miss = Some((self.dotted(&cut(key.clone())), key_line, meant));
             }
             match value {
                 Event::Scalar(value, style, ..) if root && matches!(self.bare, Bare::Collecting) => {

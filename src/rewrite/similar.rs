@@ -1,0 +1,101 @@
+//! Near misses: how many edits apart two words are, so that a misspelled registry in a rule
+//! (`grc.io` for `gcr.io`) or a misspelled rules key in a Palette document
+//! (`registryMapingRules`) gets a "did you mean" instead of silence.
+
+/// The registries most rules name; a rule source one or two edits from one of them is
+/// probably a typo of it.
+pub const WELL_KNOWN_REGISTRIES: [&str; 7] =
+    ["docker.io", "gcr.io", "ghcr.io", "quay.io", "registry.k8s.io", "mcr.microsoft.com", "public.ecr.aws"];
+
+/// Real registries a few edits from a well-known one (IBM's `icr.io`, NVIDIA's `nvcr.io`,
+/// LinuxServer's `lscr.io`, and the well-known ones among themselves): never a typo.
+const REAL_NEIGHBOURS: [&str; 6] = ["icr.io", "nvcr.io", "lscr.io", "k8s.gcr.io", "ecr.aws", "docker.com"];
+
+/// Edits (insert, delete, substitute, swap two neighbours) that turn `a` into `b`, counted
+/// up to `limit`: any larger distance is `limit + 1`.
+pub fn distance(a: &str, b: &str, limit: usize) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > limit {
+        return limit + 1;
+    }
+    // Three rows of the optimal-string-alignment table.
+    let mut before: Vec<usize> = Vec::new();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut current = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            current[j] = (previous[j] + 1).min(current[j - 1] + 1).min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                current[j] = current[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut previous, current);
+    }
+    previous[b.len()].min(limit + 1)
+}
+
+/// The well-known registry `host` (no port, any case) is probably a typo of: the nearest, one
+/// or two edits from it, and not itself a registry.
+pub fn misspelled_registry(host: &str) -> Option<&'static str> {
+    let host = host.to_ascii_lowercase();
+    if WELL_KNOWN_REGISTRIES.contains(&host.as_str()) || REAL_NEIGHBOURS.contains(&host.as_str()) {
+        return None;
+    }
+    let nearest = WELL_KNOWN_REGISTRIES.into_iter().map(|known| (distance(&host, known, 2), known)).min()?;
+    (1..=2).contains(&nearest.0).then_some(nearest.1)
+}
+
+/// The word of `known` that `word` is probably a typo of: one or two edits from it, or the
+/// same but for case.
+pub fn near<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    known.iter().copied().find(|candidate| {
+        *candidate != word && (candidate.eq_ignore_ascii_case(word) || distance(word, candidate, 2) <= 2)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_count_edits_and_swaps() {
+        let table = [
+            ("gcr.io", "gcr.io", 0),
+            ("grc.io", "gcr.io", 1),
+            ("gcr.io", "ghcr.io", 1),
+            ("qauy.io", "quay.io", 1),
+            ("dokcer.io", "docker.io", 1),
+            ("registryMapingRules", "registryMappingRules", 1),
+            ("abc", "xyz", 3),
+            ("a", "abcdefgh", 3),
+        ];
+        for (a, b, expected) in table {
+            assert_eq!(distance(a, b, 2), expected.min(3), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn typos_of_well_known_registries_and_not_real_ones() {
+        let table = [
+            ("grc.io", Some("gcr.io")),
+            ("GRC.IO", Some("gcr.io")),
+            ("docker.i", Some("docker.io")),
+            ("dockr.io", Some("docker.io")),
+            ("qauy.io", Some("quay.io")),
+            ("registry.k8.io", Some("registry.k8s.io")),
+            ("ghcr.oi", Some("ghcr.io")),
+            ("gcr.io", None),
+            ("ghcr.io", None),
+            ("icr.io", None),
+            ("nvcr.io", None),
+            ("eu.gcr.io", None),
+            ("k8s.gcr.io", None),
+            ("harbor.example.org", None),
+            ("us-docker.pkg.dev", None),
+        ];
+        for (host, expected) in table {
+            assert_eq!(misspelled_registry(host), expected, "{host}");
+        }
+    }
+}
