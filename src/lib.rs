@@ -8,7 +8,7 @@
 //! - [`certs`]: CA and serving certificates (rcgen).
 //! - [`node_config`]: the rules as node-level mirror config (containerd, CRI-O, K3s).
 //! - [`cli`]: the `mirrorswap` command line.
-//! - [`error_chain`]: an error and its causes as one line, each said once.
+//! - [`error_chain`]: an error and its causes as one line, each said once; [`plural`]: "1 image".
 
 pub mod audit;
 pub mod certs;
@@ -16,6 +16,7 @@ pub mod cli;
 pub mod credentials;
 pub mod error_chain;
 pub mod node_config;
+pub mod plural;
 pub mod registry;
 pub mod rewrite;
 pub mod rules_file;

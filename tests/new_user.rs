@@ -178,7 +178,7 @@ fn completions_and_the_man_page_cover_every_command() {
         let output = mirrorswap(&["completions", shell]);
         assert!(output.status.success(), "{shell}: {}", text(&output.stderr));
         let script = text(&output.stdout);
-        for word in ["audit", "containerd", "--swap-policy", "--check-mirror", "completions"] {
+        for word in ["audit", "containerd", "--swap-policy", "--copy-list-node-paths", "completions"] {
             assert!(script.contains(word), "{shell} completion lacks {word}");
         }
     }

@@ -116,6 +116,115 @@ async fn containerd_pulls_through_the_rendered_hosts_toml_with_tls_and_auth() {
     }
 }
 
+/// The same official image, `nginx:1.27`, through the webhook's rewrite and through a real
+/// containerd pulling `docker.io/library/nginx:1.27` with the rendered hosts.toml: with
+/// `--docker-hub canonical` both reach one repository of the loopback registry; with
+/// `compat` the renderer's warning names the two repositories, which the copy list's node
+/// paths then both fill. A proxy on a closed loopback port stands in for Docker Hub, so a
+/// fallback past the mirror fails here instead of leaving the machine.
+#[tokio::test]
+async fn containerd_and_the_webhook_send_official_images_to_one_repository() {
+    let Some([containerd, ctr]) = require_all(["containerd", "ctr"]) else { return };
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write(dir.path(), "rules.conf", &format!("docker.io::{mirror}/hub\n"));
+    let ca = registry.ca_path().display().to_string();
+    let daemon = tokio::task::spawn_blocking(move || Containerd::start(&containerd)).await.unwrap();
+    let user = format!("{USER}:{PASSWORD}");
+    let fetch = |certs_d: &Path| {
+        Command::new(&ctr)
+            .arg("--address")
+            .arg(&daemon.socket)
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .args(["-n", "mirrorswap-official", "content", "fetch", "--hosts-dir"])
+            .arg(certs_d)
+            .args(["--user", &user, "docker.io/library/nginx:1.27"])
+            .output()
+            .unwrap()
+    };
+    let render = |mode: &str| {
+        let certs_d = dir.path().join(format!("certs.d-{mode}"));
+        let output = mirrorswap(&[
+            "containerd",
+            "--rules",
+            &rules,
+            "--docker-hub",
+            mode,
+            "--out",
+            certs_d.to_str().unwrap(),
+            "--registry-ca",
+            &ca,
+        ]);
+        run_ok(&output, &format!("mirrorswap containerd --docker-hub {mode}"));
+        (certs_d, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+
+    // canonical: one repository, no warning.
+    let webhook =
+        run_ok(&mirrorswap(&["rewrite", "--rules", &rules, "--docker-hub", "canonical", "nginx:1.27"]), "rewrite");
+    assert_eq!(webhook.trim(), format!("{mirror}/hub/library/nginx:1.27"));
+    let digest = registry.push("hub/library/nginx", "1.27").await;
+    let (certs_d, stderr) = render("canonical");
+    assert!(!stderr.contains("disagree"), "{stderr}");
+    let before = registry.manifest_requests_matching("/v2/hub/library/nginx/manifests/");
+    run_ok(&fetch(&certs_d), "ctr content fetch through the canonical hosts.toml");
+    assert!(
+        registry.manifest_requests_matching("/v2/hub/library/nginx/manifests/") > before,
+        "the node's pull reached hub/library/nginx"
+    );
+    let listed = Command::new(&ctr)
+        .arg("--address")
+        .arg(&daemon.socket)
+        .args(["-n", "mirrorswap-official", "content", "ls", "-q"])
+        .output()
+        .unwrap();
+    assert!(run_ok(&listed, "ctr content ls").lines().any(|line| line == digest), "the node fetched {digest}");
+
+    // compat: the webhook's repository is another one, and the renderer says which two.
+    let webhook = run_ok(&mirrorswap(&["rewrite", "--rules", &rules, "nginx:1.27"]), "rewrite");
+    assert_eq!(webhook.trim(), format!("{mirror}/hub/nginx:1.27"));
+    let (certs_d, stderr) = render("compat");
+    for part in [
+        "warning: official Docker Hub images disagree: the webhook (--docker-hub compat) rewrites `nginx:1.27`"
+            .to_owned(),
+        format!("to `{mirror}/hub/nginx:1.27`"),
+        format!(
+            "a node pulls it as docker.io/library/nginx:1.27 through the containerd config from `{mirror}/hub/library/nginx:1.27`"
+        ),
+        "--docker-hub canonical".to_owned(),
+        "--copy-list-node-paths".to_owned(),
+    ] {
+        assert!(stderr.contains(&part), "the warning lacks {part:?}:\n{stderr}");
+    }
+    // The copy list with node paths names both repositories, so one copy run serves both.
+    let manifest = write(
+        dir.path(),
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: nginx:1.27\n",
+    );
+    let copy = run_ok(
+        &mirrorswap(&["audit", "--rules", &rules, "-f", &manifest, "-o", "copy-list", "--copy-list-node-paths"]),
+        "audit copy-list",
+    );
+    assert_eq!(
+        copy.lines().collect::<Vec<_>>(),
+        [
+            format!("docker.io/library/nginx:1.27 {mirror}/hub/nginx:1.27"),
+            format!("docker.io/library/nginx:1.27 {mirror}/hub/library/nginx:1.27"),
+        ]
+    );
+    let webhook_digest = registry.push("hub/nginx", "1.27").await;
+    assert_ne!(webhook_digest, digest);
+    let before = registry.manifest_requests_matching("/v2/hub/library/nginx/manifests/");
+    run_ok(&fetch(&certs_d), "ctr content fetch through the compat hosts.toml");
+    assert!(
+        registry.manifest_requests_matching("/v2/hub/library/nginx/manifests/") > before,
+        "the node pulls the library/ path the warning names, not the webhook's"
+    );
+}
+
 #[tokio::test]
 async fn skopeo_resolves_host_and_path_level_sources_through_the_rendered_registries_conf() {
     let Some([skopeo]) = require_all(["skopeo"]) else { return };
@@ -325,4 +434,45 @@ fn readme_node_level_examples_are_what_the_commands_write() {
         }
     }
     assert!(!certs_d.join("gcr.io").exists(), "the README says path-level sources have no hosts.toml");
+}
+
+/// Every renderer says where the webhook's compat mode and the nodes part on official images
+/// (and nothing under canonical), drops a rule for a Docker Hub alias a node never routes by,
+/// and `--out -` prints: containerd each file after a line naming it.
+#[test]
+fn renderers_warn_where_nodes_and_webhook_part_and_print_with_out_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write(
+        dir.path(),
+        "rules.conf",
+        "docker.io::m.example.org/hub\nquay.io::m.example.org/quay\nindex.docker.io/team::m.example.org/team\n",
+    );
+    for runtime in ["containerd", "crio", "k3s"] {
+        for (mode, warned) in [("compat", true), ("canonical", false)] {
+            let output = mirrorswap(&[runtime, "--rules", &rules, "--docker-hub", mode, "--out", "-"]);
+            let stdout = run_ok(&output, runtime);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let warning = "official Docker Hub images disagree: the webhook (--docker-hub compat) rewrites `nginx:1.27` \
+                           to `m.example.org/hub/nginx:1.27`, but a node pulls it as docker.io/library/nginx:1.27";
+            assert_eq!(stderr.contains(warning), warned, "{runtime} {mode}:\n{stderr}");
+            assert!(stderr.contains("from `m.example.org/hub/library/nginx:1.27`") == warned, "{runtime} {mode}");
+            if mode == "compat" {
+                assert!(
+                    stderr
+                        .contains(&format!("{rules}:3: warning: `index.docker.io/team::m.example.org/team` is not in"))
+                        && stderr.contains("runtimes name index.docker.io images docker.io"),
+                    "{runtime}:\n{stderr}"
+                );
+            }
+            assert!(!stdout.contains("index.docker.io"), "{runtime} {mode}: {stdout}");
+            if runtime == "containerd" {
+                let headers: Vec<&str> = stdout.lines().filter(|line| line.starts_with("# ==> ")).collect();
+                assert_eq!(headers, ["# ==> docker.io/hosts.toml <==", "# ==> quay.io/hosts.toml <=="], "{stdout}");
+                assert!(stderr.contains("2 registries mirrored"), "{stderr}");
+            }
+        }
+    }
+    assert!(!Path::new("-").exists(), "--out - is stdout, not a directory named -");
+    let output = mirrorswap(&["crio", "--rules", &rules, "--out", "-", "--docker-hub", "canonical"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("3 prefixes routed, 0 rules not expressible"));
 }

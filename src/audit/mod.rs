@@ -171,7 +171,18 @@ impl Inventory {
                 None => None,
             };
             let why = outside.filter(|_| unmirrored).map(mirrored::Outside::why);
-            rows.push(Row { image, rewritten, rule, reason, locations: usage.locations, mirror, unmirrored, why });
+            let node_pull = rewritten.as_deref().and_then(|rewritten| node_pull(rules, &image, rewritten));
+            rows.push(Row {
+                image,
+                rewritten,
+                rule,
+                reason,
+                locations: usage.locations,
+                mirror,
+                unmirrored,
+                why,
+                node_pull,
+            });
         }
         rows
     }
@@ -201,6 +212,15 @@ impl Inventory {
     }
 }
 
+/// Where a node, which names `image` fully qualified (`nginx` is `docker.io/library/nginx`), pulls
+/// it through node-level mirrors made from the same rules, when that is not `rewritten`: an
+/// official image under `--docker-hub compat`.
+fn node_pull(rules: &RuleSet, image: &str, rewritten: &str) -> Option<String> {
+    let qualified = mirrored::fully_qualified(image)?;
+    let node = rules.rewrite(&qualified).new_image()?.to_owned();
+    (node != rewritten).then_some(node)
+}
+
 /// One distinct image in the report; the JSON output has exactly these keys.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Row {
@@ -223,6 +243,10 @@ pub struct Row {
     /// notes. Not in the JSON, whose `reason` says it.
     #[serde(skip)]
     pub why: Option<String>,
+    /// Where a node pulls the image through mirrors rendered from the same rules, when that
+    /// is not `rewritten` (`--copy-list-node-paths`). Not in the JSON.
+    #[serde(skip)]
+    pub node_pull: Option<String>,
 }
 
 impl Row {

@@ -99,14 +99,19 @@ pub fn json(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
 
 /// `SOURCE TARGET` per image rewritten into a mirror; `missing_only` keeps those the mirror
 /// lacks. A rewrite to a registry the image chose (a port, a built host name: `unmirrored`)
-/// is no mirror to copy into.
-pub fn copy_list(out: &mut impl Write, rows: &[Row], missing_only: bool) -> std::io::Result<()> {
+/// is no mirror to copy into. `node_paths`: a second line for an image a node pulls from
+/// another path of the mirror (an official image under `--docker-hub compat`), so one copy
+/// run serves the webhook's rewrites and the node-level mirrors.
+pub fn copy_list(out: &mut impl Write, rows: &[Row], missing_only: bool, node_paths: bool) -> std::io::Result<()> {
     for row in rows {
         let Some(target) = row.rewritten.as_ref().filter(|_| !row.unmirrored) else { continue };
         if missing_only && row.mirror != Some(MirrorState::Absent) {
             continue;
         }
         writeln!(out, "{} {target}", row.source())?;
+        if let Some(node) = row.node_pull.as_ref().filter(|_| node_paths) {
+            writeln!(out, "{} {node}", row.source())?;
+        }
     }
     Ok(())
 }

@@ -93,6 +93,11 @@ pub struct AuditArgs {
     #[arg(long, env = "MIRRORSWAP_AUDIT_CHECK_CONCURRENCY", default_value_t = 16, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..))]
     pub check_concurrency: u16,
+    /// With --output copy-list: also the path a node pulls an image from when it is not the
+    /// webhook's (`docker.io/library/nginx` for `nginx` under `--docker-hub compat`), so that
+    /// node-level mirrors rendered from the same rules find it too.
+    #[arg(long, env = "MIRRORSWAP_AUDIT_COPY_LIST_NODE_PATHS")]
+    pub copy_list_node_paths: bool,
     /// With --output copy-list: only the images the mirror lacks (needs --check-mirror).
     #[arg(long, env = "MIRRORSWAP_AUDIT_MISSING_ONLY", requires = "check_mirror")]
     pub missing_only: bool,
@@ -142,6 +147,10 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     {
         let what = what.to_possible_value().map(|value| value.get_name().to_owned()).unwrap_or_default();
         eprintln!("error: --fail-on {what} needs --check-mirror (nothing is looked up without it)");
+        return Ok(ExitCode::from(2));
+    }
+    if args.copy_list_node_paths && args.output != OutputFormat::CopyList {
+        eprintln!("error: --copy-list-node-paths adds lines to the copy list: give --output copy-list with it");
         return Ok(ExitCode::from(2));
     }
     let needs_api = args.files.is_empty() || args.rules.is_none();
@@ -194,7 +203,7 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     match args.output {
         OutputFormat::Table => output::table(&mut out, &rows, args.check_mirror),
         OutputFormat::Json => output::json(&mut out, &rows),
-        OutputFormat::CopyList => output::copy_list(&mut out, &rows, args.missing_only),
+        OutputFormat::CopyList => output::copy_list(&mut out, &rows, args.missing_only, args.copy_list_node_paths),
     }
     .and_then(|()| out.flush())
     .context("writing to stdout")?;

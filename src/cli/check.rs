@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::RulesArgs;
+use crate::plural::count_s;
 use crate::rewrite::{Problem, RuleKind, Severity, excerpt};
 use crate::rules_file::LoadError;
 
@@ -43,7 +44,7 @@ fn summarize(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         Err(LoadError::Invalid { origin, diagnostics }) => {
             diagnostics.iter().for_each(|diagnostic| println!("{}", diagnostic.with_origin(&origin)));
             let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
-            println!("{origin}: {errors} error{}: no rules loaded", plural(errors));
+            println!("{origin}: {}: no rules loaded", count_s(errors, "error"));
             return Ok(ExitCode::from(2));
         }
     };
@@ -64,18 +65,12 @@ fn summarize(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let skipped = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Skipped).count();
     let warnings = loaded.diagnostics.len() + usize::from(empty);
     println!(
-        "{origin}: {} rule{} ({}), {} noswap wildcard{}; {shadowed} shadowed, {duplicated} duplicated, {skipped} skipped, {warnings} warning{} in all; ~{} KiB compiled",
-        rules.len(),
-        plural(rules.len()),
+        "{origin}: {} ({}), {}; {shadowed} shadowed, {duplicated} duplicated, {skipped} skipped, {} in all; ~{} KiB compiled",
+        count_s(rules.len(), "rule"),
         by_kind.join(", "),
-        rules.noswap_wildcards().count(),
-        plural(rules.noswap_wildcards().count()),
-        plural(warnings),
+        count_s(rules.noswap_wildcards().count(), "noswap wildcard"),
+        count_s(warnings, "warning"),
         rules.heap_bytes().div_ceil(1024),
     );
     Ok(if args.strict && warnings > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }

@@ -1,14 +1,15 @@
 //! `mirrorswap containerd`: node-level mirrors from the same rules, as containerd
 //! `hosts.toml` files or the legacy CRI `registry.mirrors` block.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 
 use super::RulesArgs;
-use super::node::{MirrorTlsArgs, report, write};
+use super::node::{MirrorTlsArgs, Routing, report, summary, write};
 use crate::node_config::{Plan, containerd};
+use crate::plural;
 
 /// What `--help` says after the flags.
 pub const HELP: &str = "\
@@ -24,7 +25,7 @@ pub struct ContainerdArgs {
     #[command(flatten)]
     pub rules: RulesArgs,
     /// Write OUT/<host>/hosts.toml for each mirrored registry (containerd's `config_path`, e.g.
-    /// /etc/containerd/certs.d).
+    /// /etc/containerd/certs.d); `-` prints each file after a `# ==> HOST/hosts.toml <==` line.
     #[arg(long, env = "MIRRORSWAP_CONTAINERD_OUT", value_name = "DIR", required_unless_present = "legacy")]
     pub out: Option<PathBuf>,
     /// Print the legacy `plugins."io.containerd.grpc.v1.cri".registry.mirrors` block instead.
@@ -51,18 +52,29 @@ pub fn run(args: &ContainerdArgs) -> anyhow::Result<ExitCode> {
         Some(_) => containerd::render(&plan, &tls, &loaded.origin),
         None => containerd::render_legacy(&plan),
     };
-    report(&loaded.origin, "the containerd config", &plan, &rendered, &tls);
-    let Some(out) = &args.out else {
-        rendered.files.iter().for_each(|(_, text)| print!("{text}"));
-        return Ok(ExitCode::SUCCESS);
-    };
-    for (name, text) in &rendered.files {
-        write(&out.join(name), text, 0o644)?;
+    report(&loaded, "the containerd config", Routing::WholeRegistries, &plan, &rendered, &tls);
+    match args.out.as_deref() {
+        None => rendered.files.iter().for_each(|(_, text)| print!("{text}")),
+        // `-` is stdout, as for crio and k3s: each file after a line naming its path.
+        Some(out) if out == Path::new("-") => {
+            for (index, (name, text)) in rendered.files.iter().enumerate() {
+                let gap = if index == 0 { "" } else { "\n" };
+                print!("{gap}# ==> {name} <==\n{text}");
+            }
+        }
+        Some(out) => {
+            for (name, text) in &rendered.files {
+                write(&out.join(name), text, 0o644)?;
+            }
+        }
     }
-    eprintln!(
-        "{} registries mirrored, {} rules not expressible in containerd",
-        rendered.files.len(),
-        rendered.skipped.len()
+    if args.out.is_none() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    summary(
+        &format!("{} mirrored", plural::count(rendered.files.len(), "registry", "registries")),
+        rendered.skipped.len(),
+        "containerd",
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::RulesArgs;
-use super::node::{report, write};
+use super::node::{Routing, report, summary, write};
 use crate::node_config::{MirrorTls, Plan, crio};
+use crate::plural;
 
 /// What `--help` says after the flags.
 pub const HELP: &str = "\
@@ -40,14 +41,14 @@ pub fn run(args: &CrioArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::from_rules(&loaded.rules);
     let tls = MirrorTls { insecure: args.insecure_registry.iter().cloned().collect(), ..MirrorTls::default() };
     let rendered = crio::render(&plan, &tls, &loaded.origin);
-    report(&loaded.origin, "registries.conf", &plan, &rendered, &tls);
+    report(&loaded, "registries.conf", Routing::Prefixes, &plan, &rendered, &tls);
     for (_, text) in &rendered.files {
         write(&args.out, text, 0o644)?;
     }
-    eprintln!(
-        "{} prefixes routed, {} rules not expressible in registries.conf",
-        plan.routes.len(),
-        rendered.skipped.len()
+    summary(
+        &format!("{} routed", plural::count(plan.routes.len(), "prefix", "prefixes")),
+        rendered.skipped.len(),
+        "registries.conf",
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -8,9 +8,10 @@ use anyhow::Context;
 use clap::Args;
 
 use super::RulesArgs;
-use super::node::{MirrorTlsArgs, report, write};
+use super::node::{MirrorTlsArgs, Routing, report, summary, write};
 use crate::node_config::k3s::{self, K3sOptions};
 use crate::node_config::{Plan, docker_config};
+use crate::plural;
 
 /// What `--help` says after the flags.
 pub const HELP: &str = "\
@@ -61,14 +62,14 @@ pub fn run(args: &K3sArgs) -> anyhow::Result<ExitCode> {
     }
     let options = K3sOptions { credentials, tls: args.tls.tls() };
     let rendered = k3s::render(&plan, &options, &loaded.origin);
-    report(&loaded.origin, "registries.yaml", &plan, &rendered, &options.tls);
+    report(&loaded, "registries.yaml", Routing::Prefixes, &plan, &rendered, &options.tls);
     for (_, text) in &rendered.files {
         write(&args.out, text, 0o600)?;
     }
-    eprintln!(
-        "{} prefixes routed, {} rules not expressible in registries.yaml",
-        plan.routes.len(),
-        rendered.skipped.len()
+    summary(
+        &format!("{} routed", plural::count(plan.routes.len(), "prefix", "prefixes")),
+        rendered.skipped.len(),
+        "registries.yaml",
     );
     Ok(ExitCode::SUCCESS)
 }

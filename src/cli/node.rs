@@ -8,7 +8,8 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Args;
 
-use crate::node_config::{MirrorTls, Plan, Rendered};
+use crate::node_config::{MirrorTls, Plan, Rendered, official};
+use crate::rules_file::Loaded;
 
 /// How the nodes verify the mirrors.
 #[derive(Debug, Clone, Args)]
@@ -34,11 +35,25 @@ impl MirrorTlsArgs {
     }
 }
 
-/// Lists on stderr, as `FILE:LINE: warning`, every rule the config leaves out, and every
-/// `--insecure-registry` host no rule mirrors to.
-pub fn report(origin: &str, runtime: &str, plan: &Plan, rendered: &Rendered, tls: &MirrorTls) {
+/// How a runtime routes: containerd mirrors whole registries, the others prefixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routing {
+    /// Only host-level routes (containerd).
+    WholeRegistries,
+    /// The longest prefix, as the webhook (CRI-O, K3s).
+    Prefixes,
+}
+
+/// Lists on stderr, as `FILE:LINE: warning`, every rule the config leaves out, every
+/// `--insecure-registry` host no rule mirrors to, and where the webhook and the nodes send
+/// official Docker Hub images to different paths.
+pub fn report(loaded: &Loaded, runtime: &str, routing: Routing, plan: &Plan, rendered: &Rendered, tls: &MirrorTls) {
+    let origin = &loaded.origin;
     for skip in &rendered.skipped {
         eprintln!("{origin}:{}: warning: `{}` is not in {runtime}: {}", skip.line, skip.rule, skip.reason);
+    }
+    if let Some(gap) = official::gap(&loaded.rules, plan, routing == Routing::WholeRegistries) {
+        eprintln!("{}", gap.warning(runtime));
     }
     let mirrors = plan.mirror_hosts();
     for host in tls.insecure.iter().filter(|host| !mirrors.contains(host.as_str())) {
@@ -71,4 +86,9 @@ pub fn write(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
     }
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// The closing line on stderr: what the config routes, and how many rules it leaves out.
+pub fn summary(routed: &str, skipped: usize, runtime: &str) {
+    eprintln!("{routed}, {} not expressible in {runtime}", crate::plural::count_s(skipped, "rule"));
 }

@@ -5,16 +5,20 @@
 //! with its line, never dropped silently.
 //!
 //! Runtimes name images as `--docker-hub canonical` does (`nginx` is
-//! `docker.io/library/nginx`), and match a `host:port` only under that exact host and port.
+//! `docker.io/library/nginx`, `index.docker.io` is `docker.io`), and match a `host:port` only
+//! under that exact host and port; [`official`] says where the webhook's compat mode sends
+//! official images elsewhere.
 
 pub mod containerd;
 pub mod crio;
 pub mod docker_config;
 pub mod k3s;
+pub mod official;
 
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::rewrite::reference::{DOCKER_HUB, DOCKER_HUB_ALIASES};
 use crate::rewrite::{RuleKind, RuleSet, Target};
 
 /// A registry host and an optional repository path under it (`harbor.example.org/airgap-images`).
@@ -124,6 +128,21 @@ impl Plan {
         let mut plan = Self::default();
         for rule in rules.rules() {
             let source = Location::parse(&rule.source);
+            if rule.kind == RuleKind::Prefix
+                && source.host != DOCKER_HUB
+                && DOCKER_HUB_ALIASES.contains(&source.host.as_str())
+            {
+                plan.skipped.push(Skipped {
+                    rule: rule.to_string(),
+                    line: rule.line,
+                    reason: format!(
+                        "runtimes name {} images docker.io, so no node pull has this source: write the rule for \
+                         docker.io (--docker-hub canonical reads it so)",
+                        source.host
+                    ),
+                });
+                continue;
+            }
             let reason = match (rule.kind, &rule.target) {
                 (RuleKind::Prefix, Target::Keep) => Some(Destination::Upstream),
                 (RuleKind::Prefix, Target::Plain(target)) => Some(Destination::Mirror(Location::parse(target))),
