@@ -60,7 +60,8 @@ fn every_workload_kind_of_a_release_with_lists_and_non_workloads() {
     let allow = ["--allow-registry", "registry.internal.example/tools"];
     let found = rows(&audit(dir.path(), &["-f", &fixture("release.yaml"), "-o", "json", allow[0], allow[1]], None));
     // (image, rewritten, reason, unmirrored, locations)
-    let hub = "docker.io::harbor.example.org/hub (line 1)";
+    let origin = dir.path().join("rules.conf").display().to_string();
+    let hub = format!("docker.io::harbor.example.org/hub ({origin}:1)");
     let expected = [
         (
             "busybox:1.36",
@@ -129,7 +130,11 @@ fn every_workload_kind_of_a_release_with_lists_and_non_workloads() {
     assert_eq!(found.len(), expected.len(), "{found:#?}");
     for (row, (image, rewritten, reason, unmirrored, locations)) in found.iter().zip(expected) {
         let keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["image", "locations", "mirror", "reason", "rewritten", "rule", "unmirrored"]);
+        assert_eq!(
+            keys,
+            ["candidates", "image", "locations", "mirror", "reason", "rewritten", "rule", "unmirrored", "why"]
+        );
+        assert_eq!((&row["why"], &row["candidates"]), (&Value::Null, &Value::Null), "{image}");
         assert_eq!(row["image"], image);
         assert_eq!(row["rewritten"], json!(rewritten), "{image}");
         assert_eq!(row["reason"], reason, "{image}");
@@ -138,7 +143,7 @@ fn every_workload_kind_of_a_release_with_lists_and_non_workloads() {
         assert_eq!(row["mirror"], Value::Null);
     }
     assert_eq!(found[5]["rule"], hub);
-    assert_eq!(found[3]["rule"], "ghcr.io:: (line 3)");
+    assert_eq!(found[3]["rule"], format!("ghcr.io:: ({origin}:3)"));
     assert_eq!(found[2]["rule"], Value::Null);
 }
 
@@ -146,7 +151,7 @@ fn every_workload_kind_of_a_release_with_lists_and_non_workloads() {
 fn table_copy_list_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let release = fixture("release.yaml");
-    let table = audit(dir.path(), &["-f", &release], None);
+    let table = audit(dir.path(), &["-f", &release, "-o", "wide"], None);
     assert_eq!(table.status.code(), Some(0), "{}", text(&table.stderr));
     let table = text(&table.stdout);
     let lines: Vec<&str> = table.lines().collect();
@@ -384,4 +389,95 @@ fn an_unreadable_workload_error_quotes_at_most_200_characters_of_a_value() {
     assert!(stderr.starts_with("error: -:1: Pod nnnn"), "{stderr:.500}");
     assert!(stderr.contains("…[5000 bytes]…") && stderr.contains("expected a sequence"), "{stderr:.500}");
     assert!(stderr.len() < 1_000, "{} bytes: {stderr:.500}", stderr.len());
+}
+
+/// What a person reads: AdmissionReviews are audited through their `request.object`; kinds
+/// with pod templates mirrorswap does not know are counted by kind; the default table fits
+/// the terminal, names rules `FILE:LINE` and says why an image is invalid; `-o wide` has
+/// every column; counts are singular for one.
+#[test]
+fn reviews_unknown_kinds_and_a_table_for_people() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let examples = root.join("examples/admission");
+    let reviews = rows(&audit(dir.path(), &["-f", examples.to_str().unwrap(), "-o", "json"], None));
+    assert_eq!(reviews.len(), 7, "every image of the three sample reviews: {reviews:#?}");
+    assert!(reviews.iter().any(|row| row["locations"][0] == "Pod/default/web containers/nginx"), "{reviews:#?}");
+
+    let manifest = "\
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: canary}
+spec: {template: {spec: {containers: [{name: a, image: 'nginx:1.26'}]}}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: blue}
+spec: {template: {spec: {containers: [{name: a, image: 'nginx:1.26'}]}}}
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: hello}
+spec: {template: {spec: {containers: [{image: 'ghcr.io/knative/hello:1'}]}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {image: 'nginx:1'}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  template:
+    spec:
+      containers:
+        - {name: bad, image: 'Shop/UPPER:1'}
+        - {name: long, image: 'quay.io/a-rather-long-organization-name/and-an-even-longer-image-name:v1.2.3-build-4567'}
+";
+    let output = audit(dir.path(), &["-f", "-"], Some(manifest));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "note: 3 documents of kinds mirrorswap does not read, whose containers are neither audited nor \
+             rewritten: Rollout (2), Service (1)"
+        ),
+        "{stderr}"
+    );
+    let table = text(&output.stdout);
+    let origin = dir.path().join("rules.conf").display().to_string();
+    assert!(table.contains(&format!("rewritten  no          {origin}:2")), "the rule is FILE:LINE:\n{table}");
+    assert!(table.contains("2 images, 1 rewritten, 1 unmirrored, missing not checked"), "{table}");
+    assert!(
+        table.contains(
+            "note: Shop/UPPER:1 is invalid: not a valid image reference (uppercase letter in repository path)"
+        ),
+        "{table}"
+    );
+    let json = rows(&audit(dir.path(), &["-f", "-", "-o", "json"], Some(manifest)));
+    assert_eq!(json[0]["why"], "not a valid image reference (uppercase letter in repository path)");
+
+    // The narrow table fits 80 columns by cutting long cells; wide never cuts.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
+        .args(["audit", "--rules", &origin, "-f", "-"])
+        .env("COLUMNS", "80")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
+    let narrow = text(&child.wait_with_output().unwrap().stdout);
+    let rows_only: Vec<&str> = narrow.lines().take_while(|line| !line.starts_with("2 images")).collect();
+    assert!(rows_only.iter().all(|line| line.chars().count() <= 80), "{narrow}");
+    assert!(rows_only[0].starts_with("IMAGE") && rows_only[0].ends_with("RULE") && !rows_only[0].contains("LOCATIONS"));
+    assert!(narrow.contains('…'), "{narrow}");
+    let wide = text(&audit(dir.path(), &["-f", "-", "-o", "wide"], Some(manifest)).stdout);
+    assert!(wide.lines().next().unwrap().ends_with("LOCATIONS"), "{wide}");
+    assert!(wide.contains("and-an-even-longer-image-name:v1.2.3-build-4567") && !wide.contains('…'), "{wide}");
+
+    // One image: singular.
+    let one = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: 'nginx:1'}]}\n";
+    let table = text(&audit(dir.path(), &["-f", "-"], Some(one)).stdout);
+    assert!(table.contains("1 image, 1 rewritten, 0 unmirrored"), "{table}");
 }

@@ -145,6 +145,94 @@ async fn table_summary_copy_list_and_fail_on_missing() {
     assert_eq!(refused.status.code(), Some(2), "--missing-only without --check-mirror");
 }
 
+/// `--swap-policy exists` decides as the server does: where `--check-mirror` reports the first
+/// candidate absent, the server (here `rewrite --swap-policy exists`, which shares its policy)
+/// takes the fallback rule's target, present, and so does audit, with each candidate and its
+/// answer in the JSON. An image no candidate has is kept (`not_in_mirror`, unmirrored).
+#[tokio::test]
+async fn swap_policy_exists_takes_the_candidate_the_server_takes() {
+    let Some(setup) = Setup::start().await else { return };
+    let mirror = setup.registry.host();
+    let rules = format!(
+        "docker.io::{mirror}/hub\nquay.io/shop::{mirror}/shop\nquay.io::{mirror}/quay\nregistry.k8s.io::127.0.0.1:9/k8s\n"
+    );
+    std::fs::write(setup.dir.path().join("rules.conf"), &rules).unwrap();
+    setup.registry.push("quay/shop/migrate", "2.1").await;
+    let rules_path = setup.path("rules.conf");
+
+    let checked = mirror_column(&setup.audit(&["--check-mirror", "-o", "json"]));
+    assert!(checked.contains(&("quay.io/shop/migrate:2.1".to_owned(), "absent".into())), "{checked:?}");
+
+    let server = Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
+        .args([
+            "rewrite",
+            "--rules",
+            &rules_path,
+            "--swap-policy",
+            "exists",
+            "--registry-auth",
+            &setup.path("auth.json"),
+        ])
+        .arg("--registry-ca")
+        .arg(setup.registry.ca_path())
+        .args(["quay.io/shop/migrate:2.1", "nginx:1.27"])
+        .output()
+        .unwrap();
+    let server = text(&server.stdout);
+    assert_eq!(
+        server.lines().collect::<Vec<_>>(),
+        [format!("{mirror}/quay/shop/migrate:2.1"), format!("{mirror}/hub/nginx:1.27")]
+    );
+
+    let output = setup.audit(&["--swap-policy", "exists", "-o", "json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let rows: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let row = |image: &str| rows.as_array().unwrap().iter().find(|row| row["image"] == image).unwrap().clone();
+    let migrate = row("quay.io/shop/migrate:2.1");
+    assert_eq!(migrate["rewritten"], format!("{mirror}/quay/shop/migrate:2.1"), "{migrate:#}");
+    assert_eq!(migrate["rule"], format!("quay.io::{mirror}/quay ({rules_path}:3)"));
+    assert_eq!((migrate["reason"].as_str(), migrate["mirror"].as_str()), (Some("rewritten"), Some("present")));
+    let candidates: Vec<(String, String)> = migrate["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|candidate| {
+            (candidate["image"].as_str().unwrap().to_owned(), candidate["answer"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        candidates,
+        [
+            (format!("{mirror}/shop/migrate:2.1"), "absent (404)".to_owned()),
+            (format!("{mirror}/quay/shop/migrate:2.1"), "present".to_owned()),
+        ]
+    );
+    assert_eq!(migrate["candidates"][0]["rule"], format!("quay.io/shop::{mirror}/shop ({rules_path}:2)"));
+    // The one lookup candidate of nginx is present; pause's mirror answers nothing: kept.
+    assert_eq!(row("nginx:1.27")["rewritten"], format!("{mirror}/hub/nginx:1.27"));
+    let pause = row("registry.k8s.io/pause:3.9");
+    assert_eq!(pause["rewritten"], Value::Null, "{pause:#}");
+    assert_eq!((pause["reason"].as_str(), pause["mirror"].as_str()), (Some("not_in_mirror"), Some("error")));
+    assert_eq!(pause["unmirrored"], true);
+    assert!(
+        pause["why"].as_str().unwrap().starts_with("kept, as the server would keep it: mirror 127.0.0.1:9/k8s: "),
+        "{pause:#}"
+    );
+    // An image outside the mirrors is neither decided nor asked.
+    assert_eq!(row("gcr.io/vendor/agent:1")["candidates"], Value::Null);
+
+    // The table names the server's pick; --fail-on error counts the kept image.
+    let table = setup.audit(&["--swap-policy", "exists", "-o", "wide", "--fail-on", "error"]);
+    assert_eq!(table.status.code(), Some(1), "{}", text(&table.stderr));
+    let table = text(&table.stdout);
+    let line = table.lines().find(|line| line.starts_with("quay.io/shop/migrate:2.1")).unwrap();
+    assert!(line.contains(&format!("{mirror}/quay/shop/migrate:2.1")) && line.contains("present"), "{table}");
+    assert!(
+        table.contains("note: registry.k8s.io/pause:3.9 is not_in_mirror: kept, as the server would keep it"),
+        "{table}"
+    );
+}
+
 #[tokio::test]
 async fn wrong_credentials_are_errors_that_never_print_the_password() {
     let Some(setup) = Setup::start().await else { return };

@@ -1,9 +1,11 @@
-//! The report's formats: an aligned table with a summary line (and notes), a JSON array of
+//! The report's formats: an aligned table (narrow, fitting the terminal, or wide) with a
+//! summary line and notes, a JSON array of
 //! [`Row`]s, and a copy list of `SOURCE TARGET` lines for `skopeo copy` / `crane copy`.
 
 use std::io::Write;
 
 use super::{MirrorState, Row};
+use crate::plural;
 
 /// Counts for the summary line and `--fail-on`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,42 +36,93 @@ impl Summary {
     }
 }
 
-/// Aligned columns, one row per image, the summary line, then a note for each image unmirrored
-/// though the rules leave it alone or rewrite it (why, in a sentence). `checked`: whether the
-/// mirror was asked, so that "0 missing" is not claimed when nothing was checked.
-pub fn table(out: &mut impl Write, rows: &[Row], checked: bool) -> std::io::Result<()> {
-    const HEADER: [&str; 7] = ["IMAGE", "REWRITTEN", "RULE", "REASON", "MIRROR", "UNMIRRORED", "LOCATIONS"];
-    let cells: Vec<[String; 7]> = rows
+/// Which columns the table shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Columns {
+    /// IMAGE, REWRITTEN, REASON, MIRROR (when asked), UNMIRRORED and RULE as `FILE:LINE`,
+    /// long cells cut to fit the width.
+    Narrow,
+    /// Every column, the rule as written and the first location; never cut.
+    Wide,
+}
+
+/// A column narrower than this is not cut further.
+const MIN_CUT_WIDTH: usize = 16;
+
+/// Aligned columns, one row per image, the summary line, then a note for each image that is
+/// invalid, kept by `--swap-policy exists`, or unmirrored though the rules leave it alone or
+/// rewrite it (why, in a sentence). `checked`: whether the mirror was asked, so that
+/// "0 missing" is not claimed when nothing was checked. `width`: the terminal's, which a
+/// narrow table's rows fit by cutting the image, rewritten and rule cells.
+pub fn table(
+    out: &mut impl Write,
+    rows: &[Row],
+    checked: bool,
+    columns: Columns,
+    width: Option<usize>,
+) -> std::io::Result<()> {
+    let wide = columns == Columns::Wide;
+    let mut header: Vec<&str> = vec!["IMAGE", "REWRITTEN"];
+    if wide {
+        header.push("RULE");
+    }
+    header.push("REASON");
+    if checked || wide {
+        header.push("MIRROR");
+    }
+    header.push("UNMIRRORED");
+    header.push(if wide { "LOCATIONS" } else { "RULE" });
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|row| {
-            let more = row.locations.len().saturating_sub(1);
-            let mut locations = row.locations.first().cloned().unwrap_or_default();
-            if more > 0 {
-                locations.push_str(&format!(" (+{more} more)"));
+            let mut cells = vec![row.image.clone(), row.rewritten.clone().unwrap_or_else(|| "-".into())];
+            if wide {
+                cells.push(
+                    row.rule.as_ref().map_or_else(|| "-".to_owned(), |rule| format!("{} ({})", rule.rule, rule.at)),
+                );
             }
-            [
-                row.image.clone(),
-                row.rewritten.clone().unwrap_or_else(|| "-".into()),
-                row.rule.clone().unwrap_or_else(|| "-".into()),
-                row.reason.to_owned(),
-                row.mirror.map_or("-", mirror_label).to_owned(),
-                if row.unmirrored { "yes" } else { "no" }.to_owned(),
-                locations,
-            ]
+            cells.push(row.reason.to_owned());
+            if checked || wide {
+                cells.push(row.mirror.map_or("-", mirror_label).to_owned());
+            }
+            cells.push(if row.unmirrored { "yes" } else { "no" }.to_owned());
+            if wide {
+                let more = row.locations.len().saturating_sub(1);
+                let mut locations = row.locations.first().cloned().unwrap_or_default();
+                if more > 0 {
+                    locations.push_str(&format!(" (+{more} more)"));
+                }
+                cells.push(locations);
+            } else {
+                cells.push(row.rule.as_ref().map_or_else(|| "-".to_owned(), |rule| rule.at.clone()));
+            }
+            cells
         })
         .collect();
-    let mut widths = HEADER.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|title| title.len()).collect();
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let header = HEADER.map(str::to_owned);
+    if let (Some(limit), false) = (width, wide) {
+        // The image, rewritten and rule cells give way, widest first.
+        let cuttable = [0, 1, header.len() - 1];
+        while widths.iter().sum::<usize>() + 2 * (widths.len() - 1) > limit {
+            let Some(&widest) = cuttable.iter().filter(|&&at| widths[at] > MIN_CUT_WIDTH).max_by_key(|&&at| widths[at])
+            else {
+                break;
+            };
+            widths[widest] -= 1;
+        }
+    }
+    let header: Vec<String> = header.iter().map(|title| (*title).to_owned()).collect();
     for row in std::iter::once(&header).chain(&cells) {
         let mut line = String::new();
-        for (index, (cell, width)) in row.iter().zip(widths).enumerate() {
+        for (index, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            let cell = cut(cell, *width);
             if index + 1 == row.len() {
-                line.push_str(cell);
+                line.push_str(&cell);
             } else {
                 line.push_str(&format!("{cell:<width$}  "));
             }
@@ -80,8 +133,10 @@ pub fn table(out: &mut impl Write, rows: &[Row], checked: bool) -> std::io::Resu
     let missing = if checked { format!("{} missing", summary.missing) } else { "missing not checked".to_owned() };
     writeln!(
         out,
-        "{} images, {} rewritten, {} unmirrored, {missing}",
-        summary.images, summary.rewritten, summary.unmirrored
+        "{}, {} rewritten, {} unmirrored, {missing}",
+        plural::count_s(summary.images, "image"),
+        summary.rewritten,
+        summary.unmirrored
     )?;
     for row in rows {
         if let Some(why) = &row.why {
@@ -89,6 +144,20 @@ pub fn table(out: &mut impl Write, rows: &[Row], checked: bool) -> std::io::Resu
         }
     }
     Ok(())
+}
+
+/// `text` in at most `width` characters: its head and tail around `…` (an image's name and
+/// tag are at its end).
+fn cut(text: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    let count = text.chars().count();
+    if count <= width || width < 2 {
+        return text.into();
+    }
+    let head = width / 3;
+    let tail = width - 1 - head;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(count - tail).collect();
+    format!("{start}…{end}").into()
 }
 
 /// A JSON array of the rows.

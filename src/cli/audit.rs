@@ -15,9 +15,10 @@ use serde_json::Value;
 
 use futures::StreamExt;
 
-use crate::audit::{Inventory, MirrorState, json, live, output, stream};
+use crate::audit::output::Columns;
+use crate::audit::{CandidateAnswer, Inventory, MirrorState, RuleRef, Swap, json, live, output, stream};
 use crate::credentials::RegistryInfo;
-use crate::registry::{Answer, CheckArgs, OnCheckError, Resolver};
+use crate::registry::{Answer, CheckArgs, OnCheckError, Resolution, Resolver, SwapPolicy, Tried, Verdict};
 use crate::rewrite::mirrored::AllowedPrefix;
 use crate::rules_file::{self, Format, Loaded};
 use crate::server::kube_rules::{self, ApiClient, ObjectKind, ObjectSource};
@@ -98,9 +99,21 @@ pub struct AuditArgs {
     /// node-level mirrors rendered from the same rules find it too.
     #[arg(long, env = "MIRRORSWAP_AUDIT_COPY_LIST_NODE_PATHS")]
     pub copy_list_node_paths: bool,
-    /// With --output copy-list: only the images the mirror lacks (needs --check-mirror).
-    #[arg(long, env = "MIRRORSWAP_AUDIT_MISSING_ONLY", requires = "check_mirror")]
+    /// With --output copy-list: only the images the mirror lacks (needs --check-mirror or
+    /// --swap-policy exists).
+    #[arg(long, env = "MIRRORSWAP_AUDIT_MISSING_ONLY")]
     pub missing_only: bool,
+    /// `exists`: decide each image as `serve --swap-policy exists` does, asking the mirrors for
+    /// each candidate in rule order (most specific first): the report shows the candidate the
+    /// server would take, or the original kept (`not_in_mirror`), and the JSON every candidate
+    /// with its answer. Implies --check-mirror. `always` (default): the rules alone.
+    #[arg(long, env = "MIRRORSWAP_SWAP_POLICY", value_enum, default_value_t = SwapPolicy::Always)]
+    pub swap_policy: SwapPolicy,
+    /// With --swap-policy exists: `keep` (a failed lookup keeps the original after trying the
+    /// other candidates) or `swap` (when no candidate is present, the first whose lookup failed
+    /// is taken), as the server's flag.
+    #[arg(long, env = "MIRRORSWAP_ON_CHECK_ERROR", value_enum, default_value_t = OnCheckError::Keep)]
+    pub on_check_error: OnCheckError,
     #[command(flatten)]
     pub check: CheckArgs,
     /// Print the process's peak memory (VmHWM) on stderr before exiting: the bounds tests read
@@ -112,9 +125,13 @@ pub struct AuditArgs {
 /// `--output`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
-    /// Aligned columns and a summary line.
+    /// Aligned columns fitting the terminal (image, rewritten, reason, mirror, unmirrored, rule
+    /// as FILE:LINE) and a summary line.
     Table,
-    /// An array of objects: image, rewritten, rule, reason, locations, mirror, unmirrored.
+    /// Every column (the rule as written, the locations), never cut.
+    Wide,
+    /// An array of objects: image, rewritten, rule, reason, why, locations, mirror,
+    /// unmirrored, candidates.
     Json,
     /// `SOURCE TARGET` per rewritten image, SOURCE fully qualified, for skopeo/crane copy loops.
     CopyList,
@@ -142,11 +159,21 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    let swap = args.swap_policy == SwapPolicy::Exists;
+    let asks_mirror = args.check_mirror || swap;
     if let Some(what) = args.fail_on.iter().find(|what| matches!(what, FailOn::Missing | FailOn::Error))
-        && !args.check_mirror
+        && !asks_mirror
     {
         let what = what.to_possible_value().map(|value| value.get_name().to_owned()).unwrap_or_default();
-        eprintln!("error: --fail-on {what} needs --check-mirror (nothing is looked up without it)");
+        eprintln!(
+            "error: --fail-on {what} needs --check-mirror or --swap-policy exists (nothing is looked up without them)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    if args.missing_only && !asks_mirror {
+        eprintln!(
+            "error: --missing-only needs --check-mirror or --swap-policy exists (nothing is looked up without them)"
+        );
         return Ok(ExitCode::from(2));
     }
     if args.copy_list_node_paths && args.output != OutputFormat::CopyList {
@@ -154,7 +181,7 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let needs_api = args.files.is_empty() || args.rules.is_none();
-    let runtime = if needs_api || args.check_mirror {
+    let runtime = if needs_api || asks_mirror {
         Some(tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?)
     } else {
         None
@@ -168,7 +195,7 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         _ => match load_file(args) {
             // Reading the file again for its mirror settings is only worth it when asking the mirror.
             Ok(loaded) => {
-                let palette = args.rules.as_deref().filter(|_| args.check_mirror);
+                let palette = args.rules.as_deref().filter(|_| asks_mirror);
                 (loaded, palette.and_then(crate::server::palette_of_rules_file))
             }
             Err(code) => return Ok(code),
@@ -189,19 +216,40 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if let Some(note) = inventory.unread_note() {
+        eprintln!("note: {note}");
+    }
 
-    let states = match &runtime {
-        Some(runtime) if args.check_mirror => {
-            let images = inventory.mirror_images(&loaded.rules);
-            runtime.block_on(check_mirrors(args, palette, &images))?
+    let (states, swaps) = match &runtime {
+        Some(runtime) if asks_mirror => {
+            // The images already in a mirror are asked about; those the rules rewrite are either
+            // decided by the server's policy or asked about as rewritten.
+            let images = inventory.mirror_images(&loaded.rules, !swap);
+            let states = runtime.block_on(check_mirrors(args, palette.clone(), &images))?;
+            let swaps = if swap {
+                let images = inventory.rewritten_images(&loaded.rules);
+                runtime.block_on(swap_decisions(args, palette, &loaded, &images))?
+            } else {
+                HashMap::new()
+            };
+            (states, swaps)
         }
-        _ => HashMap::new(),
+        _ => (HashMap::new(), HashMap::new()),
     };
-    let rows = inventory.judge(&loaded.rules, &args.allow_registries, |pulled| states.get(pulled).copied());
+    let rows = inventory.judge(
+        &loaded.rules,
+        &loaded.origin,
+        &args.allow_registries,
+        |pulled| states.get(pulled).copied(),
+        |image| swaps.get(image).cloned(),
+    );
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     match args.output {
-        OutputFormat::Table => output::table(&mut out, &rows, args.check_mirror),
+        OutputFormat::Table => {
+            output::table(&mut out, &rows, asks_mirror, Columns::Narrow, super::terminal::stdout_width())
+        }
+        OutputFormat::Wide => output::table(&mut out, &rows, asks_mirror, Columns::Wide, None),
         OutputFormat::Json => output::json(&mut out, &rows),
         OutputFormat::CopyList => output::copy_list(&mut out, &rows, args.missing_only, args.copy_list_node_paths),
     }
@@ -209,7 +257,8 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     .context("writing to stdout")?;
     let summary = output::Summary::of(&rows);
     if summary.mirror_errors > 0 {
-        eprintln!("warning: {} images could not be checked (mirror column `error`)", summary.mirror_errors);
+        let images = crate::plural::count_s(summary.mirror_errors, "image");
+        eprintln!("warning: {images} could not be checked (mirror column `error`)");
     }
     let failed = args.fail_on.iter().any(|what| match what {
         FailOn::Unmirrored => summary.unmirrored > 0,
@@ -246,6 +295,62 @@ async fn check_mirrors(
         .collect()
         .await;
     Ok(answers.into_iter().collect())
+}
+
+/// `--swap-policy exists`: each image the rules would rewrite, decided by the server's own
+/// policy ([`Resolver::resolve`]): its candidates in rule order, the first present taken,
+/// `--on-check-error` for failed lookups. Asked image by image (`--check-concurrency` at a
+/// time), each with its own `--check-timeout` and every candidate it has: the server's
+/// per-request `--check-max-lookups` bounds what one Pod costs the mirror, but here a shared
+/// budget would leave images "not asked" depending only on their order in the input, so that
+/// the report would not say what the server decides for them.
+async fn swap_decisions(
+    args: &AuditArgs,
+    palette: Option<RegistryInfo>,
+    loaded: &Loaded,
+    images: &[String],
+) -> anyhow::Result<HashMap<String, Swap>> {
+    let resolver = Resolver::new(&args.check, args.on_check_error, usize::MAX, None)?;
+    resolver.set_palette(palette);
+    let (resolver, rules, origin) = (&resolver, &loaded.rules, loaded.origin.as_str());
+    let decisions: Vec<Option<(String, Swap)>> = futures::stream::iter(images)
+        .map(|image| async move {
+            let resolved = resolver.resolve(rules, &[image.as_str()]).await;
+            let resolution = resolved.get(image)?;
+            Some((image.clone(), swap_of(resolution, origin)))
+        })
+        .buffer_unordered(usize::from(args.check_concurrency))
+        .collect()
+        .await;
+    Ok(decisions.into_iter().flatten().collect())
+}
+
+/// A resolution as the report shows it.
+fn swap_of(resolution: &Resolution<'_>, origin: &str) -> Swap {
+    let candidates = resolution
+        .tried
+        .iter()
+        .map(|tried| CandidateAnswer {
+            image: tried.image.clone(),
+            rule: RuleRef::of(tried.rule, origin),
+            answer: tried.answer(),
+        })
+        .collect();
+    let taken = resolution.taken().map(|tried| (tried.image.clone(), RuleRef::of(tried.rule, origin)));
+    let state = match resolution.taken() {
+        Some(Tried { outcome: Ok(Answer::Present), .. }) => MirrorState::Present,
+        Some(_) => MirrorState::Error,
+        None if resolution.tried.iter().all(|tried| matches!(tried.outcome, Ok(Answer::Absent(_)))) => {
+            MirrorState::Absent
+        }
+        None => MirrorState::Error,
+    };
+    let kept_because = match &resolution.verdict {
+        Verdict::Keep(why) => Some(format!("kept, as the server would keep it: {why}")),
+        Verdict::Unasked => Some("kept: no candidate was asked".to_owned()),
+        Verdict::Take(_) => None,
+    };
+    Swap { taken, state, candidates, kept_because }
 }
 
 fn load_file(args: &AuditArgs) -> Result<Loaded, ExitCode> {

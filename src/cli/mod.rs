@@ -10,6 +10,7 @@ mod manual;
 mod node;
 mod pull_secret;
 mod rewrite;
+mod terminal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::RulesArgs;
-use crate::registry::{Answer, CheckArgs, PolicyArgs, Resolved, Resolver, SwapPolicy, Verdict};
+use crate::registry::{CheckArgs, PolicyArgs, Resolved, Resolver, SwapPolicy, Verdict};
 use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged};
 
 /// Arguments of `mirrorswap rewrite`.
@@ -151,19 +151,14 @@ fn explain_checked(
         return explain_one(out, rules, image, origin);
     };
     for tried in &resolution.tried {
-        let answer = match &tried.outcome {
-            Ok(Answer::Present) => "present".to_owned(),
-            Ok(Answer::Absent(status)) => format!("absent ({status})"),
-            Err(error) => format!("error: {error}"),
-        };
-        let cached = if tried.cached { ", cached" } else { "" };
         let rule = tried.rule;
         writeln!(
             out,
-            "{image}: candidate {} from {} rule `{rule}` ({origin}:{}): {answer}{cached}",
+            "{image}: candidate {} from {} rule `{rule}` ({origin}:{}): {}",
             tried.image,
             rule.kind.name(),
-            rule.line
+            rule.line,
+            tried.answer()
         )
         .context("writing to stdout")?;
     }

@@ -36,6 +36,19 @@ pub struct Tried<'r> {
     pub cached: bool,
 }
 
+impl Tried<'_> {
+    /// What the mirror said, as `rewrite --explain` and `audit` show it: `present`,
+    /// `absent (404)` or `error: …`, with `, cached` when the answer was.
+    pub fn answer(&self) -> String {
+        let answer = match &self.outcome {
+            Ok(Answer::Present) => "present".to_owned(),
+            Ok(Answer::Absent(status)) => format!("absent ({status})"),
+            Err(error) => format!("error: {error}"),
+        };
+        if self.cached { format!("{answer}, cached") } else { answer }
+    }
+}
+
 /// The verdict for one image and the candidates tried on the way (held inline when it is one,
 /// as on a warm cache).
 #[derive(Clone, Debug, PartialEq, Eq)]
