@@ -58,8 +58,59 @@ failurePolicy to a request mirrorswap would have answered.
 {{- end }}
 {{- end }}
 
+{{- /*
+Palette's image-swap values (config.ociImageRegistry: endpoint, username, password, caCert,
+insecureSkipVerify) for the registry checks, as JSON: {"host", "auth", "ca", "insecure"}, each
+set only when the checks run (swapPolicy exists) and the value is given. The credentials and the
+CA go into a Secret the chart renders (templates/registry-secret.yaml), mounted like
+registryAuth.existingSecret and registryCa, never into args, env or NOTES. A value given twice
+(Palette's and the chart's own) or half given fails the render, naming what to set.
+*/ -}}
+{{- define "mirrorswap.paletteRegistryCheck" -}}
+{{- $registry := dig "ociImageRegistry" dict (.Values.config | default dict) }}
+{{- $out := dict }}
+{{- if eq .Values.registryCheck.swapPolicy "exists" }}
+{{- $endpoint := toString (dig "endpoint" "" $registry) }}
+{{- $host := regexReplaceAll "^[a-zA-Z][a-zA-Z0-9+.-]*://" $endpoint "" | splitList "/" | first }}
+{{- $username := toString (dig "username" "" $registry) }}
+{{- $password := toString (dig "password" "" $registry) }}
+{{- $ca := toString (dig "caCert" "" $registry) }}
+{{- $insecure := dig "insecureSkipVerify" false $registry }}
+{{- $given := or $username $password $ca $insecure }}
+{{- if and $given (not $host) }}
+{{- fail "config.ociImageRegistry has credentials, caCert or insecureSkipVerify but no endpoint: set config.ociImageRegistry.endpoint to the mirror's host (such as harbor.example.org) so that the registry checks (registryCheck.swapPolicy exists) use them for it" }}
+{{- end }}
+{{- if and $username (not $password) }}
+{{- fail "config.ociImageRegistry.username is set without config.ociImageRegistry.password: set the password too (or remove the username) so that the registry checks can log in to the mirror" }}
+{{- end }}
+{{- if and $password (not $username) }}
+{{- fail "config.ociImageRegistry.password is set without config.ociImageRegistry.username: set the username too so that the registry checks can log in to the mirror" }}
+{{- end }}
+{{- if and $username .Values.registryAuth.existingSecret }}
+{{- fail (printf "config.ociImageRegistry.username/password and registryAuth.existingSecret (%s) both give the mirror's credentials for the registry checks: keep one" .Values.registryAuth.existingSecret) }}
+{{- end }}
+{{- if and $ca (or .Values.registryCa.existingSecret .Values.registryCa.existingConfigMap) }}
+{{- fail "config.ociImageRegistry.caCert and registryCa both give the mirror's CA for the registry checks: keep one" }}
+{{- end }}
+{{- if and $ca (not (contains "-----BEGIN CERTIFICATE-----" $ca)) }}
+{{- fail "config.ociImageRegistry.caCert holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the mirror's CA in PEM" }}
+{{- end }}
+{{- $_ := set $out "host" $host }}
+{{- if $username }}{{- $_ := set $out "auth" true }}{{- end }}
+{{- if $ca }}{{- $_ := set $out "ca" true }}{{- end }}
+{{- if $insecure }}{{- $_ := set $out "insecure" true }}{{- end }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{- /* The name of the Secret holding Palette's credentials and CA for the checks. */ -}}
+{{- define "mirrorswap.paletteRegistrySecret" -}}
+{{- printf "%s-registry-check" (include "mirrorswap.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "mirrorswap.registryCheckArgs" -}}
 {{- $check := .Values.registryCheck }}
+{{- $palette := include "mirrorswap.paletteRegistryCheck" . | fromJson }}
 {{- /* always is the server's default: no flag, so the rendered args stay what they were. */ -}}
 {{- if eq $check.swapPolicy "exists" }}
 - --swap-policy=exists
@@ -72,14 +123,20 @@ failurePolicy to a request mirrorswap would have answered.
 - --check-max-lookups={{ int64 $check.maxLookups }}
 - --check-host-concurrency={{ int64 $check.hostConcurrency }}
 {{- end }}
-{{- if .Values.registryAuth.existingSecret }}
+{{- if or .Values.registryAuth.existingSecret $palette.auth }}
 - --registry-auth=/etc/mirrorswap/registry-auth/.dockerconfigjson
 {{- end }}
 {{- with include "mirrorswap.registryCaSource" . }}
 - --registry-ca=/etc/mirrorswap/registry-ca/{{ $.Values.registryCa.key }}
 {{- end }}
+{{- if $palette.ca }}
+- --registry-ca=/etc/mirrorswap/registry-ca/ca.crt
+{{- end }}
 {{- range $check.insecureRegistries }}
 - --insecure-registry={{ . }}
+{{- end }}
+{{- if and $palette.insecure (not (has $palette.host $check.insecureRegistries)) }}
+- --insecure-registry={{ $palette.host }}
 {{- end }}
 {{- end }}
 
@@ -94,12 +151,13 @@ failurePolicy to a request mirrorswap would have answered.
 {{- end }}
 
 {{- define "mirrorswap.registryCheckMounts" -}}
-{{- if .Values.registryAuth.existingSecret }}
+{{- $palette := include "mirrorswap.paletteRegistryCheck" . | fromJson }}
+{{- if or .Values.registryAuth.existingSecret $palette.auth }}
 - name: registry-auth
   mountPath: /etc/mirrorswap/registry-auth
   readOnly: true
 {{- end }}
-{{- if include "mirrorswap.registryCaSource" . }}
+{{- if or (include "mirrorswap.registryCaSource" .) $palette.ca }}
 - name: registry-ca
   mountPath: /etc/mirrorswap/registry-ca
   readOnly: true
@@ -108,6 +166,7 @@ failurePolicy to a request mirrorswap would have answered.
 
 {{- /* Whole-directory mounts (no subPath), so an edited Secret or ConfigMap reaches the pod and is reloaded. */ -}}
 {{- define "mirrorswap.registryCheckVolumes" -}}
+{{- $palette := include "mirrorswap.paletteRegistryCheck" . | fromJson }}
 {{- with .Values.registryAuth.existingSecret }}
 - name: registry-auth
   secret:
@@ -115,6 +174,22 @@ failurePolicy to a request mirrorswap would have answered.
     items:
       - key: .dockerconfigjson
         path: .dockerconfigjson
+{{- end }}
+{{- if $palette.auth }}
+- name: registry-auth
+  secret:
+    secretName: {{ include "mirrorswap.paletteRegistrySecret" . }}
+    items:
+      - key: .dockerconfigjson
+        path: .dockerconfigjson
+{{- end }}
+{{- if $palette.ca }}
+- name: registry-ca
+  secret:
+    secretName: {{ include "mirrorswap.paletteRegistrySecret" . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
 {{- end }}
 {{- $source := include "mirrorswap.registryCaSource" . }}
 {{- $ca := .Values.registryCa }}
