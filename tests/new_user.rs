@@ -178,7 +178,7 @@ fn completions_and_the_man_page_cover_every_command() {
         let output = mirrorswap(&["completions", shell]);
         assert!(output.status.success(), "{shell}: {}", text(&output.stderr));
         let script = text(&output.stdout);
-        for word in ["audit", "containerd", "--swap-policy", "--copy-list-node-paths", "completions"] {
+        for word in ["audit", "containerd", "swap-policy", "copy-list-node-paths", "completions"] {
             assert!(script.contains(word), "{shell} completion lacks {word}");
         }
     }
@@ -266,4 +266,74 @@ fn rules_files_get_a_did_you_mean() {
     let example = root().join("examples/rules/registry-connect.yaml");
     let output = mirrorswap(&["check", "--strict", "--rules", example.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output.stdout));
+}
+
+/// `certs` from the release bundle, with no `manifests/` beside it: the Secret and the caBundle
+/// on their own; the kustomization only over a base that exists; nothing left after an error.
+#[test]
+fn certs_works_outside_a_checkout_and_leaves_nothing_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = mirrorswap_in(dir.path(), &["certs", "-n", "shop"], &[]);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no manifests/base here (not a checkout) and no --base: no kustomization written"),
+        "{stderr}"
+    );
+    let out = dir.path().join("certs/out");
+    assert!(out.join("secret.yaml").exists() && !out.join("kustomization.yaml").exists());
+    assert!(std::fs::read_to_string(out.join("secret.yaml")).unwrap().contains("namespace: shop"));
+    assert!(!text(&output.stdout).trim().is_empty(), "the caBundle is printed");
+
+    // With a base of its own (--manifests is the same flag), the kustomization is written.
+    std::fs::create_dir_all(dir.path().join("deploy")).unwrap();
+    let output = mirrorswap_in(dir.path(), &["certs", "--manifests", "deploy", "--out-dir", "with-base"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let kustomization = std::fs::read_to_string(dir.path().join("with-base/kustomization.yaml")).unwrap();
+    assert!(kustomization.contains("  - ../deploy\n"), "{kustomization}");
+
+    // (what, arguments, what stderr says): each fails with exit 2 and creates nothing.
+    let cases = [
+        (
+            "a base that is not there",
+            vec!["certs", "--base", "nowhere", "--out-dir", "new/out"],
+            "--base nowhere: no such directory",
+        ),
+        (
+            "a CA that cannot be read",
+            vec!["certs", "--ca-cert", "missing.crt", "--ca-key", "missing.key", "--out-dir", "new/out"],
+            "cannot read missing.crt",
+        ),
+    ];
+    for (what, args, expected) in cases {
+        let output = mirrorswap_in(dir.path(), &args, &[]);
+        assert_eq!(output.status.code(), Some(2), "{what}");
+        assert!(text(&output.stderr).contains(expected), "{what}: {}", text(&output.stderr));
+        assert!(!dir.path().join("new").exists(), "{what}: left a directory behind");
+    }
+}
+
+/// `-n` is `--namespace` wherever a command has one.
+#[test]
+fn dash_n_is_namespace_everywhere() {
+    for command in ["audit", "certs", "pull-secret"] {
+        let help = text(&mirrorswap(&[command, "--help"]).stdout);
+        assert!(help.contains("-n, --namespace"), "{command} --help:\n{help}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let password = write(dir.path(), "pw.txt", "PLANTED-pw\n");
+    let output = mirrorswap(&[
+        "pull-secret",
+        "--server",
+        "harbor.example.org",
+        "--username",
+        "u",
+        "--password-file",
+        &password,
+        "-n",
+        "shop",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let secret: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(secret["metadata"]["namespace"], "shop");
 }

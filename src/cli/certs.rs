@@ -22,7 +22,7 @@ use crate::certs::Ca;
 pub struct CertsArgs {
     /// Namespace of the whole kustomization (every object, the webhook's Service reference and
     /// its namespace exclusion) and of the certificate's names.
-    #[arg(long, env = "MIRRORSWAP_NAMESPACE", default_value = "mirrorswap", value_parser = dns_label)]
+    #[arg(short = 'n', long, env = "MIRRORSWAP_NAMESPACE", default_value = "mirrorswap", value_parser = dns_label)]
     pub namespace: String,
     /// Name of the webhook Service; the certificate names SERVICE.NAMESPACE.svc and
     /// SERVICE.NAMESPACE.svc.cluster.local.
@@ -58,10 +58,14 @@ pub struct CertsArgs {
     /// re-issues only the serving certificate.
     #[arg(long, env = "MIRRORSWAP_OUT_DIR", default_value = "certs/out")]
     pub out_dir: PathBuf,
-    /// The kustomization that kustomization.yaml builds on.
-    #[arg(long, env = "MIRRORSWAP_BASE", default_value = "manifests/base")]
-    pub base: PathBuf,
+    /// The kustomization that kustomization.yaml builds on [default: manifests/base when it
+    /// exists, as in a checkout; without it only the Secret and the caBundle are written].
+    #[arg(long, alias = "manifests", env = "MIRRORSWAP_BASE", value_name = "DIR")]
+    pub base: Option<PathBuf>,
 }
+
+/// The base of a checkout, used when it is there.
+const CHECKOUT_BASE: &str = "manifests/base";
 
 /// The CA that signs this run, and where it came from.
 struct Signer {
@@ -74,8 +78,39 @@ struct Signer {
     previous: Option<String>,
 }
 
-/// Issues the certificates, writes the files and prints the `caBundle`.
+/// Issues the certificates, writes the files and prints the `caBundle`. An error leaves no
+/// directory it created behind.
 pub fn run(args: &CertsArgs) -> anyhow::Result<ExitCode> {
+    let base = match &args.base {
+        Some(base) if !base.is_dir() => anyhow::bail!(
+            "--base {}: no such directory: give the kustomization to build on (manifests/base of a checkout), \
+             or leave --base out to write only the Secret and the caBundle",
+            base.display()
+        ),
+        Some(base) => Some(base.clone()),
+        None => Some(PathBuf::from(CHECKOUT_BASE)).filter(|base| base.is_dir()),
+    };
+    let created = first_missing(&args.out_dir);
+    let issued = issue(args, base.as_deref());
+    if let (Err(_), Some(created)) = (&issued, created) {
+        let _ = fs::remove_dir_all(created);
+    }
+    issued
+}
+
+/// The outermost directory of `dir` that does not exist yet (what creating it would add).
+fn first_missing(dir: &Path) -> Option<PathBuf> {
+    let mut missing = None;
+    for ancestor in dir.ancestors().filter(|ancestor| !ancestor.as_os_str().is_empty()) {
+        if ancestor.exists() {
+            break;
+        }
+        missing = Some(ancestor.to_path_buf());
+    }
+    missing
+}
+
+fn issue(args: &CertsArgs, base: Option<&Path>) -> anyhow::Result<ExitCode> {
     let service_name = format!("{}.{}.svc", args.service, args.namespace);
     let mut names = vec![service_name.clone(), format!("{service_name}.cluster.local")];
     names.extend(args.extra_names.iter().cloned());
@@ -99,7 +134,7 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<ExitCode> {
     let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
     let ca_bundle = b64(&bundle);
 
-    let base = relative_to(&args.base, &args.out_dir)?;
+    let base = base.map(|base| relative_to(base, &args.out_dir)).transpose()?;
     // The Secret's ca.crt is the bundle (base64 of PEM), which is exactly what caBundle holds.
     let secret = format!(
         "# TLS Secret of the mirrorswap webhook, written by `mirrorswap certs`. Keep it private.\n\
@@ -112,14 +147,16 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<ExitCode> {
         cert = b64(&cert_pem),
         key = b64(&key_pem),
     );
-    let kustomization = kustomization(args, &base);
+    let kustomization = base.as_deref().map(|base| kustomization(args, base));
     let mut files = vec![
         ("ca.crt", signer.ca.cert_pem.as_str()),
         ("tls.crt", cert_pem.as_str()),
         ("tls.key", key_pem.as_str()),
         ("secret.yaml", secret.as_str()),
-        ("kustomization.yaml", kustomization.as_str()),
     ];
+    if let Some(kustomization) = &kustomization {
+        files.push(("kustomization.yaml", kustomization.as_str()));
+    }
     if signer.key_in_out_dir {
         files.push(("ca.key", signer.ca.key_pem.as_str()));
     }
@@ -131,14 +168,20 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<ExitCode> {
     if !signer.key_in_out_dir {
         remove_stale_key(&args.out_dir.join("ca.key"), args.ca_key.as_deref())?;
     }
+    let out = args.out_dir.display();
+    let apply = match &base {
+        Some(_) => format!("apply with: kubectl apply -k {out}"),
+        None => format!(
+            "no {CHECKOUT_BASE} here (not a checkout) and no --base: no kustomization written; apply \
+             {out}/secret.yaml and put the caBundle below into your webhook configuration (or give --base DIR)"
+        ),
+    };
     eprintln!(
-        "wrote {} (certificate for {}, valid {} days, CA {}{}); apply with: kubectl apply -k {}",
-        args.out_dir.display(),
+        "wrote {out} (certificate for {}, valid {} days, CA {}{}); {apply}",
         names.join(", "),
         args.days,
         signer.origin,
         if signer.previous.is_some() { "; the caBundle also holds the previous CA until the next run" } else { "" },
-        args.out_dir.display()
     );
     eprintln!("caBundle for the MutatingWebhookConfiguration:");
     println!("{ca_bundle}");

@@ -38,7 +38,7 @@ pub struct PullSecretArgs {
     #[arg(long, env = "MIRRORSWAP_PULL_SECRET_NAME", default_value = "mirror-pull")]
     pub name: String,
     /// Namespace of the Secret; without it the manifest has none (kubectl -n decides).
-    #[arg(long, env = "MIRRORSWAP_PULL_NAMESPACE")]
+    #[arg(short = 'n', long, env = "MIRRORSWAP_PULL_NAMESPACE")]
     pub namespace: Option<String>,
     /// Write the manifest to FILE (created with mode 0600) instead of stdout.
     #[arg(long, env = "MIRRORSWAP_PULL_OUT", value_name = "FILE")]
