@@ -208,7 +208,7 @@ fn completions_and_the_man_page_cover_every_command() {
 #[test]
 fn rules_files_get_a_did_you_mean() {
     let dir = tempfile::tempdir().unwrap();
-    let palette = root().join("tests/fixtures/palette");
+    let palette = root().join("examples/palette");
     let secret = std::fs::read_to_string(palette.join("registry-secret.yaml")).unwrap();
     let user_data = std::fs::read_to_string(palette.join("user-data.yaml")).unwrap();
     let misspelled = user_data.replace("registryMappingRules", "registryMapingRules");

@@ -413,7 +413,7 @@ fn readme_node_level_examples_are_what_the_commands_write() {
     let rules = root.join("examples/rules/node-mirrors.conf").display().to_string();
     let dir = tempfile::tempdir().unwrap();
     let auth =
-        write(dir.path(), "config.json", &common::registry::docker_config("harbor.example.org", "robot$nodes", "x"));
+        write(dir.path(), "config.json", &common::registry::docker_config("harbor.example.org", "robot$mirror", "x"));
     let ca = "/etc/ssl/certs/harbor-ca.pem";
     let certs_d = dir.path().join("certs.d");
     run_ok(

@@ -1,4 +1,4 @@
-//! Palette's documents used as they are (`tests/fixtures/palette/`): rules
+//! Palette's documents used as they are (`examples/palette/`): rules
 //! found wherever each keeps them, with the lines of the whole file, the
 //! rewrites the documents state, credentials turned into one pull secret, and
 //! the credentials planted in them (`PLANTED-…`) never shown by any command
@@ -39,7 +39,7 @@ fn shows_secret(text: &str) -> bool {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/palette").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/palette").join(name)
 }
 
 fn read(name: &str) -> String {
@@ -136,7 +136,7 @@ fn document_shapes_and_mistakes() {
         "repositoryName: security-images\n        description: a plain string\n          over two lines",
     );
     let broken_block =
-        connect.replace("\"grc.io/spectro-dev-public\": \"example", "\"grc.io/spectro-dev-public: \"example");
+        connect.replace("\"gcr.io/spectro-dev-public\": \"example", "\"gcr.io/spectro-dev-public: \"example");
     let two_keys = format!("{user_data}registryMappingRules:\n  \"a.io\": \"m.io\"\n");
     let no_rules = read("user-data-single.yaml")
         .replace("  registryMappingRules:\n    \"all\": \"example.registry.com/internal-images\"\n", "");
@@ -145,8 +145,8 @@ fn document_shapes_and_mistakes() {
         "registryMappingRules: |\n            \"x.io\": \"m.io\"\n          \"us-east1-docker.pkg.dev/spectro-images/daily\"",
     );
     let bad_rule = connect.replace(
-        "\"grc.io/spectro-dev-public\": \"example.registry.com/internal-images",
-        "\"grc.io/spectro-dev-public\": \"example.registry.com/Internal-images",
+        "\"gcr.io/spectro-dev-public\": \"example.registry.com/internal-images",
+        "\"gcr.io/spectro-dev-public\": \"example.registry.com/Internal-images",
     );
 
     // (case, text, Ok(image, rewritten) or Err(line, message parts))
@@ -167,7 +167,7 @@ fn document_shapes_and_mistakes() {
         (
             "malformed block string",
             broken_block.clone(),
-            Err((line_of(&broken_block, "\"grc.io/spectro-dev-public: "), strings(&["not YAML"]))),
+            Err((line_of(&broken_block, "\"gcr.io/spectro-dev-public: "), strings(&["not YAML"]))),
         ),
         (
             "a bad rule in a block string",
@@ -462,8 +462,8 @@ fn serve_logs_leaks(dir: &Path, documents: &[PathBuf]) -> Vec<String> {
 async fn serve_reads_and_reloads_the_whole_user_data() {
     let hub = |mirror: &str| {
         read("user-data.yaml").replace(
-            "      \"grc.io/spectro-images-public\"",
-            &format!("      \"docker.io\": \"{mirror}/hub\"\n      \"grc.io/spectro-images-public\""),
+            "      \"gcr.io/spectro-images-public\"",
+            &format!("      \"docker.io\": \"{mirror}/hub\"\n      \"gcr.io/spectro-images-public\""),
         )
     };
     let server = TestServer::start_with_rules(&hub("first.example.org"), "user-data.yaml", &[]).await;
