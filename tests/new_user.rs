@@ -2,6 +2,8 @@
 //! and exit codes. Every error names what failed, the value, and what to do, and never a
 //! credential; shell completions and the man page come from the same flags as `--help`.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -336,4 +338,112 @@ fn dash_n_is_namespace_everywhere() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let secret: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(secret["metadata"]["namespace"], "shop");
+}
+
+/// A `serve` process on loopback with a test certificate and `log_level` (and `RUST_LOG` when
+/// given), sent one Pod review over HTTP/2; its log.
+async fn serve_log(log_level: &str, rust_log: Option<&str>) -> String {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = mirrorswap::certs::issue("new-user test CA", &["localhost".into(), "127.0.0.1".into()], 1).unwrap();
+    let (cert, key) = (write(dir.path(), "tls.crt", &ca.cert_pem), write(dir.path(), "tls.key", &ca.key_pem));
+    let rules = write(dir.path(), "rules.conf", common::RULES);
+    let port = common::registry::free_port();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorswap"));
+    command
+        .args(["serve", "--rules", &rules, "--tls-cert", &cert, "--tls-key", &key, "--log-format", "text"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", "127.0.0.1:0", "--log-level", log_level])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped());
+    if let Some(filter) = rust_log {
+        command.env("RUST_LOG", filter);
+    }
+    let mut child = command.spawn().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve did not listen");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let review = std::fs::read(root().join("examples/admission/pod.json")).unwrap();
+    let mut client = common::Client::connect(addr, &ca.ca_pem, common::Protocol::Http2).await;
+    let (status, _) = client.post("/mutate", "application/json", review).await;
+    assert_eq!(status, 200);
+    drop(client);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    terminate(&child);
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let _ = child.wait();
+    log
+}
+
+/// SIGTERM, so that the server flushes its log as it stops.
+fn terminate(child: &std::process::Child) {
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
+}
+
+/// `--log-level debug` shows mirrorswap's debug lines (one per rewrite) and none of its
+/// dependencies' (hyper, h2, rustls); `RUST_LOG` still overrides and shows theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_debug_is_mirrorswaps_own_debug() {
+    let debug_lines =
+        |log: &str| -> Vec<String> { log.lines().filter(|line| line.contains(" DEBUG ")).map(str::to_owned).collect() };
+    let log = serve_log("debug", None).await;
+    let lines = debug_lines(&log);
+    assert!(lines.iter().any(|line| line.contains("DEBUG mirrorswap::server")), "no mirrorswap debug line:\n{log}");
+    let foreign: Vec<&String> = lines.iter().filter(|line| !line.contains("DEBUG mirrorswap")).collect();
+    assert!(foreign.is_empty(), "dependencies' debug lines: {foreign:#?}");
+
+    let log = serve_log("info", Some("debug")).await;
+    assert!(
+        debug_lines(&log).iter().any(|line| !line.contains("DEBUG mirrorswap")),
+        "RUST_LOG=debug shows theirs:\n{log}"
+    );
+}
+
+/// The rules watch of an API server that is away: one warning per retry naming the server and
+/// the object, and no `kube_client` ERROR line repeating it.
+#[test]
+fn an_unreachable_api_server_is_named_once_per_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = write(
+        dir.path(),
+        "kubeconfig.yaml",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:9\n\
+         users:\n- name: u\n  user:\n    token: PLANTED-token\ncontexts:\n- name: x\n  context:\n    cluster: c\n    \
+         user: u\ncurrent-context: x\n",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
+        .args([
+            "serve",
+            "--rules-secret",
+            "jet-system/registry-info",
+            "--kubeconfig",
+            &kubeconfig,
+            "--log-format",
+            "text",
+        ])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--dev-ca-out"])
+        .arg(dir.path().join("ca.pem"))
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    terminate(&child);
+    let output = child.wait_with_output().unwrap();
+    let log = text(&output.stderr);
+    let warnings: Vec<&str> = log.lines().filter(|line| line.contains("Kubernetes API https://127.0.0.1:9")).collect();
+    assert!(warnings.len() >= 2, "{log}");
+    assert!(
+        warnings.iter().all(|line| line.contains(
+            "watching secret/jet-system/registry-info:MIRROR_REGISTRIES at the Kubernetes API https://127.0.0.1:9: "
+        ) && line.contains("Connection refused")
+            && line.contains("is the API server up and reachable from here?")),
+        "{log}"
+    );
+    assert!(!log.contains("kube_client"), "kube's own ERROR line is back:\n{log}");
+    assert!(!log.contains("PLANTED"), "{log}");
 }
