@@ -48,6 +48,8 @@ pub struct Reply {
     pub declared: bool,
     /// Never answer.
     pub stall: bool,
+    /// Send each 64 KiB chunk of the streamed body this long after the one before.
+    pub trickle: Option<std::time::Duration>,
 }
 
 impl Reply {
@@ -72,6 +74,13 @@ impl Reply {
     /// `bytes` of `x` streamed in 64 KiB chunks, chunked (no `Content-Length`).
     pub fn streamed(mut self, bytes: u64) -> Self {
         self.streamed = bytes;
+        self
+    }
+
+    /// As [`Self::streamed`], one chunk every `every`.
+    pub fn trickled(mut self, bytes: u64, every: std::time::Duration) -> Self {
+        self.streamed = bytes;
+        self.trickle = Some(every);
         self
     }
 
@@ -204,9 +213,15 @@ fn response(reply: Reply) -> hyper::Response<BoxBody<Bytes, Infallible>> {
         let chunks = reply.streamed.div_ceil(CHUNK);
         let last = reply.streamed - (chunks - 1) * CHUNK;
         let head = futures::stream::iter([Ok(Frame::data(Bytes::from(reply.body)))]);
-        let tail = futures::stream::iter(0..chunks).map(move |index| {
+        let trickle = reply.trickle;
+        let tail = futures::stream::iter(0..chunks).then(move |index| {
             let data = if index + 1 == chunks { chunk.slice(..last as usize) } else { chunk.clone() };
-            Ok::<_, Infallible>(Frame::data(data))
+            async move {
+                if let Some(every) = trickle {
+                    tokio::time::sleep(every).await;
+                }
+                Ok::<_, Infallible>(Frame::data(data))
+            }
         });
         BodyExt::boxed(StreamBody::new(head.chain(tail)))
     };
