@@ -25,6 +25,8 @@ pub mod chart;
 pub mod components;
 pub mod hostile;
 pub mod k8s_update;
+pub mod kube;
+pub mod kube_pki;
 pub mod registry;
 pub mod tools;
 
