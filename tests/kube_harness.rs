@@ -1,4 +1,4 @@
-//! The real control plane harness (`common::kube`) itself: it starts, stores objects, judges
+//! The real control plane harness (`common::control_plane`) itself: it starts, stores objects, judges
 //! RBAC by client certificate, and leaves nothing behind — neither when dropped nor when the
 //! process holding it goes away (the watchdog). Its start and stop times are printed for
 //! docs/testing.md.
@@ -8,7 +8,7 @@ mod common;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;
 
-use common::kube::ControlPlane;
+use common::control_plane::ControlPlane;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 
@@ -26,7 +26,7 @@ async fn a_control_plane_stores_objects_judges_rbac_and_leaves_nothing_behind() 
     assert_eq!(stored.metadata.labels.unwrap()["kubernetes.io/metadata.name"], "harness");
 
     // A user outside system:masters is refused by RBAC.
-    let nobody = common::kube::client_from(&plane.kubeconfig_as("nobody", None)).await;
+    let nobody = common::control_plane::client_from(&plane.kubeconfig_as("nobody", None)).await;
     let error = Api::<Namespace>::all(nobody).list(&Default::default()).await.unwrap_err();
     assert!(error.to_string().contains("forbidden"), "{error}");
     // The audit log saw both.
