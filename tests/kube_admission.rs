@@ -86,7 +86,8 @@ async fn objects_from_before_the_webhook_take_updates_without_a_422_or_an_image_
 
     // Label updates, each kind (a Job's template is immutable: rewriting it would be a 422).
     for kind in KINDS {
-        let answer = merge_patch(&client, kind, namespace, "old", &json!({"metadata": {"labels": {"team": "a"}}})).await;
+        let answer =
+            merge_patch(&client, kind, namespace, "old", &json!({"metadata": {"labels": {"team": "a"}}})).await;
         assert_eq!(answer.status, 200, "{kind} label update: {}", answer.body);
         let (_, pointer) = workload(kind, namespace, "old", &[]);
         assert_eq!(answer.images(pointer), IMAGES, "{kind}: a label update changes no image");

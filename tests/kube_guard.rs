@@ -80,7 +80,8 @@ async fn deny_and_warn_on_create_and_on_the_updates_users_make() {
 
         // UPDATEs of objects from before the webhook: neither refused nor warned about.
         for kind in ["Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"] {
-            let answer = merge_patch(&client, kind, namespace, "old", &json!({"metadata": {"labels": {"l": "1"}}})).await;
+            let answer =
+                merge_patch(&client, kind, namespace, "old", &json!({"metadata": {"labels": {"l": "1"}}})).await;
             assert_eq!((answer.status, answer.warnings.clone()), (200, vec![]), "{mode} {kind} label: {}", answer.body);
         }
         for resource in ["deployment/old", "statefulset/old", "daemonset/old"] {
@@ -115,7 +116,9 @@ async fn deny_and_warn_on_create_and_on_the_updates_users_make() {
                 !output.status.success() && stderr.contains("denied the request") && stderr.contains("debug:1"),
                 "{stderr}"
             ),
-            _ => assert!(output.status.success() && stderr.contains("Warning") && stderr.contains("debug:1"), "{stderr}"),
+            _ => {
+                assert!(output.status.success() && stderr.contains("Warning") && stderr.contains("debug:1"), "{stderr}")
+            }
         }
         let pod = get(&client, "Pod", namespace, "old").await;
         let debuggers = pod["spec"]["ephemeralContainers"].as_array().unwrap().len();

@@ -57,7 +57,8 @@ async fn put_registry_info(client: &kube::Client, rules: &str) {
 }
 
 async fn put_secret(client: &kube::Client, name: &str, data: &[(&str, &str)]) {
-    let data: serde_json::Map<String, Value> = data.iter().map(|(key, value)| ((*key).to_owned(), json!(value))).collect();
+    let data: serde_json::Map<String, Value> =
+        data.iter().map(|(key, value)| ((*key).to_owned(), json!(value))).collect();
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NAMESPACE},
                         "type": "Opaque", "stringData": data});
     let path = format!("/api/v1/namespaces/{NAMESPACE}/secrets");
@@ -156,7 +157,11 @@ async fn the_registry_info_secret_drives_the_rules_through_the_api() {
     assert_eq!(server.metric(failures).await, 0.0);
     put_registry_info(&client, "docker.io::c.example.org/docker.io,quay.io").await;
     assert!(eventually(WITHIN, async || server.metric(failures).await == 1.0).await, "the broken edit is counted");
-    assert_eq!(nginx_now(&server).await, "b.example.org/docker.io/nginx:1.27", "a broken edit keeps the last good rules");
+    assert_eq!(
+        nginx_now(&server).await,
+        "b.example.org/docker.io/nginx:1.27",
+        "a broken edit keeps the last good rules"
+    );
     assert_eq!(ready(&server).await.0, 200, "a broken edit does not make the server unready");
     // Emptied: no rules in the text is refused like a broken edit (--allow-empty-rules accepts it).
     put_registry_info(&client, "").await;
@@ -249,7 +254,8 @@ async fn without_the_role_binding_the_refusal_is_logged_plainly_and_the_binding_
         .spawn()
         .unwrap();
     let mut child = KillOnDrop(child);
-    let readyz = async || common::try_http_get(([127, 0, 0, 1], admin).into(), "/readyz").await.map(|(status, _)| status).ok();
+    let readyz =
+        async || common::try_http_get(([127, 0, 0, 1], admin).into(), "/readyz").await.map(|(status, _)| status).ok();
     assert!(eventually(Duration::from_secs(10), async || readyz().await == Some(503)).await, "serving, not ready");
     tokio::time::sleep(Duration::from_secs(1)).await;
 

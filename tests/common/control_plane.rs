@@ -218,7 +218,11 @@ impl ControlPlane {
             if let Some((name, status)) = exited {
                 panic!("{name} exited ({status}) before the API server was ready:\n{}", self.log_tail());
             }
-            assert!(Instant::now() < deadline, "kube-apiserver not ready within {READY_WITHIN:?}:\n{}", self.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "kube-apiserver not ready within {READY_WITHIN:?}:\n{}",
+                self.log_tail()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -251,11 +255,8 @@ impl ControlPlane {
     pub fn kubeconfig_as(&self, user: &str, group: Option<&str>) -> String {
         let Pair { cert_pem, key_pem } = self.pki.client(user, group);
         let encode = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
-        let credentials = format!(
-            "client-certificate-data: {}\n    client-key-data: {}",
-            encode(&cert_pem),
-            encode(&key_pem)
-        );
+        let credentials =
+            format!("client-certificate-data: {}\n    client-key-data: {}", encode(&cert_pem), encode(&key_pem));
         self.kubeconfig_with(user, &credentials)
     }
 

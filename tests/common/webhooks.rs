@@ -31,7 +31,8 @@ impl Webhooks {
     pub fn from_chart(sets: &[&str], server: SocketAddr, ca_pem: &str, name: &str, namespaces: &[&str]) -> Self {
         let documents = render_with(None, sets);
         let one = |kind: &str| all_of(&documents, kind).first().map(|document| to_json(document));
-        let mut mutating = one("MutatingWebhookConfiguration").expect("the chart renders a MutatingWebhookConfiguration");
+        let mut mutating =
+            one("MutatingWebhookConfiguration").expect("the chart renders a MutatingWebhookConfiguration");
         let mut validating = one("ValidatingWebhookConfiguration");
         for config in std::iter::once(&mut mutating).chain(validating.as_mut()) {
             retarget(config, server, ca_pem, name, namespaces);
