@@ -29,9 +29,18 @@ pub fn render_with(values: Option<&str>, sets: &[&str]) -> Vec<Yaml> {
 
 /// As [`render_with`], the YAML text.
 pub fn render_text(values: Option<&str>, sets: &[&str]) -> String {
+    render_release_text("ms", "mirrorswap", values, sets)
+}
+
+/// As [`render_with`], as release `release` in `namespace`.
+pub fn render_release(release: &str, namespace: &str, values: Option<&str>, sets: &[&str]) -> Vec<Yaml> {
+    YamlLoader::load_from_str(&render_release_text(release, namespace, values, sets)).expect("rendered YAML")
+}
+
+fn render_release_text(release: &str, namespace: &str, values: Option<&str>, sets: &[&str]) -> String {
     let chart = Path::new(ROOT).join("helm/mirrorswap");
     let mut command = Command::new(helm());
-    command.args(["template", "ms", "--namespace", "mirrorswap"]).arg(&chart);
+    command.args(["template", release, "--namespace", namespace]).arg(&chart);
     if let Some(values) = values {
         command.arg("--values").arg(chart.join("ci").join(values));
     }
