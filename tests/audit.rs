@@ -295,4 +295,93 @@ fn wildcards_past_the_host_built_hosts_and_chosen_ports_are_unmirrored() {
         )),
         "{table}"
     );
+    // The copy list names only rewrites into a mirror, not into a registry the image chose.
+    let copy = text(&audit_with(rules, dir.path(), &["-f", "-", "-o", "copy-list"], Some(&manifest)).stdout);
+    assert_eq!(copy, "quay.io/x:1 127.0.0.1/x:1\n");
+}
+
+/// A Pod whose `spec` nests `levels` anchored lists of nine aliases each ("billion laughs":
+/// 9^(levels-1) copies of the first list).
+fn laughs(levels: usize) -> String {
+    let mut text = String::from("apiVersion: v1\nkind: Pod\nmetadata: {name: lol}\nspec:\n");
+    text.push_str("  l0: &l0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    for level in 1..levels {
+        let previous = format!("*l{}", level - 1);
+        text.push_str(&format!("  l{level}: &l{level} [{}]\n", vec![previous; 9].join(",")));
+    }
+    text.push_str("  containers: [{name: app, image: nginx:1.27}]\n");
+    text
+}
+
+/// The peak memory (KiB) `audit --report-peak-memory` reports on stderr.
+fn peak_kib(output: &Output) -> u64 {
+    let stderr = text(&output.stderr);
+    stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("peak memory: VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory reported: {stderr}"))
+}
+
+/// Aliases are copies: the copies one document's aliases make are bounded (4 MiB as counted,
+/// `MAX_ALIAS_BYTES`); past it the document is an error on the alias's line, and memory stays
+/// within a small multiple of the bound. Before, a 642-byte "billion laughs" aborted at 3 GB.
+#[test]
+fn aliases_that_copy_past_the_document_bound_are_refused_within_memory() {
+    const BOUND_KIB: u64 = 4 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, manifest: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, manifest).unwrap();
+        let output = audit(dir.path(), &["--report-peak-memory", "-o", "json", "-f", path.to_str().unwrap()], None);
+        (path.display().to_string(), output)
+    };
+    let (_, baseline) = run("one.yaml", &laughs(1));
+    assert!(baseline.status.success(), "{}", text(&baseline.stderr));
+    let baseline = peak_kib(&baseline);
+    let within = laughs(5);
+    // (file, manifest, exit code, text on stderr, the Pod's image found)
+    let cases = [
+        ("laughs-9.yaml", laughs(9), 2, ":10: the aliases of the document starting at line 1 copy more than 4 MiB"),
+        ("laughs-5.yaml", within.clone(), 0, ""),
+        // The bound is per document: two documents each under it both load.
+        ("laughs-5-twice.yaml", format!("{within}---\n{within}"), 0, ""),
+        // A later document's error names its own line and start.
+        (
+            "laughs-after.yaml",
+            format!("{within}---\n{}", laughs(7)),
+            2,
+            ":21: the aliases of the document starting at line 11 copy more than",
+        ),
+    ];
+    for (name, manifest, code, says) in cases {
+        let (path, output) = run(name, &manifest);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{name}: {stderr}");
+        match code {
+            0 => assert!(text(&output.stdout).contains("\"nginx:1.27\""), "{name}"),
+            _ => assert!(stderr.contains(&format!("{path}{says}")), "{name}: {stderr}"),
+        }
+        let grown = peak_kib(&output).saturating_sub(baseline);
+        assert!(grown <= 3 * BOUND_KIB, "{name}: peak grew by {grown} KiB ({manifest:.300})");
+        println!("{name}: {} bytes, peak {} KiB (baseline {baseline} KiB)", manifest.len(), peak_kib(&output));
+    }
+}
+
+/// A workload that cannot be read is an error naming it; the name and the value serde quotes
+/// are the manifest author's, and the line quotes at most ~200 characters of each.
+#[test]
+fn an_unreadable_workload_error_quotes_at_most_200_characters_of_a_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {}}}\nspec:\n  containers: \"{}\"\n",
+        "n".repeat(5_000),
+        "x".repeat(100_000)
+    );
+    let output = audit(dir.path(), &["-f", "-"], Some(&manifest));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr:.500}");
+    assert!(stderr.starts_with("error: -:1: Pod nnnn"), "{stderr:.500}");
+    assert!(stderr.contains("…[5000 bytes]…") && stderr.contains("expected a sequence"), "{stderr:.500}");
+    assert!(stderr.len() < 1_000, "{} bytes: {stderr:.500}", stderr.len());
 }

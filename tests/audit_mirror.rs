@@ -1,7 +1,7 @@
 //! `mirrorswap audit --check-mirror` against a real registry (Debian's docker-registry with a
 //! test CA and htpasswd, images pushed with skopeo): present, absent and error in the `mirror`
-//! column, the summary's missing count, `--missing-only`, `--fail-on missing`, and no lookup
-//! for an image pulled from outside the mirrors.
+//! column, the summary's missing count, `--missing-only`, `--fail-on missing` and `error`, and
+//! no lookup for an image pulled from outside the mirrors.
 
 mod common;
 
@@ -187,4 +187,43 @@ async fn an_image_that_chose_its_port_is_not_looked_up() {
     let rows: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
     assert_eq!(rows[0]["mirror"], Value::Null, "{rows} {}", text(&output.stderr));
     assert_eq!(recorder.connections(), 0, "{:?}", recorder.seen());
+}
+
+/// `--fail-on error`: a gate that fails when a lookup got no answer, so that a mirror nobody
+/// serves cannot pass as "nothing missing". Needs no registry: the mirror is a loopback port
+/// nobody listens on.
+#[test]
+fn fail_on_error_fails_when_no_lookup_was_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::registry::free_port();
+    let rules = dir.path().join("rules.conf");
+    std::fs::write(&rules, format!("docker.io::127.0.0.1:{port}/hub\n")).unwrap();
+    let manifests = dir.path().join("release.yaml");
+    std::fs::write(&manifests, release("127.0.0.1:1")).unwrap();
+    let audit = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
+            .args(["audit", "--rules"])
+            .arg(&rules)
+            .arg("-f")
+            .arg(&manifests)
+            .args(["--check-timeout", "2s", "--check-backoff", "0s"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // (arguments, exit code, text on stderr)
+    let table: [(&[&str], i32, &str); 5] = [
+        // `missing` alone counts only definite `absent` answers: every lookup failed, it passes.
+        (&["--check-mirror", "--fail-on", "missing"], 0, "could not be checked"),
+        (&["--check-mirror", "--fail-on", "error"], 1, "could not be checked"),
+        (&["--check-mirror", "--fail-on", "missing,error"], 1, "could not be checked"),
+        (&["--check-mirror"], 0, "could not be checked"),
+        (&["--fail-on", "error"], 2, "--fail-on error needs --check-mirror"),
+    ];
+    for (args, code, says) in table {
+        let output = audit(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }

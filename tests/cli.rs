@@ -1,5 +1,5 @@
-//! The `mirrorswap rewrite` and `check` commands, run as a user runs them:
-//! the built binary, real files, exit codes and output.
+//! The `mirrorswap rewrite` and `check` commands, and `serve`'s refusals at start, run as a
+//! user runs them: the built binary, real files, exit codes and output.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -373,5 +373,47 @@ fn check_warns_on_a_file_with_no_rules() {
         assert_eq!(output.status.code(), Some(0), "{name}");
         assert!(stdout(&output).contains(&format!("{path}: warning: no rules")), "{name}: {}", stdout(&output));
         assert_eq!(mirrorswap(&["check", "--strict", "--rules", &path]).status.code(), Some(1), "{name}");
+    }
+}
+
+/// `serve` refuses, before it binds anything, a registry deadline the request's own deadline
+/// leaves no room for: every request would be answered 408 while it still waits.
+#[test]
+fn serve_refuses_a_check_timeout_at_or_above_the_request_timeout() {
+    let table: [(&[&str], &str); 3] = [
+        (&["--check-timeout", "8s"], "--check-timeout (8s) must be below --request-timeout (5s)"),
+        (
+            &["--check-timeout", "8s", "--request-timeout", "8s"],
+            "--check-timeout (8s) must be below --request-timeout (8s)",
+        ),
+        (&["--request-timeout", "500ms"], "--check-timeout (1s) must be below --request-timeout (500ms)"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (flags, says) in table {
+        let serve = ["serve", "--swap-policy", "exists", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+        // A server that starts serves until stopped: it is given 20 s to refuse, then stopped.
+        let log = std::fs::File::create(dir.path().join("stderr")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
+            .args([&serve[..], flags].concat())
+            .env("MIRRORSWAP_DEV_CA_OUT", dir.path().join("ca.pem"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            match child.try_wait().unwrap() {
+                Some(status) => break Some(status),
+                None if std::time::Instant::now() > deadline => break None,
+                None => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        };
+        if status.is_none() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+        assert!(status.is_some_and(|status| !status.success()), "{flags:?}: started: {stderr}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
     }
 }

@@ -139,7 +139,7 @@ async fn hostile_requests_get_their_documented_answers() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // Still serving, and memory stayed bounded (3 MiB bodies, 1,000 containers, 100k-deep nesting).
+    // Still serving, and memory stayed bounded (20 MiB bodies, 1,000 containers, 100k-deep nesting).
     let mut client = server.connect(Protocol::Http2).await;
     assert!(patch_of(&client.review(&sample("pod.json")).await).is_some(), "still serving");
     let grown = peak_rss_kib().saturating_sub(before);

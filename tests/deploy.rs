@@ -54,7 +54,8 @@ fn render(values: &str) -> Vec<Yaml> {
     render_with(values, &[]).unwrap_or_else(|error| panic!("helm template {values}: {error}"))
 }
 
-/// `helm template` with a ci/ values file and `--set` values; Err(stderr) when the render fails.
+/// `helm template` with a ci/ values file and `--set` values (an entry starting with `--` is a
+/// helm flag, such as `--skip-schema-validation`); Err(stderr) when the render fails.
 fn render_with(values: &str, sets: &[&str]) -> Result<Vec<Yaml>, String> {
     let output = helm_run("template", values, sets);
     if !output.status.success() {
@@ -73,7 +74,10 @@ fn helm_run(how: &str, values: &str, sets: &[&str]) -> std::process::Output {
     };
     command.args(["ms", "--namespace", "mirrorswap"]).arg(&chart).arg("--values").arg(chart.join("ci").join(values));
     for set in sets {
-        command.args(["--set", set]);
+        match set.starts_with("--") {
+            true => command.arg(set),
+            false => command.args(["--set", set]),
+        };
     }
     command.output().expect("run helm")
 }
@@ -201,6 +205,30 @@ fn every_rendering_is_hardened_and_never_selects_its_own_namespace() {
     assert_excludes(&find(&documents, "MutatingWebhookConfiguration")["webhooks"], "mirrorswap", "manifests");
     let namespace = find(&documents, "Namespace");
     assert_eq!(namespace["metadata"]["labels"]["mirrorswap.io/skip"].as_str(), Some("true"));
+}
+
+/// Every rendering (and the plain manifests) starts a server whose flags agree with each other
+/// and with the webhook: the request deadline is the API server's, and bodies up to the
+/// largest review the API server sends are read.
+#[test]
+fn every_rendering_starts_a_server_whose_limits_agree_with_the_webhook() {
+    let renderings: Vec<(String, Vec<Yaml>)> = ci_values()
+        .into_iter()
+        .map(|values| {
+            let documents = render(&values);
+            (values, documents)
+        })
+        .chain([("manifests".to_owned(), manifests())])
+        .collect();
+    for (what, documents) in renderings {
+        let args = parsed_args(&documents);
+        args.check_consistent().unwrap_or_else(|error| panic!("{what}: {error}"));
+        for webhook in find(&documents, "MutatingWebhookConfiguration")["webhooks"].as_vec().unwrap() {
+            let seconds = webhook["timeoutSeconds"].as_i64().unwrap() as u64;
+            assert_eq!(args.request_timeout, Duration::from_secs(seconds), "{what}");
+        }
+        assert!(args.max_body_bytes >= mirrorswap::server::args::DEFAULT_MAX_BODY_BYTES, "{what}");
+    }
 }
 
 #[test]
@@ -354,6 +382,8 @@ fn registry_check_values_render_as_serve_flags_and_read_only_mounts() {
             "--check-negative-ttl=1m",
             "--check-cache-entries=50000",
             "--check-backoff=5s",
+            "--check-max-lookups=64",
+            "--check-host-concurrency=8",
             "--registry-auth=/etc/mirrorswap/registry-auth/.dockerconfigjson",
             "--registry-ca=/etc/mirrorswap/registry-ca/ca.pem",
             "--insecure-registry=registry.local:5000",
@@ -384,6 +414,7 @@ fn registry_check_values_render_as_serve_flags_and_read_only_mounts() {
     assert_eq!(args.check.check_negative_ttl, Duration::from_secs(60));
     assert_eq!(args.check.check_cache_entries, 50_000);
     assert_eq!(args.check.check_backoff, Duration::from_secs(5));
+    assert_eq!((args.policy.check_max_lookups, args.check.check_host_concurrency), (64, 8));
     assert_eq!(args.check.insecure_registries, ["registry.local:5000"]);
     assert_eq!(args.check.registry_auth.as_deref(), Some(Path::new("/etc/mirrorswap/registry-auth/.dockerconfigjson")));
 
@@ -400,6 +431,8 @@ fn registry_check_values_render_as_serve_flags_and_read_only_mounts() {
             "--check-negative-ttl=30s",
             "--check-cache-entries=100000",
             "--check-backoff=3s",
+            "--check-max-lookups=32",
+            "--check-host-concurrency=16",
             "--registry-ca=/etc/mirrorswap/registry-ca/ca.crt",
         ]
     );
@@ -422,8 +455,11 @@ fn a_registry_check_the_webhook_timeout_leaves_no_room_for_fails_the_render() {
         ("exists", "2s", 3, true),
         ("exists", "1m", 30, false),
         ("exists", "29s", 30, true),
+        ("exists", "8s", 10, true),
+        ("exists", "9500ms", 10, false),
         // always never asks a registry: the timeout is unused.
         ("always", "1m", 5, true),
+        ("always", "1m", 12, true),
     ] {
         let sets = [
             format!("registryCheck.swapPolicy={policy}"),
@@ -437,10 +473,17 @@ fn a_registry_check_the_webhook_timeout_leaves_no_room_for_fails_the_render() {
             let webhook_timeout =
                 find(&documents, "MutatingWebhookConfiguration")["webhooks"][0]["timeoutSeconds"].as_i64();
             assert_eq!(webhook_timeout, Some(webhook), "{sets:?}");
+            // The server gives up when the API server does, not at its own 5s default, and it
+            // starts with these flags.
+            let args = parsed_args(&documents);
+            assert_eq!(args.request_timeout, Duration::from_secs(webhook as u64), "{sets:?}");
+            args.check_consistent().unwrap_or_else(|error| panic!("{sets:?}: {error}"));
         } else {
             let error = rendered.expect_err("the API server would give up first");
-            let says =
-                format!("webhook.timeoutSeconds ({webhook}s) must be at least registryCheck.timeout ({check}) plus 1s");
+            let says = format!(
+                "webhook.timeoutSeconds ({webhook}s) must be at least registryCheck.timeout ({check}) plus 1s: \
+                 the API server, and mirrorswap's --request-timeout"
+            );
             assert!(error.contains(&says), "{sets:?}: {error}");
         }
     }
@@ -480,6 +523,8 @@ fn bad_registry_check_values_fail_the_render_naming_the_value() {
         ("registryCheck.onCheckError=retry", "/registryCheck/onCheckError"),
         ("registryCheck.timeout=1 second", "/registryCheck/timeout"),
         ("registryCheck.cacheEntries=0", "/registryCheck/cacheEntries"),
+        ("registryCheck.maxLookups=0", "/registryCheck/maxLookups"),
+        ("registryCheck.hostConcurrency=0", "/registryCheck/hostConcurrency"),
         ("registryCheck.insecureRegistries[0]=https://registry.local", "/registryCheck/insecureRegistries/0"),
         ("registryAuth.existingSecret=Harbor_Pull", "/registryAuth/existingSecret"),
     ] {
@@ -492,6 +537,47 @@ fn bad_registry_check_values_fail_the_render_naming_the_value() {
         error.contains("registryCa.existingSecret (mirror-ca) and registryCa.existingConfigMap (mirror-ca)"),
         "{error}"
     );
+}
+
+#[test]
+fn durations_the_chart_cannot_read_fail_the_render_even_without_the_schema() {
+    // The schema refuses them first; with it skipped (or loosened), the chart's own reading
+    // must refuse them too rather than read them as 0 and pass the timeout check.
+    for timeout in ["1d", "500us", "1 s", "1.5s", "s", "", "10"] {
+        let set = format!("registryCheck.timeout={timeout}");
+        for checked in [true, false] {
+            let mut sets = vec!["registryCheck.swapPolicy=exists", set.as_str()];
+            if !checked {
+                sets.push("--skip-schema-validation");
+            }
+            let error = render_with("default-values.yaml", &sets).expect_err(&set);
+            let says = match checked {
+                true => "/registryCheck/timeout".to_owned(),
+                false => format!("registryCheck.timeout ({timeout:?}) is not a duration the chart reads"),
+            };
+            assert!(error.contains(&says), "{set} (schema {checked}): {error}");
+        }
+    }
+    for (timeout, renders) in [("1m30s", false), ("3s500ms", true), ("1h", false)] {
+        let sets = ["registryCheck.swapPolicy=exists", "webhook.timeoutSeconds=5", "--skip-schema-validation"];
+        let set = format!("registryCheck.timeout={timeout}");
+        let rendered = render_with("default-values.yaml", &[&sets[..], &[set.as_str()]].concat());
+        assert_eq!(rendered.is_ok(), renders, "{set}: {rendered:?}");
+    }
+}
+
+#[test]
+fn a_request_timeout_in_extra_args_fails_the_render_naming_the_value_to_set() {
+    let error = render_with("default-values.yaml", &["server.extraArgs[0]=--request-timeout=9s"]).unwrap_err();
+    assert!(
+        error.contains(
+            "server.extraArgs sets --request-timeout=9s: the chart sets --request-timeout from webhook.timeoutSeconds"
+        ),
+        "{error}"
+    );
+    // Every other extra argument still goes through.
+    let documents = render_with("default-values.yaml", &["server.extraArgs[0]=--max-connections=64"]).unwrap();
+    assert_eq!(parsed_args(&documents).max_connections, 64);
 }
 
 /// What one webhook is sent, as (apiGroup/resource, operations), sorted.

@@ -47,7 +47,7 @@ async fn every_malformed_request_gets_its_documented_answer() {
     let deep =
         String::from_utf8(valid.clone()).unwrap().replacen("\"spec\":{", &format!("\"spec\":{{\"deep\":{nested},"), 1);
     let mut over_limit = valid.clone();
-    over_limit.resize(3 * 1024 * 1024 + 1, b' ');
+    over_limit.resize(mirrorswap::server::args::DEFAULT_MAX_BODY_BYTES + 1, b' ');
     let many: Vec<Value> = (0..10_000).map(|i| json!({"name": format!("c{i}"), "image": "nginx:1.27"})).collect();
     let long_image = format!("quay.io/{}", "a".repeat(10_000));
     let duplicate_uid = String::from_utf8(valid.clone()).unwrap().replacen("\"uid\"", "\"uid\": \"first\", \"uid\"", 1);
@@ -98,7 +98,7 @@ async fn every_malformed_request_gets_its_documented_answer() {
         ("text/plain", "text/plain", valid.clone(), Expect::Status(400, "content type must be application/json")),
         ("no content type", "", valid.clone(), Expect::Status(400, "content type must be application/json")),
         ("charset parameter", "application/json; charset=utf-8", valid.clone(), Expect::Patched(3)),
-        ("body over 3 MiB", json_type, over_limit, Expect::Status(413, "")),
+        ("body over 20 MiB", json_type, over_limit, Expect::Status(413, "")),
         // Fields mirrorswap does not read are skipped without recursion, whatever their depth...
         ("deep nesting in an unread field", json_type, deep.into_bytes(), Expect::Patched(3)),
         // ...and in a field it reads, the decoder stops at 128 levels.
@@ -132,6 +132,12 @@ async fn every_malformed_request_gets_its_documented_answer() {
             json_type,
             review_with(|r| r["request"]["object"]["spec"] = json!("x")),
             Expect::Warned("expected struct Spec"),
+        ),
+        (
+            "spec a 100k string",
+            json_type,
+            review_with(|r| r["request"]["object"]["spec"] = json!("x".repeat(100_000))),
+            Expect::Warned("invalid type: string \"xxx"),
         ),
         (
             "labels not a map",
@@ -194,6 +200,9 @@ async fn every_malformed_request_gets_its_documented_answer() {
                 let review: Value = serde_json::from_slice(&response).unwrap();
                 assert_eq!(review["response"]["allowed"], true, "{case}");
                 let warnings = review["response"]["warnings"].as_array().cloned().unwrap_or_default();
+                // A warning quotes at most ~200 characters of what the object's author wrote.
+                let longest = warnings.iter().map(|w| w.as_str().unwrap().chars().count()).max();
+                assert!(longest.unwrap_or(0) < 400, "{case}: a {longest:?}-character warning");
                 match expected {
                     Expect::Warned(contains) => {
                         assert!(patch_of(&review).is_none(), "{case}");

@@ -4,9 +4,13 @@
 //! process's peak RSS (`VmHWM`) stays under the bound the README documents for sizing the
 //! memory limit: idle RSS + 2 × `--max-inflight-body-bytes` + 16 MiB.
 //!
-//! The same bound holds while the server checks a hostile registry (`--swap-policy exists`)
-//! that serves 200 MiB manifest bodies: one registry answers `HEAD` 200 without a digest (a
-//! `GET` would read it all; none is made), another refuses `HEAD` (the `GET` is cut at 4 MiB).
+//! The largest review the API server sends, an UPDATE of a Pod whose `object` and `oldObject`
+//! are each at etcd's stored-size limit and escaped as Go's JSON encoder writes them (~18 MiB),
+//! is answered 200 by `/mutate` and `/validate` with the default flags, within the same bound.
+//!
+//! The same bound holds while the server checks hostile registries (`--swap-policy exists`)
+//! that serve 200 MiB manifest bodies: one answers `HEAD` 200 without a digest (a `GET` would
+//! read it all; none is made), the other refuses `HEAD` (the `GET` is cut at 4 MiB).
 //!
 //! `MEMORY_BOUND_BIN` runs another build of the binary (e.g. `target/release/mirrorswap`).
 
@@ -17,7 +21,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
-use common::{Client, Protocol, sample};
+use common::{Client, Protocol, patch_of, sample};
 use serde_json::json;
 
 const MIB: u64 = 1024 * 1024;
@@ -58,58 +62,100 @@ struct Run {
     shed: usize,
 }
 
-/// A server child process, its webhook address and its CA.
+/// A `mirrorswap serve` child with 10k rules and `extra` flags, settled: its idle RSS taken
+/// and its peak reset, so that what it peaks at next is the requests' doing.
 struct Server {
-    child: Child_,
+    process: Child_,
     addr: SocketAddr,
-    ca: mirrorswap::certs::Issued,
+    ca_pem: String,
+    idle: u64,
     _dir: tempfile::TempDir,
 }
 
-/// Starts `mirrorswap serve` with 10k rules plus `rules_extra`, and `extra` flags.
-fn spawn(rules_extra: &str, extra: &[&str]) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = mirrorswap::certs::issue("memory test CA", &["localhost".into()], 1).unwrap();
-    let file = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    };
-    let mut rules: String =
-        (0..10_000).map(|i| format!("registry-{i}.example.com::harbor.example.org/mirror-{i}\n")).collect();
-    rules.push_str(rules_extra);
-    let rule_count = 10_000 + rules_extra.lines().count();
-    let (cert, key, rules) = (file("tls.crt", &ca.cert_pem), file("tls.key", &ca.key_pem), file("rules.conf", &rules));
-    let binary = std::env::var("MEMORY_BOUND_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mirrorswap").to_owned());
-    let mut child = Command::new(&binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(["--log-level", "warn,mirrorswap::server=info,mirrorswap::server::admission=warn"])
-        .args(["--tls-cert", &cert, "--tls-key", &key, "--rules", &rules])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let child = Child_(child);
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("the server logs its address").unwrap();
-        let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if entry["message"] == "mirrorswap serving" {
-            assert_eq!(entry["rules"], rule_count);
-            break entry["webhook"].as_str().unwrap().parse().unwrap();
+impl Server {
+    async fn start(extra: &[&str]) -> Self {
+        Self::start_with_rules("", extra).await
+    }
+
+    /// As [`Self::start`], with `rules_extra` after the 10k rules.
+    async fn start_with_rules(rules_extra: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = mirrorswap::certs::issue("memory test CA", &["localhost".into()], 1).unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let mut rules: String =
+            (0..10_000).map(|i| format!("registry-{i}.example.com::harbor.example.org/mirror-{i}\n")).collect();
+        rules.push_str(rules_extra);
+        let rule_count = 10_000 + rules_extra.lines().count();
+        let (cert, key, rules) =
+            (file("tls.crt", &ca.cert_pem), file("tls.key", &ca.key_pem), file("rules.conf", &rules));
+        let binary = std::env::var("MEMORY_BOUND_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mirrorswap").to_owned());
+        let mut child = Command::new(&binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--log-level", "warn,mirrorswap::server=info,mirrorswap::server::admission=warn"])
+            .args(["--tls-cert", &cert, "--tls-key", &key, "--rules", &rules])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let process = Child_(child);
+        let pid = process.0.id();
+        let addr: SocketAddr = loop {
+            let line = lines.next().expect("the server logs its address").unwrap();
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if entry["message"] == "mirrorswap serving" {
+                assert_eq!(entry["rules"], rule_count);
+                break entry["webhook"].as_str().unwrap().parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let idle = status_bytes(pid, "VmRSS");
+        // Start-up (loading the rules) may have peaked higher; measure the requests' peak alone.
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+        Self { process, addr, ca_pem: ca.ca_pem, idle, _dir: dir }
+    }
+
+    async fn connect(&self, protocol: Protocol) -> Client {
+        Client::connect(self.addr, &self.ca_pem, protocol).await
+    }
+
+    /// POSTs `body` to `/mutate` once per protocol given, each on its own connection, all
+    /// started together; the answers in order.
+    async fn post_at_once(&self, protocols: impl Iterator<Item = Protocol>, body: &[u8]) -> Vec<(u16, Vec<u8>)> {
+        let mut clients = Vec::new();
+        for protocol in protocols {
+            clients.push(self.connect(protocol).await);
         }
-    };
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-    Server { child, addr, ca, _dir: dir }
+        let start = Arc::new(tokio::sync::Barrier::new(clients.len()));
+        let requests: Vec<_> = clients
+            .into_iter()
+            .map(|mut client| {
+                let (body, start) = (body.to_vec(), Arc::clone(&start));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    client.post("/mutate", "application/json", body).await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for request in requests {
+            answers.push(request.await.unwrap());
+        }
+        answers
+    }
+
+    fn peak(&self) -> u64 {
+        status_bytes(self.process.0.id(), "VmHWM")
+    }
 }
 
 async fn run(extra: &[&str]) -> Run {
-    let server = spawn("", extra);
-    let (pid, addr, ca) = (server.child.0.id(), server.addr, &server.ca);
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let idle = status_bytes(pid, "VmRSS");
-    // Start-up (loading the rules) may have peaked higher; measure the requests' peak alone.
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    let server = Server::start(extra).await;
 
     // A valid Pod review of 2.5 MiB: a large annotation.
     let mut review = sample("pod.json");
@@ -117,25 +163,10 @@ async fn run(extra: &[&str]) -> Run {
     let body = serde_json::to_vec(&review).unwrap();
     assert!(body.len() as u64 >= 5 * MIB / 2);
 
-    let mut clients = Vec::new();
-    for index in 0..REQUESTS {
-        let protocol = if index % 2 == 0 { Protocol::Http1 } else { Protocol::Http2 };
-        clients.push(Client::connect(addr, &ca.ca_pem, protocol).await);
-    }
-    let start = Arc::new(tokio::sync::Barrier::new(REQUESTS));
-    let requests: Vec<_> = clients
-        .into_iter()
-        .map(|mut client| {
-            let (body, start) = (body.clone(), Arc::clone(&start));
-            tokio::spawn(async move {
-                start.wait().await;
-                client.post("/mutate", "application/json", body).await
-            })
-        })
-        .collect();
+    let protocols = (0..REQUESTS).map(|index| if index % 2 == 0 { Protocol::Http1 } else { Protocol::Http2 });
+    let answers = server.post_at_once(protocols, &body).await;
     let (mut served, mut shed) = (0, 0);
-    for request in requests {
-        let (status, answer) = request.await.unwrap();
+    for (status, answer) in answers {
         match status {
             200 => {
                 let review: serde_json::Value = serde_json::from_slice(&answer).unwrap();
@@ -146,7 +177,7 @@ async fn run(extra: &[&str]) -> Run {
             other => panic!("status {other}: {}", String::from_utf8_lossy(&answer)),
         }
     }
-    Run { idle, peak: status_bytes(pid, "VmHWM"), served, shed }
+    Run { idle: server.idle, peak: server.peak(), served, shed }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,6 +202,66 @@ async fn sixty_four_concurrent_large_reviews_stay_under_the_documented_bound() {
     assert!(bounded.peak < bound, "peak RSS {:.1} MiB over the bound {:.1} MiB", mib(bounded.peak), mib(bound));
     assert_eq!(unbounded.shed, 0, "nothing is shed without a budget");
     assert!(unbounded.peak > bounded.peak, "the budget did not lower the peak");
+}
+
+/// The most etcd stores of one object (its default `--max-request-bytes`).
+const STORED_LIMIT: usize = 3 * MIB as usize / 2;
+
+/// An UPDATE review of a Pod whose `object` and `oldObject` are each about [`STORED_LIMIT`]
+/// as stored (protobuf: one byte per `<`) and six times that as the API server sends them
+/// (Go's encoder writes `<` as `\u003c`). The update changes one image, so `/mutate` patches.
+fn largest_update_review() -> Vec<u8> {
+    let mut review = sample("pod.json");
+    let request = &mut review["request"];
+    request["operation"] = json!("UPDATE");
+    request["options"] = json!({"apiVersion": "meta.k8s.io/v1", "kind": "UpdateOptions"});
+    let object = &mut request["object"];
+    object["spec"]["containers"][0]["image"] = json!("registry-7.example.com/app:1");
+    object["spec"]["containers"][0]["env"] = json!([{"name": "FILLER", "value": "<".repeat(STORED_LIMIT - 4096)}]);
+    request["oldObject"] = request["object"].clone();
+    request["object"]["spec"]["containers"][0]["image"] = json!("registry-7.example.com/app:2");
+    serde_json::to_string(&review).unwrap().replace('<', "\\u003c").into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_update_review_is_answered_by_mutate_and_validate_under_the_bound() {
+    let server = Server::start(&[]).await;
+    let body = largest_update_review();
+    assert!(body.len() > 12 * STORED_LIMIT - 64 * 1024, "{} bytes", body.len());
+    for (path, protocol) in [
+        ("/mutate", Protocol::Http1),
+        ("/mutate", Protocol::Http2),
+        ("/validate", Protocol::Http1),
+        ("/validate", Protocol::Http2),
+    ] {
+        let mut client = server.connect(protocol).await;
+        let (status, answer) = client.post(path, "application/json", body.clone()).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert_eq!(status, 200, "{path} {protocol:?}: {text:.300}");
+        let review: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(review["response"]["allowed"], true, "{path} {protocol:?}: {text:.300}");
+        if path == "/mutate" {
+            let patch = patch_of(&review).unwrap_or_else(|| panic!("{protocol:?}: no patch: {text:.300}"));
+            let patched = serde_json::to_string(&patch).unwrap();
+            assert!(patched.contains("harbor.example.org/mirror-7/app:2"), "{patched}");
+        }
+    }
+    // Four at once: the body budget holds one, the others wait for it (or are shed with 503
+    // after --inflight-body-wait), and the peak stays under the same bound.
+    let answers = server.post_at_once([Protocol::Http1; 4].into_iter(), &body).await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    assert!(statuses.iter().all(|status| [200, 503].contains(status)), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let bound = server.idle + 2 * BUDGET + SLACK;
+    let peak = server.peak();
+    println!(
+        "a {:.1} MiB UPDATE review: idle RSS {:.1} MiB, peak {:.1} MiB (four at once: {statuses:?}), bound {:.1} MiB",
+        mib(body.len() as u64),
+        mib(server.idle),
+        mib(peak),
+        mib(bound)
+    );
+    assert!(peak < bound, "peak RSS {:.1} MiB over the bound {:.1} MiB", mib(peak), mib(bound));
 }
 
 /// `--swap-policy exists` against registries serving 200 MiB manifest bodies: 16 concurrent
@@ -205,15 +296,11 @@ async fn checking_a_registry_that_serves_200_mib_manifests_stays_under_the_bound
         "--request-timeout",
         "30s",
     ];
-    let server = spawn(&rules, &flags);
-    let pid = server.child.0.id();
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let idle = status_bytes(pid, "VmRSS");
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    let server = Server::start_with_rules(&rules, &flags).await;
 
     let requests: Vec<_> = (0..16)
         .map(|request| {
-            let (addr, ca_pem) = (server.addr, server.ca.ca_pem.clone());
+            let (addr, ca_pem) = (server.addr, server.ca_pem.clone());
             tokio::spawn(async move {
                 let mut review = sample("pod.json");
                 let containers: Vec<serde_json::Value> = (0..4)
@@ -234,7 +321,7 @@ async fn checking_a_registry_that_serves_200_mib_manifests_stays_under_the_bound
         assert_eq!(response["response"]["allowed"], true, "{response}");
         patched += usize::from(response["response"]["patch"].is_string());
     }
-    let peak = status_bytes(pid, "VmHWM");
+    let (idle, peak) = (server.idle, server.peak());
     let bound = idle + 2 * BUDGET + SLACK;
     println!(
         "idle RSS {:.1} MiB, peak {:.1} MiB checking 64 images against 200 MiB manifests; bound {:.1} MiB",

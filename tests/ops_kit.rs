@@ -63,7 +63,8 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn every_metric_in_the_alerts_and_the_dashboard_is_exported() {
-    let flags = ["--swap-policy", "exists", "--check-timeout", "5s", "--on-check-error", "swap"];
+    let flags =
+        ["--swap-policy", "exists", "--check-timeout", "5s", "--request-timeout", "10s", "--on-check-error", "swap"];
     let server = TestServer::start_with_rules(UNREACHABLE_MIRROR, "rules.conf", &flags).await;
     let mut client = server.connect(Protocol::Http1).await;
     client.review(&sample("pod.json")).await;

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 /// Cases not about the deadline give the first lookup (TLS, auth, HEAD) room on a busy machine.
 const TIMEOUT_FLAG: &str = "--check-timeout";
 const GENEROUS: &str = "5s";
+/// The request's own deadline, which must outlast the lookups' (serve refuses otherwise).
+const REQUEST_TIMEOUT: [&str; 2] = ["--request-timeout", "10s"];
 
 /// Rules sending `src.invalid/team/...` first to `MIRROR/specific`, then to `MIRROR/general/team`.
 fn rules(mirror: &str) -> String {
@@ -50,6 +52,9 @@ async fn server(registry: &Registry, rules_text: &str, extra: &[&str]) -> TestSe
     if !extra.contains(&"--check-timeout") {
         flags.extend([TIMEOUT_FLAG, GENEROUS]);
     }
+    if !extra.contains(&REQUEST_TIMEOUT[0]) {
+        flags.extend(REQUEST_TIMEOUT);
+    }
     flags.extend_from_slice(extra);
     let server = TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text, "rules.conf")), &flags).await;
     std::mem::forget(dir); // the auth file must outlive the server (it is watched)
@@ -86,6 +91,7 @@ impl Fixture {
     async fn serve(&self, extra: &[&str]) -> TestServer {
         let auth = self.auth_path().display().to_string();
         let mut flags = vec!["--swap-policy", "exists", "--registry-auth", &auth, TIMEOUT_FLAG, GENEROUS];
+        flags.extend(REQUEST_TIMEOUT);
         flags.extend_from_slice(extra);
         let rules_text = format!("src.invalid::{}/general\n", self.mirror);
         TestServer::start_in(tempfile::tempdir().unwrap(), Some((rules_text.as_str(), "rules.conf")), &flags).await
@@ -384,6 +390,8 @@ async fn palettes_registry_info_secret_gives_the_mirror_credentials_and_ca() {
         "exists",
         TIMEOUT_FLAG,
         GENEROUS,
+        REQUEST_TIMEOUT[0],
+        REQUEST_TIMEOUT[1],
     ];
     let server = TestServer::start_in(dir, None, &flags).await;
     let review = pod(&["src.invalid/app:1", "src.invalid/absent:1"]);
@@ -436,7 +444,7 @@ async fn a_registry_secret_manifest_as_the_rules_file_gives_the_mirror_credentia
         common::registry::USER,
         common::registry::PASSWORD
     );
-    let flags = ["--swap-policy", "exists", TIMEOUT_FLAG, GENEROUS];
+    let flags = ["--swap-policy", "exists", TIMEOUT_FLAG, GENEROUS, REQUEST_TIMEOUT[0], REQUEST_TIMEOUT[1]];
     let server = TestServer::start_with_rules(&manifest, "registry-secret.yaml", &flags).await;
     let (object, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
     let expected = [format!("{mirror}/general/app:1")];
@@ -488,7 +496,7 @@ async fn a_self_signed_registry_certificate_given_as_its_ca_is_trusted() {
     let server = TestServer::start_with_rules(
         &format!("src.invalid::{mirror}/general\n"),
         "rules.conf",
-        &["--swap-policy", "exists", TIMEOUT_FLAG, GENEROUS],
+        &["--swap-policy", "exists", TIMEOUT_FLAG, GENEROUS, REQUEST_TIMEOUT[0], REQUEST_TIMEOUT[1]],
     )
     .await;
     let (_, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
@@ -504,7 +512,16 @@ async fn missing_and_rejected_credentials_read_differently() {
     let mirror = &fixture.mirror;
     let rules_text = format!("src.invalid::{mirror}/general\n");
     let ca = fixture.ca();
-    let flags = ["--swap-policy", "exists", "--registry-ca", &ca, TIMEOUT_FLAG, GENEROUS];
+    let flags = [
+        "--swap-policy",
+        "exists",
+        "--registry-ca",
+        &ca,
+        TIMEOUT_FLAG,
+        GENEROUS,
+        REQUEST_TIMEOUT[0],
+        REQUEST_TIMEOUT[1],
+    ];
     let server = TestServer::start_with_rules(&rules_text, "rules.conf", &flags).await;
     let (_, response, _) = admit(&server, &pod(&["src.invalid/app:1"])).await;
     let expected = format!("mirror {mirror}/general: unauthorized (401): no credentials for {mirror}");

@@ -6,9 +6,12 @@
 //! a generous time (a debug build; the release binary is many times faster).
 //! Files of many lines are bounded by what parsing may produce: at most
 //! `MAX_RULES` rules and `MAX_ERRORS` errors (then reading stops), and
-//! `MAX_WARNINGS` warnings listed (the rest counted).
+//! `MAX_WARNINGS` warnings listed (the rest counted). No output line quotes
+//! more than ~200 characters of a value.
 //! Before the fix, 990 nested `imageReplacementRules: |` wrappers (1 MB) took
-//! 671 MB and 5,000 of them were killed for memory.
+//! 671 MB and 5,000 of them were killed for memory; one 1 MB anchor named by
+//! 2,000 aliases (1 MB) took 1.99 GB (debug build), every error quoting the
+//! whole value.
 
 use std::path::Path;
 use std::process::Command;
@@ -61,6 +64,30 @@ fn big_string(size: u64) -> String {
         text.push_str(line);
     }
     text
+}
+
+/// One long anchored string of `anchor` bytes, then rules that name it through `aliases`
+/// aliases (as many as fit in `size` bytes when `None`): each alias was a copy of the string.
+fn alias_copies(size: u64, anchor: usize, aliases: Option<usize>) -> String {
+    let mut text = format!("anchor: &a \"{}\"\nregistryMappingRules:\n", "x".repeat(anchor));
+    for i in 0..aliases.unwrap_or(usize::MAX) {
+        let line = format!("  \"r{i}.io\": *a\n");
+        if (text.len() + line.len()) as u64 > size {
+            break;
+        }
+        text.push_str(&line);
+    }
+    text
+}
+
+/// One rule whose target is a 1 MB string: every message about it once quoted all of it.
+fn long_target(size: u64) -> String {
+    format!("\"a.io\": \"harbor.example.org/{}\"\n", "x".repeat(size as usize - 40))
+}
+
+/// The rules under an explicit key of about `size` bytes: `check` names the path to them.
+fn long_key_path(size: u64) -> String {
+    format!("? \"{}\"\n: registryMappingRules:\n    \"a.io\": m.example.org/a\n", "k".repeat(size as usize - 60))
 }
 
 /// Maps lines from `line(i)`, i = 0, 1, …, until the file is about `size` bytes (after `head`).
@@ -143,6 +170,18 @@ fn hostile_rules_files_load_or_fail_within_4x_their_size() {
     // (name, text, expected exit code, text expected in the output)
     let cases: Vec<(&str, String, i32, &str)> = vec![
         ("nested-blocks-1MB", nested_blocks(MIB), 2, ":2: `imageReplacementRules` inside `imageReplacementRules`"),
+        // The file: one 1 MB anchor, 2,000 aliases. Storing the anchor and one copy is
+        // more than the file: refused at the first alias.
+        ("alias-copies-1MB", alias_copies(2 * MIB, 1_000_000, Some(2_000)), 2, ":3: YAML anchors and aliases"),
+        ("long-target-1MB", long_target(MIB), 2, ":1: invalid target `harbor.example.org/xxx"),
+        ("long-key-path-1MB", long_key_path(MIB), 0, "bytes]…kkkkkkkkkkkkkkkkkkk.registryMappingRules (line 2)"),
+        // A third of the file anchored: one copy fits, the second is refused.
+        (
+            "alias-copies-32MiB",
+            alias_copies(MAX_RULES_BYTES, MAX_RULES_BYTES as usize / 3, None),
+            2,
+            ":4: YAML anchors and aliases here would copy more text than the file holds",
+        ),
         ("nested-blocks-32MiB", nested_blocks(MAX_RULES_BYTES), 2, ":2: `imageReplacementRules` inside"),
         ("nested-mappings-32MiB", nested_mappings(MAX_RULES_BYTES), 2, ":2: `registryMappingRules` inside"),
         ("deep-sequence-32MiB", deep_sequence(MAX_RULES_BYTES), 2, "nested deeper than"),
@@ -167,6 +206,9 @@ fn hostile_rules_files_load_or_fail_within_4x_their_size() {
         assert!(stdout.contains(expected), "{name}: {stdout}");
         assert!(grown <= 4 * size, "{name}: peak grew by {grown} bytes for a {size}-byte file\n{}", report.join("\n"));
         assert!(took < TIME_LIMIT, "{name}: took {took:?}");
+        // A message quotes at most ~200 characters of a value, whatever the file holds.
+        let longest = stdout.lines().map(|line| line.chars().count()).max().unwrap_or(0);
+        assert!(longest <= 600, "{name}: a {longest}-character line");
     }
     println!("{}", report.join("\n"));
 }

@@ -309,11 +309,15 @@ async fn wildcards_past_the_host_built_hosts_and_chosen_ports_are_unmirrored() {
         ("10.0.0.5:5000/x", None),
         (
             "ghcr.io/evil/x:10.0.0.1",
-            Some("`noswap_wildcards` entry `10.0.0.` (line 4) matches it only past the registry host"),
+            Some("`noswap_wildcards` entry `10.0.0.` (line 4) matches it, but not as its registry's host"),
         ),
         (
             "evil.com/internal.example.org/x:1",
-            Some("`noswap_wildcards` entry `internal.example.org` (line 4) matches it only past the registry host"),
+            Some("`noswap_wildcards` entry `internal.example.org` (line 4) matches it, but not as its registry's host"),
+        ),
+        (
+            "internal.example.org.evil.com/x:1",
+            Some("`noswap_wildcards` entry `internal.example.org` (line 4) matches it, but not as its registry's host"),
         ),
         ("mirror-ours.example.org/x:1", None),
         (

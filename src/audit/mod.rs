@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::rewrite::mirrored::{self, AllowedPrefix, Stage, pulls_from_target};
-use crate::rewrite::{Decision, RuleSet, Unchanged};
+use crate::rewrite::{Decision, RuleSet, Unchanged, excerpt};
 use crate::server::review::{Marks, Metadata, Object, Spec, Template};
 use crate::server::workload;
 
@@ -104,8 +104,10 @@ impl Inventory {
         document: &Value,
         namespace: Option<&str>,
     ) -> Result<(), String> {
-        let name_of = || document.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("-").to_owned();
-        let parsed = Workload::deserialize(document).map_err(|error| format!("{kind} {}: {error}", name_of()))?;
+        // The manifest's author wrote the name and the value the error quotes: each is cut.
+        let name_of = || document.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("-");
+        let parsed = Workload::deserialize(document)
+            .map_err(|error| format!("{kind} {}: {}", excerpt(name_of()), excerpt(&error.to_string())))?;
         let WorkloadMeta { name, generate_name, namespace: own_namespace, labels, annotations } = parsed.metadata;
         let namespace = own_namespace.as_deref().or(namespace).filter(|ns| !ns.is_empty()).unwrap_or("-").to_owned();
         let name = name.as_deref().or(generate_name.as_deref()).filter(|n| !n.is_empty()).unwrap_or("-").to_owned();

@@ -97,10 +97,12 @@ pub fn json(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
     writeln!(out)
 }
 
-/// `SOURCE TARGET` per rewritten image; `missing_only` keeps those the mirror lacks.
+/// `SOURCE TARGET` per image rewritten into a mirror; `missing_only` keeps those the mirror
+/// lacks. A rewrite to a registry the image chose (a port, a built host name: `unmirrored`)
+/// is no mirror to copy into.
 pub fn copy_list(out: &mut impl Write, rows: &[Row], missing_only: bool) -> std::io::Result<()> {
     for row in rows {
-        let Some(target) = &row.rewritten else { continue };
+        let Some(target) = row.rewritten.as_ref().filter(|_| !row.unmirrored) else { continue };
         if missing_only && row.mirror != Some(MirrorState::Absent) {
             continue;
         }

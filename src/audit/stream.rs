@@ -5,6 +5,11 @@
 //! document from its events and hands it on. The `items` of a document's top-level mapping
 //! (a `List`) are handed on one by one as they complete and never held together, so a
 //! 10k-Pod `kubectl get pods -o yaml` is as bounded as 10k small documents.
+//!
+//! An alias is a copy of its anchor's value, and aliases of aliases multiply: a 642-byte
+//! "billion laughs" document took 3 GB. The copies one document's aliases make may add up to
+//! [`MAX_ALIAS_BYTES`] (each value counted as [`NODE_BYTES`] plus its text); past it the
+//! document is an error on the alias's line.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,6 +19,15 @@ use std::rc::Rc;
 use serde_json::{Map, Number, Value};
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::TScalarStyle;
+
+/// What the copies made by one document's aliases may add up to. Helm, kustomize and kubectl
+/// write no aliases; a hand-written manifest shares a few resource blocks or env lists. The
+/// largest object the API server stores is ~1.5 MiB, and a document that aliases can stay well
+/// below this while expanding to several.
+pub const MAX_ALIAS_BYTES: usize = 4 * 1024 * 1024;
+/// What one value counts for beside its text: about the size of a `serde_json::Value` and the
+/// slot that holds it.
+pub const NODE_BYTES: usize = 32;
 
 /// Reads every document of `reader`, calling `sink` with each document (or `List` item) and
 /// the line it starts on. The error is `LINE: reason`, or `sink`'s own error.
@@ -85,17 +99,19 @@ impl<R: BufRead> Iterator for Chars<R> {
     }
 }
 
-/// A collection being built.
+/// A collection being built; `cost` counts its values so far as an alias copy would.
 enum Frame {
-    Sequence { values: Vec<Value>, anchor: usize, streamed: bool },
-    Mapping { values: Map<String, Value>, key: Option<String>, anchor: usize },
+    Sequence { values: Vec<Value>, anchor: usize, streamed: bool, cost: usize },
+    Mapping { values: Map<String, Value>, key: Option<String>, anchor: usize, cost: usize },
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    /// Anchored values of the current document.
-    anchors: HashMap<usize, Value>,
+    /// Anchored values of the current document, and what a copy of each counts for.
+    anchors: HashMap<usize, (Value, usize)>,
+    /// What the current document's alias copies may still add.
+    alias_budget: usize,
     document_line: u64,
     /// The line of the event being handled.
     line: u64,
@@ -113,27 +129,28 @@ impl Builder {
         let value = match event {
             Event::DocumentStart => {
                 self.anchors.clear();
+                self.alias_budget = MAX_ALIAS_BYTES;
                 self.document_line = line;
                 return Ok(None);
             }
-            Event::Scalar(text, style, anchor, tag) => self.anchored(anchor, scalar(text, style, tag.as_ref())),
-            Event::Alias(id) => match self.anchors.get(&id) {
-                Some(value) => value.clone(),
-                None => return Err(format!("{line}: an alias to an unknown anchor")),
-            },
+            Event::Scalar(text, style, anchor, tag) => {
+                let cost = NODE_BYTES.saturating_add(text.len());
+                self.anchored(anchor, scalar(text, style, tag.as_ref()), cost)
+            }
+            Event::Alias(id) => self.alias(id, line)?,
             Event::SequenceStart(anchor, _) => {
                 let streamed = self.stack.len() == 1
                     && matches!(self.stack.last(), Some(Frame::Mapping { key: Some(key), .. }) if key == "items");
-                self.stack.push(Frame::Sequence { values: Vec::new(), anchor, streamed });
+                self.stack.push(Frame::Sequence { values: Vec::new(), anchor, streamed, cost: NODE_BYTES });
                 return Ok(None);
             }
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Mapping { values: Map::new(), key: None, anchor });
+                self.stack.push(Frame::Mapping { values: Map::new(), key: None, anchor, cost: NODE_BYTES });
                 return Ok(None);
             }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Sequence { values, anchor, .. }) => self.anchored(anchor, Value::Array(values)),
-                Some(Frame::Mapping { values, anchor, .. }) => self.anchored(anchor, Value::Object(values)),
+                Some(Frame::Sequence { values, anchor, cost, .. }) => self.anchored(anchor, Value::Array(values), cost),
+                Some(Frame::Mapping { values, anchor, cost, .. }) => self.anchored(anchor, Value::Object(values), cost),
                 None => return Ok(None),
             },
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => return Ok(None),
@@ -141,29 +158,55 @@ impl Builder {
         Ok(self.place(value))
     }
 
+    /// A copy of the value anchor `id` stands for, taken from the document's alias budget.
+    fn alias(&mut self, id: usize, line: u64) -> Result<(Value, usize), String> {
+        let Some((value, cost)) = self.anchors.get(&id) else {
+            return Err(format!("{line}: an alias to an unknown anchor"));
+        };
+        match self.alias_budget.checked_sub(*cost) {
+            Some(left) => self.alias_budget = left,
+            None => {
+                return Err(format!(
+                    "{line}: the aliases of the document starting at line {} copy more than {} MiB of values \
+                     (a \"billion laughs\"?): write the values out",
+                    self.document_line,
+                    MAX_ALIAS_BYTES >> 20
+                ));
+            }
+        }
+        Ok((value.clone(), *cost))
+    }
+
     fn in_streamed_sequence(&self) -> bool {
         matches!(self.stack.last(), Some(Frame::Sequence { streamed: true, .. }))
     }
 
-    fn anchored(&mut self, anchor: usize, value: Value) -> Value {
+    fn anchored(&mut self, anchor: usize, value: Value, cost: usize) -> (Value, usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, value.clone());
+            self.anchors.insert(anchor, (value.clone(), cost));
         }
-        value
+        (value, cost)
     }
 
-    /// Puts a finished value into its parent; a value with no parent is a whole document.
-    fn place(&mut self, value: Value) -> Option<(Value, u64)> {
+    /// Puts a finished value and its cost into its parent; a value with no parent is a whole
+    /// document.
+    fn place(&mut self, (value, cost): (Value, usize)) -> Option<(Value, u64)> {
         match self.stack.last_mut() {
             None => return Some((value, self.document_line)),
             Some(Frame::Sequence { streamed: true, .. }) => self.finished_items.push((value, self.item_line)),
-            Some(Frame::Sequence { values, .. }) => values.push(value),
-            Some(Frame::Mapping { values, key, .. }) => match key.take() {
-                Some(key) => {
-                    values.insert(key, value);
+            Some(Frame::Sequence { values, cost: total, .. }) => {
+                values.push(value);
+                *total = total.saturating_add(cost);
+            }
+            Some(Frame::Mapping { values, key, cost: total, .. }) => {
+                match key.take() {
+                    Some(key) => {
+                        values.insert(key, value);
+                    }
+                    None => *key = Some(key_text(value)),
                 }
-                None => *key = Some(key_text(value)),
-            },
+                *total = total.saturating_add(cost);
+            }
         }
         None
     }

@@ -79,7 +79,9 @@ pub struct AuditArgs {
     /// Output format.
     #[arg(short = 'o', long, env = "MIRRORSWAP_AUDIT_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
-    /// Exit 1 when any image is such (comma-separated; `missing` needs --check-mirror).
+    /// Exit 1 when any image is such (comma-separated; `missing` and `error` need
+    /// --check-mirror). A CI gate wants `missing,error`: `missing` alone passes when no lookup
+    /// got an answer.
     #[arg(long, env = "MIRRORSWAP_AUDIT_FAIL_ON", value_enum, value_delimiter = ',', value_name = "WHAT")]
     pub fail_on: Vec<FailOn>,
     /// Ask each mirror whether it has the images pulled from it after the rules (a manifest
@@ -96,6 +98,10 @@ pub struct AuditArgs {
     pub missing_only: bool,
     #[command(flatten)]
     pub check: CheckArgs,
+    /// Print the process's peak memory (VmHWM) on stderr before exiting: the bounds tests read
+    /// it to check that a hostile manifest stays within the per-document alias bound.
+    #[arg(long, env = "MIRRORSWAP_REPORT_PEAK_MEMORY", hide = true)]
+    pub report_peak_memory: bool,
 }
 
 /// `--output`.
@@ -116,12 +122,26 @@ pub enum FailOn {
     Unmirrored,
     /// An image its mirror does not have (needs --check-mirror).
     Missing,
+    /// An image whose mirror gave no answer: unreachable, refused, timed out, TLS or auth
+    /// error (needs --check-mirror).
+    Error,
 }
 
 /// Audits, prints the report; exit 1 when `--fail-on` finds something, 2 on errors.
 pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
-    if args.fail_on.contains(&FailOn::Missing) && !args.check_mirror {
-        eprintln!("error: --fail-on missing needs --check-mirror (nothing is looked up without it)");
+    let code = audit(args);
+    if args.report_peak_memory {
+        super::report_peak_memory();
+    }
+    code
+}
+
+fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    if let Some(what) = args.fail_on.iter().find(|what| matches!(what, FailOn::Missing | FailOn::Error))
+        && !args.check_mirror
+    {
+        let what = what.to_possible_value().map(|value| value.get_name().to_owned()).unwrap_or_default();
+        eprintln!("error: --fail-on {what} needs --check-mirror (nothing is looked up without it)");
         return Ok(ExitCode::from(2));
     }
     let needs_api = args.files.is_empty() || args.rules.is_none();
@@ -185,6 +205,7 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let failed = args.fail_on.iter().any(|what| match what {
         FailOn::Unmirrored => summary.unmirrored > 0,
         FailOn::Missing => summary.missing > 0,
+        FailOn::Error => summary.mirror_errors > 0,
     });
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

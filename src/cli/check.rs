@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::RulesArgs;
-use crate::rewrite::{Problem, RuleKind, Severity};
+use crate::rewrite::{Problem, RuleKind, Severity, excerpt};
 use crate::rules_file::LoadError;
 
 /// Arguments of `mirrorswap check`.
@@ -27,9 +27,7 @@ pub struct CheckArgs {
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let code = summarize(args);
     if args.report_peak_memory {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let peak = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap_or("VmHWM: unknown");
-        eprintln!("peak memory: {peak}");
+        super::report_peak_memory();
     }
     code
 }
@@ -50,7 +48,7 @@ fn summarize(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(found) = &loaded.found {
-        println!("{origin}: rules at {} (line {})", found.path, found.line);
+        println!("{origin}: rules at {} (line {})", excerpt(&found.path), found.line);
     }
     loaded.messages().for_each(|message| println!("{message}"));
     let rules = &loaded.rules;

@@ -1,7 +1,8 @@
 //! A small YAML tree with line numbers, built from the event stream the
-//! rules reader uses: strings are copied once, aliases to strings resolve,
-//! aliases to collections are left out (never expanded, so no "billion
-//! laughs"), and nesting is bounded like the rules reader's.
+//! rules reader uses: strings are copied once, aliases to strings resolve
+//! (their copies within the reader's alias budget), aliases to collections
+//! are left out (never expanded, so no "billion laughs"), and nesting is
+//! bounded like the rules reader's.
 
 use yaml_rust2::parser::Event;
 
@@ -71,7 +72,7 @@ fn node(events: &mut Events<'_>, first: Event, line: u32, depth: usize) -> Resul
     }
     match first {
         Event::Scalar(text, ..) => Ok(Node::Scalar(text, line)),
-        Event::Alias(id) => Ok(match events.anchored(id) {
+        Event::Alias(id) => Ok(match events.alias(id, line)? {
             Some(text) => Node::Scalar(text.to_owned(), line),
             None => Node::Skipped(line),
         }),
@@ -92,7 +93,7 @@ fn node(events: &mut Events<'_>, first: Event, line: u32, depth: usize) -> Resul
                 let key = match event {
                     Event::MappingEnd | Event::StreamEnd => return Ok(Node::Map(entries, line)),
                     Event::Scalar(key, ..) => Some(key),
-                    Event::Alias(id) => events.anchored(id).map(str::to_owned),
+                    Event::Alias(id) => events.alias(id, key_line)?.map(str::to_owned),
                     complex => {
                         node(events, complex, key_line, depth + 1)?;
                         None

@@ -5,6 +5,7 @@
 
 use super::engine::{DockerHubMode, segments};
 use super::engine::{MirrorMark, Options, RuleId, RuleSet};
+use super::excerpt::excerpt;
 use super::fxhash::FxHashMap;
 use super::glob::Glob;
 use super::mirrored;
@@ -96,7 +97,7 @@ impl Builder {
         } else if let Some(pattern) = key.strip_prefix(PREFIX_REPLACE) {
             let pattern = pattern.trim_start();
             let glob = Glob::new(pattern)
-                .map_err(|e| Problem::BadGlob { pattern: pattern.to_owned(), reason: e.to_string() })?;
+                .map_err(|e| Problem::BadGlob { pattern: excerpt(pattern).owned(), reason: e.to_string() })?;
             let rule =
                 Rule { kind: RuleKind::Replace, source: pattern.into(), target: parse_replace_dir(&value)?, line };
             return self.insert(rule, Some(glob));
@@ -123,7 +124,7 @@ impl Builder {
     /// Adds a validated rule; `glob` is the compiled pattern of a `[REPLACE]` rule.
     fn insert(&mut self, rule: Rule, glob: Option<Glob>) -> Result<(), Problem> {
         let id = RuleId::try_from(self.set.rules.len()).map_err(|_| Problem::InvalidSource {
-            key: rule.source.to_string(),
+            key: excerpt(&rule.source).owned(),
             reason: "more than 4 billion rules".into(),
         })?;
         // The slot the rule goes into tells whether its source was already given.
@@ -145,7 +146,10 @@ impl Builder {
                 return Err(Problem::AllAndDefault(earlier.line));
             }
             if earlier.target != rule.target {
-                return Err(Problem::ConflictingDuplicate { key: rule.source.to_string(), first_line: earlier.line });
+                return Err(Problem::ConflictingDuplicate {
+                    key: excerpt(&rule.source).owned(),
+                    first_line: earlier.line,
+                });
             }
             self.diagnostics.push(Diagnostic::warning(rule.line, Problem::Duplicate(earlier.line)));
             return Ok(());
@@ -220,7 +224,7 @@ impl Builder {
                     if let Some(earlier) = everything {
                         found.push(Diagnostic::warning(
                             rule.line,
-                            Problem::ShadowedGlob { earlier: earlier.source.to_string(), line: earlier.line },
+                            Problem::ShadowedGlob { earlier: excerpt(&earlier.source).owned(), line: earlier.line },
                         ));
                     } else if Glob::new(&rule.source).is_ok_and(|glob| glob.matches_everything()) {
                         everything = Some(rule);
@@ -234,8 +238,8 @@ impl Builder {
                 found.push(Diagnostic::warning(
                     rule.line,
                     Problem::ShadowedByTarget {
-                        key: rule.source.to_string(),
-                        target: shadow.target.as_str().to_owned(),
+                        key: excerpt(&rule.source).owned(),
+                        target: excerpt(shadow.target.as_str()).owned(),
                         line: shadow.line,
                     },
                 ));
@@ -248,7 +252,7 @@ impl Builder {
 /// A prefix rule's source: `registry[:port][/path…]`. Returns the source rewritten for the
 /// Docker Hub mode, or `None` when it stands as written.
 fn normalize_source(key: &str, mode: DockerHubMode) -> Result<Option<String>, Problem> {
-    let invalid = |reason: String| Problem::InvalidSource { key: key.to_owned(), reason };
+    let invalid = |reason: String| Problem::InvalidSource { key: excerpt(key).owned(), reason };
     let (registry, path) = match key.split_once('/') {
         Some((registry, path)) => (registry, Some(path)),
         None => (key, None),
@@ -275,7 +279,8 @@ fn explain_invalid_source(registry: &str, path: Option<&str>) -> Result<(), Stri
     }
     if !is_registry_like(registry) {
         return Err(format!(
-            "must start with a registry host such as `docker.io` (`{registry}` has no `.` or `:` and is not `localhost`)"
+            "must start with a registry host such as `docker.io` (`{}` has no `.` or `:` and is not `localhost`)",
+            excerpt(registry)
         ));
     }
     reference::split_host_port(registry).map_err(|e| e.to_string())?;
@@ -283,7 +288,7 @@ fn explain_invalid_source(registry: &str, path: Option<&str>) -> Result<(), Stri
         if segment.contains(':') {
             return Err(NO_TAG.into());
         }
-        reference::validate_path_component(segment).map_err(|e| format!("`{segment}`: {e}"))?;
+        reference::validate_path_component(segment).map_err(|e| format!("`{}`: {e}", excerpt(segment)))?;
     }
     Ok(())
 }
@@ -304,7 +309,7 @@ fn parse_target(value: String) -> Result<Target, Problem> {
     if value.is_empty() {
         return Ok(Target::Keep);
     }
-    let invalid = |reason: String| Problem::InvalidTarget { target: value.clone(), reason };
+    let invalid = |reason: String| Problem::InvalidTarget { target: excerpt(&value).owned(), reason };
     if value.len() > MAX_NAME_LEN - 2 {
         return Err(invalid(format!("longer than {} characters", MAX_NAME_LEN - 2)));
     }
@@ -329,12 +334,12 @@ fn validate_name_prefix(value: &str) -> Result<(), String> {
         None => (value, None),
     };
     if is_registry_like(first) {
-        reference::split_host_port(first).map_err(|e| format!("`{first}`: {e}"))?;
+        reference::split_host_port(first).map_err(|e| format!("`{}`: {e}", excerpt(first)))?;
     } else {
-        reference::validate_path_component(first).map_err(|e| format!("`{first}`: {e}"))?;
+        reference::validate_path_component(first).map_err(|e| format!("`{}`: {e}", excerpt(first)))?;
     }
     for segment in rest.into_iter().flat_map(|rest| rest.split('/')) {
-        reference::validate_path_component(segment).map_err(|e| format!("`{segment}`: {e}"))?;
+        reference::validate_path_component(segment).map_err(|e| format!("`{}`: {e}", excerpt(segment)))?;
     }
     Ok(())
 }
@@ -342,7 +347,7 @@ fn validate_name_prefix(value: &str) -> Result<(), String> {
 fn parse_exact_source(source: &str) -> Result<String, Problem> {
     reference::parse(source)
         .map(|_| source.to_owned())
-        .map_err(|e| Problem::InvalidSource { key: source.to_owned(), reason: e.to_string() })
+        .map_err(|e| Problem::InvalidSource { key: excerpt(source).owned(), reason: e.to_string() })
 }
 
 fn parse_exact_target(value: String) -> Result<Target, Problem> {
@@ -351,7 +356,7 @@ fn parse_exact_target(value: String) -> Result<Target, Problem> {
     }
     match reference::parse(&value) {
         Ok(_) => Ok(Target::Plain(value.into_boxed_str())),
-        Err(e) => Err(Problem::InvalidTarget { reason: e.to_string(), target: value }),
+        Err(e) => Err(Problem::InvalidTarget { reason: e.to_string(), target: excerpt(&value).owned() }),
     }
 }
 
@@ -363,5 +368,5 @@ fn parse_replace_dir(value: &str) -> Result<Target, Problem> {
     }
     validate_name_prefix(dir)
         .map(|()| Target::Plain(dir.into()))
-        .map_err(|reason| Problem::InvalidTarget { target: value.to_owned(), reason })
+        .map_err(|reason| Problem::InvalidTarget { target: excerpt(value).owned(), reason })
 }

@@ -12,8 +12,10 @@
 //!
 //! Three things the engine accepts, for imageswap's sake, do not keep a pull inside the
 //! mirrors, so they are unmirrored here ([`Outside`]) while `/mutate` keeps them:
-//! - a `noswap_wildcards` entry that matches only past the registry host (in a later path
-//!   segment, the tag or the digest): the engine matches it anywhere in the reference;
+//! - a `noswap_wildcards` entry that does not name the image's registry as only its owner
+//!   could ([`wildcard_names_registry`]: the host or a domain above it, an IPv4 prefix, a
+//!   host/path prefix): the engine matches it anywhere in the reference, in a tag, a later
+//!   path segment or part of a host name anyone may register;
 //! - a registry name that a `-` target without `/` builds from the image's own
 //!   (`default::mirror-` makes `evil.com/x` into `mirror-evil.com/x`, a domain anyone may
 //!   register);
@@ -78,7 +80,7 @@ pub enum Stage {
 /// the mirrors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outside<'r> {
-    /// The only `noswap_wildcards` entries in the image match past its registry host.
+    /// No `noswap_wildcards` entry that matches the image names its registry.
     WildcardPastHost {
         /// The entry the engine matched.
         wildcard: &'r str,
@@ -116,8 +118,9 @@ impl Outside<'_> {
     pub fn why(&self) -> String {
         match self {
             Self::WildcardPastHost { wildcard, line } => format!(
-                "`noswap_wildcards` entry `{wildcard}` (line {line}) matches it only past the registry host \
-                 (in a path, tag or digest), which leaves it pulled from its own registry"
+                "`noswap_wildcards` entry `{wildcard}` (line {line}) matches it, but not as its registry's host, a \
+                 domain above it, an IPv4 prefix or a host/path prefix (a match in a tag, a later path segment or \
+                 part of a host name anyone may register keeps nothing inside the mirrors)"
             ),
             Self::BuiltHost { rule, registry } => format!(
                 "pulled from `{registry}`, a registry name that rule `{rule}` (line {}) builds from the image's \
@@ -243,24 +246,56 @@ pub fn judge<'r, 'p>(rules: &'r RuleSet, allowed: &'p [AllowedPrefix], image: &s
 }
 
 /// [`Outside::WildcardPastHost`] for an image the engine left alone for `wildcard`, unless
-/// some entry matches within the image's name starting in its registry host (`host[:port]`,
-/// Docker Hub implied as `docker.io`): in the host, or across it into a path prefix.
+/// some entry names its registry as only the registry's owner can make it match
+/// ([`wildcard_names_registry`]).
 fn wildcard_past_host<'r>(rules: &'r RuleSet, image: &str, wildcard: &str) -> Option<Outside<'r>> {
     let parsed = reference::parse(image).ok()?;
-    let name = match parsed.registry {
-        Some(_) => std::borrow::Cow::Borrowed(parsed.name),
-        None => std::borrow::Cow::Owned(format!("{DOCKER_HUB}/{}", parsed.name)),
-    };
-    let host_len = parsed.registry_key().len();
-    // The leftmost match starts first: when any match starts in the host, that one does.
-    let in_host = |entry: &str| name.find(entry).is_some_and(|at| at < host_len);
-    if rules.noswap_wildcards().any(|(entry, _)| in_host(entry)) {
+    if rules.noswap_wildcards().any(|(entry, _)| wildcard_names_registry(entry, &parsed)) {
         return None;
     }
     rules
         .noswap_wildcards()
         .find(|(entry, _)| *entry == wildcard)
         .map(|(wildcard, line)| Outside::WildcardPastHost { wildcard, line })
+}
+
+/// Whether a `noswap_wildcards` entry names the registry of `image` in a way an outsider
+/// cannot imitate with a domain of their own:
+/// - `host` or `host:port`: that registry, or a host under that domain (`twr.io` names
+///   `registry.twr.io`, not `twr.io.evil.com` nor `nottwr.io`);
+/// - ending in `.` (`10.0.0.`): an IPv4 address under that prefix (never a host name:
+///   `10.0.0.evil.com` is anyone's);
+/// - with a `/` (`vendor.io/approved`): that registry and path prefix, on `/` boundaries.
+///
+/// A fragment of a name (`walrus`, matching `walrus.evil.com/x`) names nothing here.
+pub fn wildcard_names_registry(entry: &str, image: &Reference<'_>) -> bool {
+    let entry = entry.trim();
+    let registry = image.registry_key();
+    if entry.contains('/') {
+        let name = match image.registry {
+            Some(_) => std::borrow::Cow::Borrowed(image.name),
+            None => std::borrow::Cow::Owned(format!("{DOCKER_HUB}/{}", image.name)),
+        };
+        let entry = entry.trim_end_matches('/');
+        let (Some(head), Some(rest)) = (name.get(..entry.len()), name.get(entry.len()..)) else { return false };
+        return head.eq_ignore_ascii_case(entry) && (rest.is_empty() || rest.starts_with('/'));
+    }
+    if entry.ends_with('.') {
+        let is_ipv4 = image.host.split('.').count() == 4
+            && image.host.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+        return is_ipv4 && image.host.starts_with(entry);
+    }
+    let entry = entry.trim_start_matches('.');
+    if entry.is_empty() {
+        return false;
+    }
+    let within = |name: &str| {
+        name.eq_ignore_ascii_case(entry)
+            || (name.len() > entry.len()
+                && name.as_bytes()[name.len() - entry.len() - 1] == b'.'
+                && name[name.len() - entry.len()..].eq_ignore_ascii_case(entry))
+    };
+    if entry.contains(':') { within(registry) } else { within(image.host) }
 }
 
 /// Why `pulled`, produced by `rule` or left alone as under its target, is not pulled from
@@ -303,12 +338,14 @@ pub fn target_registry(rule: &Rule) -> Option<&str> {
 /// from exactly the registry the rule's target names, port included. Only such an image is
 /// asked of a registry with credentials, or counts as mirrored for `audit` and `/validate`:
 /// otherwise the image chose the port or the host itself (`quay.io:25502/x` through the
-/// bare-host rule `quay.io::mirror.example.org` becomes `mirror.example.org:25502/x`).
-pub fn pulls_from_target(rule: &Rule, image: &str) -> bool {
+/// bare-host rule `quay.io::mirror.example.org` becomes `mirror.example.org:25502/x`). `:443`
+/// is the default port: `host:443` and `host` are one registry.
+pub fn pulls_from_target<'r>(rule: &'r Rule, image: &'r str) -> bool {
     let (Some(target), Ok(parsed)) = (target_registry(rule), reference::parse(image)) else {
         return false;
     };
-    parsed.registry_key().eq_ignore_ascii_case(target)
+    let default_port = |registry: &'r str| -> &'r str { registry.strip_suffix(":443").unwrap_or(registry) };
+    default_port(parsed.registry_key()).eq_ignore_ascii_case(default_port(target))
 }
 
 /// `image` fully qualified as a pull resolves it: `nginx:1.27` is
@@ -355,7 +392,9 @@ mod tests {
             ("m.example.org/hub/nginx:1.27", "mirrored", false, false),
             ("m.example.org/gcr/b:1", "mirrored", false, false),
             ("ghcr.io/org/app:1", "opted_out", false, false),
-            ("internal.example.com/app:1", "noswap", false, false),
+            ("registry.internal/app:1", "noswap", false, false),
+            // A fragment of a host name anyone may register names nothing.
+            ("internal.example.com/app:1", "noswap_outside_host", true, true),
             ("gcr.io/other/app:1", "no_rule", true, true),
             ("gcr.io/distroless/static:nonroot", "allowed_registry", false, false),
             ("gcr.io/distroless-not/static", "no_rule", true, true),
@@ -388,7 +427,7 @@ mod tests {
     }
 
     #[test]
-    fn a_wildcard_keeps_a_pull_inside_only_when_it_matches_from_the_registry_host() {
+    fn a_wildcard_keeps_a_pull_inside_only_when_it_names_the_registry() {
         let rules = compiled(
             "default::m.example.org/fallback\nnoswap_wildcards::internal.example.org,10.0.0.,vendor.io/approved\n",
         );
@@ -397,8 +436,15 @@ mod tests {
             &[],
             &[
                 ("internal.example.org/team/x:1", "noswap", false, false),
+                ("registry.internal.example.org:5000/x:1", "noswap", false, false),
                 ("10.0.0.5:5000/x", "noswap", false, false),
                 ("vendor.io/approved/x:1", "noswap", false, false),
+                ("vendor.io/approved:1", "noswap", false, false),
+                // Hosts an outsider can register, that only contain or extend the entry.
+                ("internal.example.org.evil.com/x:1", "noswap_outside_host", true, true),
+                ("notinternal.example.org/x:1", "noswap_outside_host", true, true),
+                ("10.0.0.evil.com/x:1", "noswap_outside_host", true, true),
+                ("vendor.io/approved-not/x", "noswap_outside_host", true, true),
                 ("ghcr.io/evil/x:10.0.0.1", "noswap_outside_host", true, true),
                 ("evil.com/internal.example.org/x:1", "noswap_outside_host", true, true),
                 ("evil.com/vendor.io/approved/x", "noswap_outside_host", true, true),
@@ -410,7 +456,7 @@ mod tests {
         assert!(matches!(rules.rewrite("ghcr.io/evil/x:10.0.0.1"), Decision::Unchanged(Unchanged::NoSwapWildcard(_))));
         let why = judge(&rules, &[], "ghcr.io/evil/x:10.0.0.1").why(Stage::Admitted);
         assert!(
-            why.starts_with("`noswap_wildcards` entry `10.0.0.` (line 2) matches it only past the registry host"),
+            why.starts_with("`noswap_wildcards` entry `10.0.0.` (line 2) matches it, but not as its registry's host"),
             "{why}"
         );
         // An allowed prefix still wins.
@@ -518,6 +564,8 @@ mod tests {
             ("mirror.example.org/x:1", "quay.io", true),
             ("Mirror.Example.org/x:1", "quay.io", true),
             ("mirror.example.org:6666/x:1", "quay.io", false),
+            ("quay.io:443/x:1", "quay.io", true),
+            ("mirror.example.org:443/x:1", "quay.io", true),
             ("gcr.io/p/x:1", "gcr.io", true),
             ("k8s.io/x:1", "k8s.io", true),
             ("ghcr.io/x:1", "ghcr.io", false),

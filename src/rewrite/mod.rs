@@ -8,6 +8,7 @@
 mod candidates;
 mod compile;
 mod engine;
+pub mod excerpt;
 mod explain;
 mod fxhash;
 pub mod glob;
@@ -23,6 +24,7 @@ mod trie;
 pub use candidates::{Candidate, Candidates};
 pub use compile::{Compiled, compile};
 pub use engine::{Decision, DockerHubMode, Options, RuleId, RuleSet, Unchanged};
+pub use excerpt::{MAX_QUOTED, excerpt};
 pub use explain::Explanation;
 pub use reference::{InvalidReference, Reference};
 pub use rules::{

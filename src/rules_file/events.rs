@@ -2,6 +2,11 @@
 //! line of the whole file it is on. Nothing is recorded but the values of
 //! anchored scalars (so that `*alias` can stand for a string): a walk holds
 //! one event at a time, and stopping early stops the parser too.
+//!
+//! Aliases are copies: a 1 MB anchor named 2,000 times was 2 GB. The anchored
+//! strings kept and the copies aliases hand out are counted against one
+//! budget, as many bytes as the text (at least [`MIN_ALIAS_BYTES`]); past it
+//! the walk stops with an error on the alias's line.
 
 use std::collections::HashMap;
 
@@ -10,6 +15,11 @@ use yaml_rust2::scanner::{Marker, ScanError};
 
 /// A problem and the line of the whole file it is on.
 pub type Failure = (u32, String);
+
+/// The least alias budget of a text, however short: room for a small file's handful of
+/// anchors named a few hundred times (rules that share one target), under the noise of a
+/// process's memory.
+pub const MIN_ALIAS_BYTES: usize = 64 * 1024;
 
 /// Where the lines of a text lie in the file that holds it.
 #[derive(Clone, Copy, Debug)]
@@ -39,14 +49,29 @@ pub struct Events<'a> {
     /// input (an empty key, a closing bracket, a scan error) carry the line after it.
     last: u32,
     anchors: HashMap<usize, String>,
+    /// Bytes that anchored strings kept and alias copies may still take.
+    alias_budget: usize,
     ended: bool,
 }
 
 impl<'a> Events<'a> {
-    /// Events of `text`, whose lines lie in the file as `lines` says.
+    /// Events of `text`, whose lines lie in the file as `lines` says; anchors and aliases may
+    /// take as many bytes as the text, at least [`MIN_ALIAS_BYTES`].
     pub fn new(text: &'a str, lines: Lines) -> Self {
+        Self::with_alias_budget(text, lines, text.len().max(MIN_ALIAS_BYTES))
+    }
+
+    /// As [`Self::new`], with `budget` bytes for anchors and aliases (a string inside the file
+    /// gets what the file's walk has left).
+    pub fn with_alias_budget(text: &'a str, lines: Lines, budget: usize) -> Self {
         let last = lines.of(last_text_line(text));
-        Self { parser: Parser::new_from_str(text), lines, last, anchors: HashMap::new(), ended: false }
+        let parser = Parser::new_from_str(text);
+        Self { parser, lines, last, anchors: HashMap::new(), alias_budget: budget, ended: false }
+    }
+
+    /// The bytes anchors and aliases may still take.
+    pub fn alias_budget(&self) -> usize {
+        self.alias_budget
     }
 
     /// The next event and its file line; after the end of the stream, `StreamEnd` again.
@@ -59,6 +84,7 @@ impl<'a> Events<'a> {
         match &event {
             Event::StreamEnd => self.ended = true,
             Event::Scalar(value, _, anchor, _) if *anchor > 0 => {
+                self.charge(value.len(), line)?;
                 self.anchors.insert(*anchor, value.clone());
             }
             _ => {}
@@ -66,9 +92,30 @@ impl<'a> Events<'a> {
         Ok((event, line))
     }
 
-    /// The string an alias stands for, if its anchor is on a scalar.
-    pub fn anchored(&self, id: usize) -> Option<&str> {
-        self.anchors.get(&id).map(String::as_str)
+    /// The string the alias on `line` stands for, if its anchor is on a scalar; its length is
+    /// taken from the budget, as the caller copies it.
+    pub fn alias(&mut self, id: usize, line: u32) -> Result<Option<&str>, Failure> {
+        let len = self.anchors.get(&id).map_or(0, String::len);
+        self.charge(len, line)?;
+        Ok(self.anchors.get(&id).map(String::as_str))
+    }
+
+    /// Takes `bytes` from the alias budget; past it, the failure names `line`.
+    fn charge(&mut self, bytes: usize, line: u32) -> Result<(), Failure> {
+        match self.alias_budget.checked_sub(bytes) {
+            Some(left) => {
+                self.alias_budget = left;
+                Ok(())
+            }
+            None => Err((
+                line,
+                format!(
+                    "YAML anchors and aliases here would copy more text than the file holds ({} KiB at least): \
+                     write a long value out rather than repeat it through aliases",
+                    MIN_ALIAS_BYTES / 1024
+                ),
+            )),
+        }
     }
 
     fn line(&self, marker: &Marker) -> u32 {

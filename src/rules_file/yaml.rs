@@ -19,7 +19,8 @@ use yaml_rust2::parser::Event;
 use yaml_rust2::scanner::TScalarStyle;
 
 use super::events::{Events, Failure, Lines};
-use crate::rewrite::{self, Diagnostic, MAX_RULES, Problem, RulePair};
+use crate::rewrite::excerpt::cut;
+use crate::rewrite::{self, Diagnostic, MAX_RULES, Problem, RulePair, excerpt};
 
 /// Keys whose value is a `"source": "target"` mapping (or a block string holding one).
 const WRAPPER_KEYS: [&str; 2] = ["imageReplacementRules", "registryMappingRules"];
@@ -145,14 +146,16 @@ impl Walk<'_> {
                 *line,
                 format!(
                     "no rules key in the document: looked for {LOOKED_FOR} (nor is it a bare rules mapping: \
-                     the value of `{key}` must be a string)"
+                     the value of `{}` must be a string)",
+                    excerpt(key)
                 ),
             )),
             Bare::Not(Some((key, line, true))) => Err((
                 *line,
                 format!(
-                    "the value of `{key}` must be a string (a rules mapping holds \"source\": \"target\" strings), \
-                     and the document holds no rules key: looked for {LOOKED_FOR}"
+                    "the value of `{}` must be a string (a rules mapping holds \"source\": \"target\" strings), \
+                     and the document holds no rules key: looked for {LOOKED_FOR}",
+                    excerpt(key)
                 ),
             )),
             Bare::Not(None) => Err((
@@ -222,7 +225,7 @@ impl Walk<'_> {
             let key = match key_event {
                 Event::MappingEnd | Event::StreamEnd => return Ok(()),
                 Event::Scalar(key, ..) => key,
-                Event::Alias(id) => self.events.anchored(id).unwrap_or("*").to_owned(),
+                Event::Alias(id) => self.events.alias(id, key_line)?.unwrap_or("*").to_owned(),
                 complex => {
                     // `? [a, b]`: not a rules key; its value is walked all the same.
                     self.node(complex, depth)?;
@@ -244,7 +247,7 @@ impl Walk<'_> {
                     push(&mut self.parsed.pairs, RulePair { line: key_line, key, value })?;
                 }
                 Event::Alias(id) if root && matches!(self.bare, Bare::Collecting) => {
-                    match self.events.anchored(id).map(str::to_owned) {
+                    match self.events.alias(id, value_line)?.map(str::to_owned) {
                         Some(value) => push(&mut self.parsed.pairs, RulePair { line: key_line, key, value })?,
                         None => self.not_bare(root, &key, value_line),
                     }
@@ -253,7 +256,8 @@ impl Walk<'_> {
                 collection => {
                     self.not_bare(root, &key, key_line);
                     self.enter(depth + 1, value_line)?;
-                    self.path.push(key);
+                    // Only messages and the parent test read the path: a long key is kept cut.
+                    self.path.push(cut(key));
                     self.node(collection, depth)?;
                     self.path.pop();
                 }
@@ -282,7 +286,12 @@ impl Walk<'_> {
         if let Some(first) = &self.parsed.found {
             return Err((
                 line,
-                format!("two rules keys: `{}` (line {}) and `{path}` (line {line}): keep one", first.path, first.line),
+                format!(
+                    "two rules keys: `{}` (line {}) and `{}` (line {line}): keep one",
+                    excerpt(&first.path),
+                    first.line,
+                    excerpt(&path)
+                ),
             ));
         }
         self.parsed.found = Some(Found { path, line });
@@ -294,7 +303,7 @@ impl Walk<'_> {
                 return pairs(&mut self.events, key, &mut self.parsed.pairs);
             }
             Event::Scalar(text, style, ..) => (text, style),
-            Event::Alias(id) => match self.events.anchored(id) {
+            Event::Alias(id) => match self.events.alias(id, value_line)? {
                 Some(text) => (text.to_owned(), TScalarStyle::Plain),
                 None => {
                     return Err((
@@ -323,7 +332,7 @@ impl Walk<'_> {
             Lines::All(value_line)
         };
         match kind {
-            Kind::Pairs => block_pairs(&text, lines, key, &mut self.parsed.pairs),
+            Kind::Pairs => block_pairs(&text, lines, key, self.events.alias_budget(), &mut self.parsed.pairs),
             Kind::Maps => {
                 self.maps(&text, lines);
                 Ok(())
@@ -384,14 +393,21 @@ fn string_or_empty(value: String, style: TScalarStyle) -> String {
     if is_null_scalar(&value, style) { String::new() } else { value }
 }
 
-/// The `"source": "target"` pairs in a block string of the rules key `wrapper`.
-fn block_pairs(text: &str, lines: Lines, wrapper: &str, out: &mut Vec<RulePair>) -> Result<(), Failure> {
+/// The `"source": "target"` pairs in a block string of the rules key `wrapper`; its anchors
+/// and aliases may take `alias_budget` bytes.
+fn block_pairs(
+    text: &str,
+    lines: Lines,
+    wrapper: &str,
+    alias_budget: usize,
+    out: &mut Vec<RulePair>,
+) -> Result<(), Failure> {
     // Looked for in the text first: the parser reads a key's value before it hands over the
     // key, and that value would be one more copy of nearly the whole block.
     if let Some((line, key)) = rules_key_line(text) {
         return Err((lines.of(line), nested(key, wrapper)));
     }
-    let mut events = Events::new(text, lines);
+    let mut events = Events::with_alias_budget(text, lines, alias_budget);
     let mut documents = 0;
     loop {
         let (event, line) = events.next()?;
@@ -444,7 +460,7 @@ fn pairs(events: &mut Events<'_>, wrapper: &str, out: &mut Vec<RulePair>) -> Res
         let key = match event {
             Event::MappingEnd | Event::StreamEnd => return Ok(()),
             Event::Scalar(key, ..) => key,
-            Event::Alias(id) => match events.anchored(id) {
+            Event::Alias(id) => match events.alias(id, line)? {
                 Some(key) => key.to_owned(),
                 None => return Err((line, "a key must be a plain string".into())),
             },
@@ -456,11 +472,11 @@ fn pairs(events: &mut Events<'_>, wrapper: &str, out: &mut Vec<RulePair>) -> Res
         let (value, value_line) = events.next()?;
         let value = match value {
             Event::Scalar(value, style, ..) => string_or_empty(value, style),
-            Event::Alias(id) => match events.anchored(id) {
+            Event::Alias(id) => match events.alias(id, value_line)? {
                 Some(value) => value.to_owned(),
-                None => return Err((value_line, format!("`{key}`: an alias must name a string"))),
+                None => return Err((value_line, format!("`{}`: an alias must name a string", excerpt(&key)))),
             },
-            _ => return Err((value_line, format!("the value of `{key}` must be a string"))),
+            _ => return Err((value_line, format!("the value of `{}` must be a string", excerpt(&key)))),
         };
         push(out, RulePair { line, key, value })?;
     }
@@ -545,6 +561,64 @@ mod tests {
     fn anchors_and_aliases_name_strings() {
         let text = "m: &m m.io/x\nregistryMappingRules:\n  \"a.io\": *m\n  &k \"b.io\": n.io\n";
         assert_eq!(pairs(text), owned(&[(3, "a.io", "m.io/x"), (4, "b.io", "n.io")]));
+    }
+
+    #[test]
+    fn aliases_are_counted_against_the_file_size() {
+        // A hand-written file sharing a target: a thousand copies fit the 64 KiB floor.
+        let shared: String = "m: &m harbor.example.org/hub\nregistryMappingRules:\n".to_owned()
+            + &(0..1_000).map(|i| format!("  \"r{i}.io\": *m\n")).collect::<String>();
+        assert_eq!(parse(&shared).pairs.len(), 1_000);
+        let long = "x".repeat(40 * 1024);
+        let refused = "aliases here would copy more text than the file holds";
+        // (text, line of the refusal or 0 when it loads)
+        let table = [
+            // The anchored string itself counts: 40 KiB kept, one 40 KiB copy is over.
+            (format!("a: &a {long}\nregistryMappingRules:\n  \"b.io\": *a\n"), 3),
+            (format!("\"a.io\": &a {long}\n\"b.io\": *a\n"), 2),
+            (format!("\"a.io\": &a {long}\n*a : b\n"), 2),
+            // A block string's aliases share what the file's walk has left: alone, its anchor
+            // and one copy would fit the 64 KiB floor.
+            (
+                format!(
+                    "a: &a {}\nimageReplacementRules: |\n  \"b.io\": &b {}\n  \"c.io\": *b\n",
+                    long.repeat(2),
+                    &long[..30_000]
+                ),
+                4,
+            ),
+            // An alias nothing reads costs nothing.
+            (format!("a: &a {long}\nx:\n  b: *a\n  c: [*a, *a]\nregistryMappingRules: {{\"b.io\": m.io}}\n"), 0),
+        ];
+        for (case, (text, line)) in table.into_iter().enumerate() {
+            let found: Vec<(u32, String)> =
+                parse(&text).diagnostics.iter().map(|d| (d.line, d.problem.to_string())).collect();
+            match line {
+                0 => assert!(found.is_empty(), "case {case}: {found:?}"),
+                _ => assert!(
+                    matches!(&found[..], [(got, message)] if *got == line && message.contains(refused)),
+                    "case {case}: {found:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn errors_quote_at_most_200_characters_of_a_value() {
+        // Under YAML's 1024-character bound on a key.
+        let key = "k".repeat(1_000);
+        let table = [
+            format!("\"{key}\": [x]\n"),
+            format!("\"a.io\": m.io\n\"{key}\": [x]\n"),
+            format!("registryMappingRules:\n  \"{key}\": [x]\n"),
+            format!("{key}:\n  registryMappingRules: {{}}\nb:\n  imageReplacementRules: {{}}\n"),
+        ];
+        for (case, text) in table.iter().enumerate() {
+            let found: Vec<String> = parse(text).diagnostics.iter().map(|d| d.problem.to_string()).collect();
+            let lengths: Vec<usize> = found.iter().map(String::len).collect();
+            assert!(lengths.iter().all(|&length| length < 1_000), "case {case}: {lengths:?}");
+            assert!(found.iter().any(|message| message.contains("kkk…[")), "case {case}: {found:?}");
+        }
     }
 
     #[test]

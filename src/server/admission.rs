@@ -20,7 +20,7 @@ use super::update::{self, Changes, Verdict};
 pub use super::workload::ORIGINAL_IMAGES_ANNOTATION;
 use super::workload::{self, ImageField};
 use crate::registry::{Choice, Resolved};
-use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged};
+use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged, excerpt};
 
 const API_VERSION: &str = "admission.k8s.io/v1";
 const REVIEW_KIND: &str = "AdmissionReview";
@@ -317,7 +317,10 @@ fn annotation_operation(metadata: &Metadata<'_>, originals: BTreeMap<String, Val
     }
 }
 
+/// Logs an image left alone for a reason worth a line; the Pod's author wrote the image, so
+/// the line quotes at most ~200 characters of it.
 fn log_unchanged(uid: &str, image: &str, reason: &Unchanged<'_>) {
+    let image = excerpt(image);
     match reason {
         Unchanged::InvalidReference(why) => {
             warn!(%uid, %image, reason = %why, "image left unchanged: not a valid reference")
@@ -399,6 +402,8 @@ fn undecodable(body: &[u8], error: &serde_json::Error) -> Answer {
     let kind =
         workload::known_kind(text("/request/kind/group").unwrap_or(""), text("/request/kind/kind").unwrap_or(""))
             .map_or("other", |(kind, _)| kind);
+    // serde's message quotes the offending value, which the object's author wrote: cut it.
+    let error = excerpt(&error.to_string()).owned();
     warn!(%uid, %kind, %error, "cannot decode the admission request; admitted unchanged");
     let warning = format!("mirrorswap could not decode the request and left it unchanged: {error}");
     Answer {

@@ -10,8 +10,17 @@ use clap::Args;
 use super::kube_rules::{ObjectKind, ObjectSource};
 use super::logging::LogFormat;
 use crate::cli::EngineArgs;
-use crate::registry::{CheckArgs, PolicyArgs};
+use crate::registry::{CheckArgs, PolicyArgs, SwapPolicy};
 use crate::rules_file::Format;
+
+/// `--max-body-bytes`' default, 20 MiB: the largest review the API server sends. An UPDATE
+/// carries `object` and `oldObject`, each at most what etcd stores of one object (1.5 MiB, its
+/// default `--max-request-bytes`). The JSON the API server writes can be six times what is
+/// stored: a Pod is stored as protobuf, one byte per character, and Go's JSON encoder writes
+/// each `<`, `>`, `&`, control character or invalid UTF-8 byte as `\u003c`, six bytes. So
+/// 2 × 6 × 1.5 MiB = 18 MiB, and 2 MiB for the rest (user info, groups, options). A 3 MiB
+/// limit (the API server's own for request bodies) refused such an update with 413.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 
 /// Arguments of `mirrorswap serve`.
 #[derive(Debug, Clone, Args)]
@@ -81,11 +90,15 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[arg(long, env = "MIRRORSWAP_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
-    /// Longest time one request (body included) may take; the API server's own timeout is 10 s at most.
+    /// Longest time one request (body included) may take; slower ones get 408. Set it to the
+    /// webhook's `timeoutSeconds` (the chart does). With `--swap-policy exists` it must be above
+    /// --check-timeout (serve refuses to start otherwise).
     #[arg(long, env = "MIRRORSWAP_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
-    /// Largest accepted request body (the API server sends at most 3 MiB).
-    #[arg(long, env = "MIRRORSWAP_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024)]
+    /// Largest accepted request body; larger gets 413, which `failurePolicy: Ignore` admits
+    /// unmutated. The default is the largest review the API server sends (see
+    /// [`DEFAULT_MAX_BODY_BYTES`]); --max-inflight-body-bytes must be at least this.
+    #[arg(long, env = "MIRRORSWAP_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Most simultaneous webhook connections; more are closed at accept, before the TLS
     /// handshake (counted in mirrorswap_connections_refused_total, logged at most every 10 s).
@@ -132,11 +145,39 @@ impl ServeArgs {
         self.rules_secret.as_ref().or(self.rules_configmap.as_ref())
     }
 
+    /// Refuses flags that contradict each other, naming both: a body budget that could never
+    /// hold the largest request, and (with `--swap-policy exists`) a registry deadline that
+    /// outlasts the request's own, so the request would be answered 408 while it still waits.
+    pub fn check_consistent(&self) -> Result<(), ConflictingFlags> {
+        if self.max_inflight_body_bytes < self.max_body_bytes {
+            return Err(ConflictingFlags(format!(
+                "--max-inflight-body-bytes ({}) must be at least --max-body-bytes ({}): a largest request could never be read",
+                self.max_inflight_body_bytes, self.max_body_bytes
+            )));
+        }
+        let check = self.check.check_timeout;
+        if self.policy.swap_policy == SwapPolicy::Exists && check >= self.request_timeout {
+            return Err(ConflictingFlags(format!(
+                "--check-timeout ({}) must be below --request-timeout ({}): every request would be answered 408 \
+                 while it still waits for the registry. Lower --check-timeout, or raise --request-timeout (up to \
+                 the webhook's timeoutSeconds) and leave a second for the rest of the request",
+                humantime::format_duration(check),
+                humantime::format_duration(self.request_timeout)
+            )));
+        }
+        Ok(())
+    }
+
     /// Where the development CA goes.
     pub fn dev_ca_path(&self) -> PathBuf {
         self.dev_ca_out.clone().unwrap_or_else(|| std::env::temp_dir().join("mirrorswap-dev-ca.pem"))
     }
 }
+
+/// Two `serve` flags that contradict each other; the message names both.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConflictingFlags(String);
 
 /// A duration above zero.
 fn positive_duration(value: &str) -> Result<Duration, String> {
@@ -164,4 +205,49 @@ fn pull_secret(value: &str) -> Result<(String, String), String> {
         return Err(format!("`{value}`: SECRET must be a Kubernetes name ([a-z0-9.-])"));
     }
     Ok((registry.to_owned(), secret.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    #[test]
+    fn contradicting_flags_are_refused_naming_both() {
+        // (flags, the refusal's text or "" when they are consistent)
+        let table: [(&[&str], &str); 8] = [
+            (&[], ""),
+            (&["--swap-policy=exists"], ""),
+            (&["--swap-policy=exists", "--check-timeout=4s"], ""),
+            (
+                &["--swap-policy=exists", "--check-timeout=5s"],
+                "--check-timeout (5s) must be below --request-timeout (5s)",
+            ),
+            (&["--swap-policy=exists", "--check-timeout=8s", "--request-timeout=10s"], ""),
+            (
+                &["--swap-policy=exists", "--check-timeout=8s"],
+                "--check-timeout (8s) must be below --request-timeout (5s)",
+            ),
+            // `always` never asks a registry: the deadline is unused.
+            (&["--check-timeout=8s"], ""),
+            (
+                &["--max-body-bytes=2000", "--max-inflight-body-bytes=1000"],
+                "--max-inflight-body-bytes (1000) must be at least",
+            ),
+        ];
+        for (flags, refused) in table {
+            let args = Serve::try_parse_from(["serve"].iter().chain(flags)).expect("parses").args;
+            match args.check_consistent() {
+                Ok(()) => assert_eq!(refused, "", "{flags:?}"),
+                Err(error) => assert!(!refused.is_empty() && error.to_string().contains(refused), "{flags:?}: {error}"),
+            }
+        }
+    }
 }

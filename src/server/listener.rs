@@ -45,8 +45,10 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 flow-control window per stream and per connection: the protocol's default (hyper
 /// raises it to 1 MiB). It bounds what a client can push that no handler has read yet, e.g.
 /// while its request waits for the body budget: with 1 MiB, 32 waiting h2 clients held
-/// 32 MiB outside the budget. A 3 MiB body then takes ~48 window updates, on a cluster network
-/// a few milliseconds.
+/// 32 MiB outside the budget. The largest review (`--max-body-bytes`, 20 MiB) then takes ~320
+/// window updates, on a cluster network tens of milliseconds: both ends must send without
+/// Nagle's delay (TCP_NODELAY, set here and by Go's net package), or each window waits ~40 ms
+/// for a delayed ACK.
 const HTTP2_WINDOW: u32 = 65_535;
 /// hyper adds its timeouts to `Instant::now()` unchecked: a day is more than any sane setting.
 const MAX_TIMER: Duration = Duration::from_secs(86_400);

@@ -86,13 +86,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Loads rules and certificate, binds both listeners and starts serving.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
-    if args.max_inflight_body_bytes < args.max_body_bytes {
-        bail!(
-            "--max-inflight-body-bytes ({}) must be at least --max-body-bytes ({}): a largest request could never be read",
-            args.max_inflight_body_bytes,
-            args.max_body_bytes
-        );
-    }
+    args.check_consistent()?;
     let metrics = metrics::Metrics::new().context("creating metrics")?;
     // From the API, the rules arrive with the watch's first answer: until then none, and not ready.
     let api_client = match args.rules_object() {

@@ -1,33 +1,59 @@
 {{- /*
 Registry-aware swapping (registryCheck, registryAuth, registryCa): the serve flags, the read-only
-mounts of the credentials and CA, and the check that the API server waits longer than a lookup.
+mounts of the credentials and CA, --request-timeout from webhook.timeoutSeconds, and the check that
+the API server and the server's request deadline wait longer than a lookup.
 */ -}}
 
-{{- /* A duration of registryCheck (`1s`, `500ms`, `1m30s`) in milliseconds. */ -}}
+{{- /*
+A duration value in milliseconds, given as (list NAME VALUE): `1s`, `500ms`, `1m30s` (whole numbers;
+units ms, s, m, h). Anything else fails the render naming the value, so that a unit this helper
+does not know (`1d`, `500us`) or a malformed value (`1 s`) is never read as 0.
+*/ -}}
 {{- define "mirrorswap.durationMs" -}}
+{{- $name := index . 0 }}
+{{- $value := toString (index . 1) }}
+{{- if not (regexMatch "^([0-9]+(ms|s|m|h))+$" $value) }}
+{{- fail (printf "%s (%q) is not a duration the chart reads: write whole numbers with the units ms, s, m or h, such as 1s, 500ms or 1m30s" $name $value) }}
+{{- end }}
 {{- $total := 0 }}
-{{- range regexFindAll "[0-9]+(ms|s|m|h)" . -1 }}
-{{- if hasSuffix "ms" . }}{{- $total = add $total (int (trimSuffix "ms" .)) }}
-{{- else if hasSuffix "s" . }}{{- $total = add $total (mul (int (trimSuffix "s" .)) 1000) }}
-{{- else if hasSuffix "m" . }}{{- $total = add $total (mul (int (trimSuffix "m" .)) 60000) }}
-{{- else }}{{- $total = add $total (mul (int (trimSuffix "h" .)) 3600000) }}
+{{- range regexFindAll "[0-9]+(ms|s|m|h)" $value -1 }}
+{{- if hasSuffix "ms" . }}{{- $total = add $total (int64 (trimSuffix "ms" .)) }}
+{{- else if hasSuffix "s" . }}{{- $total = add $total (mul (int64 (trimSuffix "s" .)) 1000) }}
+{{- else if hasSuffix "m" . }}{{- $total = add $total (mul (int64 (trimSuffix "m" .)) 60000) }}
+{{- else }}{{- $total = add $total (mul (int64 (trimSuffix "h" .)) 3600000) }}
 {{- end }}
 {{- end }}
 {{- $total }}
 {{- end }}
 
 {{- /*
+The server's --request-timeout is webhook.timeoutSeconds: the API server gives up then, so
+mirrorswap should not give up earlier (its default, 5s, answered 408 to requests the API server
+still waited for) nor hold the work longer. A --request-timeout in server.extraArgs would
+contradict it: the render fails naming the value to set instead.
+*/ -}}
+{{- define "mirrorswap.requestTimeoutArg" -}}
+{{- range .Values.server.extraArgs }}
+{{- if hasPrefix "--request-timeout" (toString .) }}
+{{- fail (printf "server.extraArgs sets %s: the chart sets --request-timeout from webhook.timeoutSeconds; set webhook.timeoutSeconds instead" (toString .)) }}
+{{- end }}
+{{- end }}
+{{- printf "--request-timeout=%ds" (int .Values.webhook.timeoutSeconds) }}
+{{- end }}
+
+{{- /*
 With swapPolicy exists, every admission request may wait up to registryCheck.timeout for the
-registry; the API server must wait at least a second longer (TLS, parsing, the answer), or it
-gives up first and applies failurePolicy to a request mirrorswap would have answered.
+registry; the API server, and mirrorswap's --request-timeout (both webhook.timeoutSeconds), must
+wait at least a second longer (TLS, parsing, the answer), or they give up first and apply
+failurePolicy to a request mirrorswap would have answered.
 */ -}}
 {{- define "mirrorswap.checkRegistryTimeout" -}}
 {{- $check := .Values.registryCheck }}
 {{- if eq $check.swapPolicy "exists" }}
-{{- $checkMs := int (include "mirrorswap.durationMs" $check.timeout) }}
-{{- $webhookMs := mul (int .Values.webhook.timeoutSeconds) 1000 }}
+{{- $checkMs := int64 (include "mirrorswap.durationMs" (list "registryCheck.timeout" $check.timeout)) }}
+{{- $webhookMs := mul (int64 .Values.webhook.timeoutSeconds) 1000 }}
 {{- if lt $webhookMs (add $checkMs 1000) }}
-{{- fail (printf "webhook.timeoutSeconds (%vs) must be at least registryCheck.timeout (%s) plus 1s: the API server would give up on mirrorswap while it still waits for the registry. Raise webhook.timeoutSeconds (at most 30) or lower registryCheck.timeout" .Values.webhook.timeoutSeconds $check.timeout) }}
+{{- fail (printf "webhook.timeoutSeconds (%vs) must be at least registryCheck.timeout (%s) plus 1s: the API server, and mirrorswap's --request-timeout (set from webhook.timeoutSeconds), would give up while mirrorswap still waits for the registry. Raise webhook.timeoutSeconds (at most 30) or lower registryCheck.timeout" .Values.webhook.timeoutSeconds $check.timeout) }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -43,6 +69,8 @@ gives up first and applies failurePolicy to a request mirrorswap would have answ
 - --check-negative-ttl={{ $check.negativeTTL }}
 - --check-cache-entries={{ int64 $check.cacheEntries }}
 - --check-backoff={{ $check.backoff }}
+- --check-max-lookups={{ int64 $check.maxLookups }}
+- --check-host-concurrency={{ int64 $check.hostConcurrency }}
 {{- end }}
 {{- if .Values.registryAuth.existingSecret }}
 - --registry-auth=/etc/mirrorswap/registry-auth/.dockerconfigjson
