@@ -4,8 +4,8 @@
 //! TLS and htpasswd auth); a real containerd with runc, started here on a temporary root and
 //! socket, pulls it from there and runs it with the image's own entrypoint and command. The
 //! container must resolve `localhost` (its kubeconfig points at `https://localhost:PORT`, a real
-//! kube-apiserver on loopback holding its rules in a ConfigMap), serve `/readyz` and `/mutate`, run as non-root, have
-//! no shell, and exit 0 on SIGTERM within its grace period. The image carries exactly the files
+//! kube-apiserver on loopback holding its rules in a ConfigMap), serve `/readyz` and `/mutate`,
+//! run as non-root, have no shell, and exit 0 on SIGTERM within its grace period. The image carries exactly the files
 //! it needs and the Dockerfile's settings, and one commit gives one digest.
 
 #[path = "airgap/bundle.rs"]
