@@ -67,7 +67,7 @@ pub fn assets() -> Option<Assets> {
     let message = format!(
         "{} missing from {} ({named_by}). Point KUBEBUILDER_ASSETS at a directory holding kube-apiserver \
          and etcd (envtest's: `setup-envtest use -p path`), or install Debian's etcd-server and run \
-         `bash scripts/kube-assets.sh KUBE-APISERVER.xz` (README, \"Testing\")",
+         `bash scripts/kube-assets.sh KUBE-APISERVER.xz` (docs/testing.md)",
         missing.join(" and "),
         dir.display()
     );
