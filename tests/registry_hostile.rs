@@ -322,3 +322,31 @@ async fn no_lookup_and_no_credentials_reach_a_port_the_pod_chose() {
     assert_eq!(recorder.connections(), 0, "the Pod-chosen port was contacted: {:?}", recorder.seen());
     server.stop().await;
 }
+
+/// A cached token the registry refuses (revoked, expired early) is not sent again: the next
+/// check fetches a new one.
+#[tokio::test]
+async fn a_refused_cached_token_is_fetched_anew() {
+    let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&issued);
+    let hostile = Arc::new(tokio::sync::OnceCell::new());
+    let realm = Arc::clone(&hostile);
+    let server = Hostile::start(None, move |seen| {
+        if seen.path.starts_with("/token") {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            return Reply::status(200).body(format!(r#"{{"token":"t{n}","expires_in":300}}"#));
+        }
+        if seen.authorization.as_deref() == Some("Bearer t2") {
+            return Reply::status(200);
+        }
+        let realm = realm.get().map(|host: &String| format!("http://{host}/token")).unwrap_or_default();
+        Reply::status(401).header("www-authenticate", &format!("Bearer realm=\"{realm}\""))
+    })
+    .await;
+    hostile.set(server.host()).unwrap();
+    let checker = checker(&[&server.host()], None, AuthFile::default());
+    let image = format!("{}/team/app:1", server.host());
+    assert_eq!(checker.check(&image).await, Err(CheckError::NoCredentials { registry: server.host() }));
+    assert_eq!(checker.check(&image).await, Ok(Answer::Present));
+    assert_eq!(issued.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -184,6 +184,8 @@ impl Checker {
                         None => return Err(self.unauthorized(target)),
                     };
                     self.remember(learned.clone(), challenge.clone());
+                    // A cached token the registry refused (revoked, expired early) is not sent again.
+                    self.tokens.invalidate(&(target.registry.clone(), target.repository.to_owned())).await;
                     authorization = self.authorization(client, scheme, target, &challenge).await?;
                     if authorization.is_none() {
                         return Err(self.unauthorized(target));

@@ -25,11 +25,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Bytes, Frame};
 use hyper_util::rt::TokioIo;
 use mirrorswap::certs::Issued;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::{self, ServerConfig};
 
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
@@ -111,18 +107,7 @@ impl Drop for InFlight {
 impl Hostile {
     /// Starts on 127.0.0.1; HTTPS with `tls`'s serving certificate when given.
     pub async fn start(tls: Option<&Issued>, script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
-        let acceptor = tls.map(|issued| {
-            let certs = CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes()).map(Result::unwrap).collect();
-            let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .unwrap();
-            TlsAcceptor::from(Arc::new(config))
-        });
+        let acceptor = tls.map(super::registry::acceptor);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let script: Arc<Script> = Arc::new(script);
