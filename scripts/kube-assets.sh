@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepares the Kubernetes control plane the tests start (tests/common/kube.rs) in envtest's
+# Prepares the Kubernetes control plane the tests start (tests/common/control_plane.rs) in envtest's
 # layout: a directory holding `kube-apiserver` and `etcd`, which KUBEBUILDER_ASSETS names.
 #
 #   bash scripts/kube-assets.sh KUBE_APISERVER.xz [DIR]
