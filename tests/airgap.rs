@@ -3,9 +3,9 @@
 //! chart lints; skopeo pushes the image into a real loopback registry (Debian `docker-registry`,
 //! TLS and htpasswd auth); a real containerd with runc, started here on a temporary root and
 //! socket, pulls it from there and runs it with the image's own entrypoint and command. The
-//! container must resolve `localhost` (its kubeconfig points at `https://localhost:PORT`, the
-//! loopback API server holding its rules), serve `/readyz` and `/mutate`, run as non-root, have
-//! no shell, and exit 0 on SIGTERM within its grace period. The image carries exactly the files
+//! container must resolve `localhost` (its kubeconfig points at `https://localhost:PORT`, a real
+//! kube-apiserver on loopback holding its rules in a ConfigMap), serve `/readyz` and `/mutate`,
+//! run as non-root, have no shell, and exit 0 on SIGTERM within its grace period. The image carries exactly the files
 //! it needs and the Dockerfile's settings, and one commit gives one digest.
 
 #[path = "airgap/bundle.rs"]
@@ -21,7 +21,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use bundle::{Bundle, ROOT, archive_json, run};
-use common::apiserver::FakeApi;
 use common::components::require_all;
 use common::registry::{Auth, PASSWORD, Registry, USER, docker_config, free_port};
 use common::{Client, Protocol, eventually, patched_object, sample, try_http_get};
@@ -211,15 +210,19 @@ async fn the_bundle_installs_from_a_loopback_mirror_and_runs_under_containerd() 
     pull(&containerd, &registry, &image);
     assert_eq!(pulled_digest(&containerd, &image), bundle.digest);
 
-    // The rules come from a ConfigMap of the loopback API server, reached as localhost:PORT:
-    // ready means the binary resolved `localhost` inside the image.
-    let api = FakeApi::start().await;
+    // The rules come from a ConfigMap of a real API server on loopback, reached as
+    // localhost:PORT: ready means the binary resolved `localhost` inside the image.
+    let Some(plane) = common::control_plane::shared() else { return };
+    let client = plane.client().await;
+    common::kube_objects::create_namespace(&client, "mirrorswap", serde_json::json!({})).await;
     let mirror = "harbor.example.org/airgap-images";
-    api.put_config_map("mirrorswap", "rules", &[("MIRROR_REGISTRIES", &format!("docker.io::{mirror}/docker.io"))]);
+    let rules = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "rules", "namespace": "mirrorswap"},
+        "data": {"MIRROR_REGISTRIES": format!("docker.io::{mirror}/docker.io")}});
+    let path = "/api/v1/namespaces/mirrorswap/configmaps";
+    common::kube_objects::send(&client, "POST", path, "application/json", Some(&rules)).await.ok();
     let files = Config::new();
-    let kubeconfig = files.dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig);
-    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    let text = plane.kubeconfig_as("airgap", Some("system:masters"));
     let by_name = text.replace("https://127.0.0.1:", "https://localhost:");
     assert_ne!(by_name, text, "the kubeconfig names the API server by address");
     files.write("kubeconfig", &by_name);
@@ -229,7 +232,11 @@ async fn the_bundle_installs_from_a_loopback_mirror_and_runs_under_containerd() 
     ];
     let mut webhook = Webhook::start(&containerd, &image, "mirrorswap-airgap", &files, &env);
     webhook.wait_ready(Duration::from_secs(30)).await;
-    assert!(api.log().requests.iter().any(|target| target.contains("/namespaces/mirrorswap/configmaps")));
+    let read = plane.audit_events().iter().any(|event| {
+        event["user"]["username"] == "airgap"
+            && event["requestURI"].as_str().is_some_and(|uri| uri.contains("/namespaces/mirrorswap/configmaps"))
+    });
+    assert!(read, "the container read its rules through the API server");
 
     // It answers /mutate with a patch.
     let request = sample("pod.json");

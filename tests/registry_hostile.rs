@@ -22,10 +22,14 @@ use serde_json::{Value, json};
 const MIB: u64 = 1024 * 1024;
 
 fn checker(insecure: &[&str], ca_pem: Option<&str>, auth: AuthFile) -> Checker {
+    checker_with_timeout(insecure, ca_pem, auth, Duration::from_secs(5))
+}
+
+fn checker_with_timeout(insecure: &[&str], ca_pem: Option<&str>, auth: AuthFile, timeout: Duration) -> Checker {
     let settings = ClientSettings {
         ca_pem: ca_pem.map(|pem| pem.as_bytes().to_vec()),
         insecure: insecure.iter().map(|host| (*host).to_owned()).collect(),
-        timeout: Duration::from_secs(5),
+        timeout,
     };
     Checker::new(&settings, auth).unwrap()
 }
@@ -237,6 +241,10 @@ async fn a_stalled_first_candidate_does_not_hide_a_healthy_second() {
     let why = kept_because(resolved.get("src.invalid/a/b/c/d/e:1"));
     assert!(why.ends_with(&format!("mirror {h}/6: not asked: deadline")), "{why}");
     assert_eq!(healthy.seen().iter().filter(|seen| seen.path.contains("/6/")).count(), 0);
+    // Not asked, it fed nothing into the healthy host's backoff: its next image is asked at once.
+    let direct = compile(&format!("src.invalid::{h}/6\n"));
+    let resolved = fresh.resolve(&direct, &["src.invalid/z:1"]).await;
+    assert_eq!(resolved.get("src.invalid/z:1").unwrap().verdict, Verdict::Take(0));
 }
 
 /// `--check-host-concurrency` holds across requests: a stalled host never holds more lookups
@@ -321,4 +329,96 @@ async fn no_lookup_and_no_credentials_reach_a_port_the_pod_chose() {
     assert!(warnings.iter().all(|warning| !warning.to_lowercase().contains("refused")), "{warnings:?}");
     assert_eq!(recorder.connections(), 0, "the Pod-chosen port was contacted: {:?}", recorder.seen());
     server.stop().await;
+}
+
+/// A cached token the registry refuses (revoked, expired early) is not sent again: the next
+/// check fetches a new one.
+#[tokio::test]
+async fn a_refused_cached_token_is_fetched_anew() {
+    let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&issued);
+    let hostile = Arc::new(tokio::sync::OnceCell::new());
+    let realm = Arc::clone(&hostile);
+    let server = Hostile::start(None, move |seen| {
+        if seen.path.starts_with("/token") {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            return Reply::status(200).body(format!(r#"{{"token":"t{n}","expires_in":300}}"#));
+        }
+        if seen.authorization.as_deref() == Some("Bearer t2") {
+            return Reply::status(200);
+        }
+        let realm = realm.get().map(|host: &String| format!("http://{host}/token")).unwrap_or_default();
+        Reply::status(401).header("www-authenticate", &format!("Bearer realm=\"{realm}\""))
+    })
+    .await;
+    hostile.set(server.host()).unwrap();
+    let checker = checker(&[&server.host()], None, AuthFile::default());
+    let image = format!("{}/team/app:1", server.host());
+    assert_eq!(checker.check(&image).await, Err(CheckError::NoCredentials { registry: server.host() }));
+    assert_eq!(checker.check(&image).await, Ok(Answer::Present));
+    assert_eq!(issued.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// Redirects: the `Authorization` header never follows one to another host, an https
+/// registry cannot send the check to plain http, and a loop ends.
+#[tokio::test]
+async fn redirects_keep_credentials_home() {
+    let elsewhere = Hostile::start(None, |_| Reply::status(200)).await;
+    let target = format!("http://{}/v2/team/app/manifests/1", elsewhere.host());
+    let registry = Hostile::start(None, move |seen| match seen.authorization {
+        Some(_) => Reply::status(307).header("location", &target),
+        None => Reply::status(401).header("www-authenticate", "Basic realm=\"r\""),
+    })
+    .await;
+    let mut auth = AuthFile::default();
+    auth.insert(&registry.host(), "mirror".into(), "s3cret-pass".into());
+    let image = format!("{}/team/app:1", registry.host());
+    assert_eq!(checker(&[&registry.host()], None, auth).check(&image).await, Ok(Answer::Present));
+    let followed = elsewhere.seen();
+    assert_eq!(followed.len(), 1);
+    assert_eq!(followed[0].authorization, None, "the credentials followed the redirect");
+
+    let ca = mirrorswap::certs::issue("hostile test CA", &["127.0.0.1".into()], 1).unwrap();
+    let downgrade = format!("http://{}/v2/team/app/manifests/1", elsewhere.host());
+    let https = Hostile::start(Some(&ca), move |_| Reply::status(307).header("location", &downgrade)).await;
+    let answer =
+        checker(&[], Some(&ca.ca_pem), AuthFile::default()).check(&format!("{}/team/app:1", https.host())).await;
+    assert!(matches!(&answer, Err(CheckError::Transport(why)) if why.contains("https to plain http")), "{answer:?}");
+    assert_eq!(elsewhere.seen().len(), 1, "the downgrade was followed");
+
+    let looping = Hostile::start(None, |seen| Reply::status(307).header("location", &seen.path)).await;
+    let answer =
+        checker(&[&looping.host()], None, AuthFile::default()).check(&format!("{}/team/app:1", looping.host())).await;
+    assert!(matches!(&answer, Err(CheckError::Transport(why)) if why.contains("too many redirects")), "{answer:?}");
+    assert!(looping.seen().len() <= 6, "{} requests", looping.seen().len());
+}
+
+/// A body trickled slower than the deadline ends the check at its timeout.
+#[tokio::test]
+async fn a_trickled_body_ends_at_the_timeout() {
+    let hostile = Hostile::start(None, |seen| match seen.method.as_str() {
+        "HEAD" => Reply::status(405),
+        _ => Reply::status(200).trickled(MIB, Duration::from_millis(200)),
+    })
+    .await;
+    let checker = checker_with_timeout(&[&hostile.host()], None, AuthFile::default(), Duration::from_secs(1));
+    let answer = checker.check(&format!("{}/team/app:1", hostile.host())).await;
+    assert!(matches!(answer, Err(CheckError::Timeout(_))), "{answer:?}");
+}
+
+/// A Pod with 50,000 tags: the lookup limit's worth of lookups, every other image kept
+/// unasked in one pass (no lookup, no per-image work beyond its candidates).
+#[tokio::test]
+async fn fifty_thousand_images_cost_the_limit_and_one_pass() {
+    let hostile = Hostile::start(None, |_| Reply::status(404)).await;
+    let host = hostile.host();
+    let resolver = Resolver::new(&args(&[&host]), OnCheckError::Keep, 32, None).unwrap();
+    let rules = compile(&format!("src.invalid::{host}/m\n"));
+    let images: Vec<String> = (0..50_000).map(|n| format!("src.invalid/app:{n}")).collect();
+    let images: Vec<&str> = images.iter().map(String::as_str).collect();
+    let resolved = resolver.resolve(&rules, &images).await;
+    assert_eq!(manifest_requests(&hostile.seen(), "HEAD"), 32);
+    let unasked = images.iter().filter(|image| resolved.get(image).unwrap().verdict == Verdict::Unasked).count();
+    assert_eq!(unasked, 50_000 - 32);
+    assert!(resolved.limit_warning().unwrap().starts_with("mirrorswap kept 49968 image(s)"));
 }

@@ -83,7 +83,7 @@ async fn deny_refuses_every_kind_naming_each_image_container_and_reason() {
             "{message}"
         );
         assert!(
-            message.contains("containers `cache` image `redis:7`: not rewritten, though rule `docker.io::harbor.example.org/hub` (line 1) maps it to `harbor.example.org/hub/redis:7`: was the mutating webhook skipped?"),
+            message.contains("containers `cache` image `redis:7`: not rewritten, though rule `docker.io::harbor.example.org/hub` (line 1) maps it to `harbor.example.org/hub/redis:7`: was the mutating webhook skipped, or did it keep the image because the mirror lacks it (--swap-policy exists)?"),
             "{message}"
         );
         assert!(!message.contains("nginx") && !message.contains("migrate"), "mirrored images are fine: {message}");
@@ -280,11 +280,15 @@ async fn on_update_only_new_or_changed_images_are_judged() {
         assert!(!refused(&validate(&server, &update(group, kind, "", mirrored, old)).await), "{kind}");
     }
 
-    // Subresources that cannot change images are not judged, as /mutate leaves them alone.
+    // Subresources that cannot change images are not judged, as /mutate leaves them alone: not
+    // even an unmirrored image that differs from the old object's (the API server drops it).
+    let mut changed = running.clone();
+    changed["spec"]["containers"][0]["image"] = json!("vendor.example.com/web:9");
     for sub_resource in ["status", "resize"] {
-        let response = validate(&server, &update("", "Pod", sub_resource, running.clone(), running.clone())).await;
+        let response = validate(&server, &update("", "Pod", sub_resource, changed.clone(), running.clone())).await;
         assert!(!refused(&response), "{sub_resource}: {response}");
     }
+    assert!(refused(&validate(&server, &update("", "Pod", "", changed, running.clone())).await), "the Pod itself");
     server.stop().await;
 }
 

@@ -69,24 +69,46 @@ pub struct CheckArgs {
     )]
     pub insecure_registries: Vec<String>,
     /// One deadline for all lookups of one admission request, and the time one lookup is given.
-    #[arg(long, env = "MIRRORSWAP_CHECK_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MIRRORSWAP_CHECK_TIMEOUT", default_value = "1s", value_parser = at_most_5m)]
     pub check_timeout: Duration,
     /// How long a "present" answer is cached.
-    #[arg(long, env = "MIRRORSWAP_CHECK_CACHE_TTL", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MIRRORSWAP_CHECK_CACHE_TTL", default_value = "5m", value_parser = at_most_30d)]
     pub check_cache_ttl: Duration,
     /// How long an "absent" answer is cached.
-    #[arg(long, env = "MIRRORSWAP_CHECK_NEGATIVE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MIRRORSWAP_CHECK_NEGATIVE_TTL", default_value = "30s", value_parser = at_most_30d)]
     pub check_negative_ttl: Duration,
     /// Most cached answers (bounds memory).
     #[arg(long, env = "MIRRORSWAP_CHECK_CACHE_ENTRIES", default_value_t = 100_000)]
     pub check_cache_entries: u64,
     /// After a registry failed (no connection, TLS, a timeout, 5xx or 429), how long it is
-    /// not asked again (a 429's longer `Retry-After` is honoured, up to 5m); then one lookup
+    /// not asked again (a 429's longer `Retry-After` is honoured, up to 1m); then one lookup
     /// probes it. During an outage requests answer at once instead of each waiting.
-    #[arg(long, env = "MIRRORSWAP_CHECK_BACKOFF", default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MIRRORSWAP_CHECK_BACKOFF", default_value = "3s", value_parser = at_most_1h)]
     pub check_backoff: Duration,
     /// Most lookups in flight to one registry host, across all requests; a lookup waits for
     /// a slot only within its request's deadline.
     #[arg(long, env = "MIRRORSWAP_CHECK_HOST_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub check_host_concurrency: u16,
+}
+
+/// A duration of at most `max` (said as `limit`): longer ones mean nothing here, and
+/// `Instant + Duration` or moka's time to live would overflow on the absurd ones.
+fn at_most(value: &str, max: Duration, limit: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(value).map_err(|error| error.to_string())?;
+    if duration > max {
+        return Err(format!("at most {limit}"));
+    }
+    Ok(duration)
+}
+
+fn at_most_5m(value: &str) -> Result<Duration, String> {
+    at_most(value, Duration::from_secs(300), "5m")
+}
+
+fn at_most_1h(value: &str) -> Result<Duration, String> {
+    at_most(value, Duration::from_secs(3600), "1h")
+}
+
+fn at_most_30d(value: &str) -> Result<Duration, String> {
+    at_most(value, Duration::from_secs(30 * 86_400), "30d")
 }

@@ -66,6 +66,11 @@ impl CheckCache {
         self.present.contains_key(image)
     }
 
+    /// Whether an answer for `image` is cached, without reading it (no await).
+    pub fn knows(&self, image: &str) -> bool {
+        self.present.contains_key(image) || self.absent.contains_key(image)
+    }
+
     /// The cached answer for `image`, if any: no lookup, no waiting.
     pub async fn cached(&self, image: &str) -> Option<Answer> {
         if self.is_present(image) {

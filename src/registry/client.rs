@@ -12,14 +12,14 @@
 //! configured. Here every body read is capped ([`MAX_MANIFEST_BYTES`],
 //! [`super::token::MAX_TOKEN_BYTES`]), headers are bounded by hyper's limits, redirects are
 //! few and never downgrade to `http`, and every error says what happened
-//! ([`CheckError`]). `oci-client`'s reference parser names the registry and repository.
+//! ([`CheckError`]). The engine's own reference parser names the registry (IPv6 literals
+//! included), the repository and the tag or digest.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::future::Cache;
-use oci_client::Reference;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Client, Method, Response, StatusCode, redirect};
 
@@ -27,6 +27,7 @@ use super::auth_file::AuthFile;
 pub use super::error::{CheckError, NotAsked};
 use super::tls;
 use super::token::{self, Challenge, MAX_TOKEN_BYTES, Token};
+use crate::rewrite::reference::{self, DOCKER_HUB, DOCKER_HUB_ALIASES};
 
 /// What a registry said about one image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, appl
 /// and Harbor's limit). A longer body is cut there with an error.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 /// The longest `Retry-After` honoured: a registry cannot shut itself out for longer.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Redirects followed per request.
 const MAX_REDIRECTS: usize = 5;
 /// Registries whose challenge is remembered (only rule targets are asked; this is a bound).
@@ -86,11 +87,15 @@ struct Target<'a> {
     registry: String,
     /// Where to connect (Docker Hub's API host for `docker.io`).
     endpoint: &'a str,
-    repository: &'a str,
+    /// The repository (`library/` written out for a Docker Hub official image).
+    repository: std::borrow::Cow<'a, str>,
     /// Tag or digest.
     reference: &'a str,
     login: Option<(&'a str, &'a str)>,
 }
+
+/// Docker Hub's API host.
+const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
 impl Checker {
     /// Builds the clients; `auth` gives each registry's credentials (anonymous without).
@@ -112,7 +117,14 @@ impl Checker {
             unverified: build(tls::unverified())?,
             insecure: settings.insecure.iter().map(|host| host.trim().to_ascii_lowercase()).collect(),
             auth,
-            tokens: Cache::builder().max_capacity(10_000).time_to_live(token::MAX_TOKEN_LIFETIME).build(),
+            tokens: Cache::builder()
+                .max_capacity(token::MAX_CACHED_TOKEN_BYTES)
+                .weigher(|(registry, repository): &(String, String), token: &Token| {
+                    let bytes = registry.len() + repository.len() + token.header.len() + 64;
+                    u32::try_from(bytes).unwrap_or(u32::MAX)
+                })
+                .time_to_live(token::MAX_TOKEN_LIFETIME)
+                .build(),
             challenges: Mutex::new(HashMap::new()),
         })
     }
@@ -127,15 +139,25 @@ impl Checker {
 
     /// Asks the registry of `image` whether it has it.
     pub async fn check(&self, image: &str) -> Result<Answer, CheckError> {
-        let reference: Reference =
-            image.parse().map_err(|error: oci_client::ParseError| CheckError::Reference(error.to_string()))?;
-        let registry = reference.registry().to_ascii_lowercase();
+        let parsed = reference::parse(image).map_err(|invalid| CheckError::Reference(invalid.reason().to_owned()))?;
+        let hub = parsed.port.is_none() && (parsed.host == DOCKER_HUB || DOCKER_HUB_ALIASES.contains(&parsed.host));
+        let repository = if hub && parsed.single_segment() {
+            std::borrow::Cow::Owned(format!("library/{}", parsed.path))
+        } else {
+            std::borrow::Cow::Borrowed(parsed.path)
+        };
+        // `:tag`, `@digest` or `:tag@digest`: the digest is what is pulled.
+        let reference = match parsed.suffix.rsplit_once('@') {
+            Some((_, digest)) => digest,
+            None => parsed.suffix.strip_prefix(':').unwrap_or("latest"),
+        };
+        let registry = parsed.registry_key().to_ascii_lowercase();
         let target = Target {
             login: self.auth.get(&registry),
             registry,
-            endpoint: reference.resolve_registry(),
-            repository: reference.repository(),
-            reference: reference.digest().or(reference.tag()).unwrap_or("latest"),
+            endpoint: if hub { DOCKER_HUB_API } else { parsed.registry_key() },
+            repository,
+            reference,
         };
         if !self.is_insecure(&target.registry) {
             return self.ask(&self.secure, "https", &target).await;
@@ -184,6 +206,8 @@ impl Checker {
                         None => return Err(self.unauthorized(target)),
                     };
                     self.remember(learned.clone(), challenge.clone());
+                    // A cached token the registry refused (revoked, expired early) is not sent again.
+                    self.tokens.invalidate(&(target.registry.clone(), target.repository.clone().into_owned())).await;
                     authorization = self.authorization(client, scheme, target, &challenge).await?;
                     if authorization.is_none() {
                         return Err(self.unauthorized(target));
@@ -209,7 +233,7 @@ impl Checker {
         match challenge {
             Challenge::Basic => Ok(target.login.and_then(|(username, password)| token::basic(username, password))),
             Challenge::Bearer { realm, service } => {
-                let key = (target.registry.clone(), target.repository.to_owned());
+                let key = (target.registry.clone(), target.repository.clone().into_owned());
                 if let Some(token) = self.tokens.get(&key).await.filter(|token| token.until > Instant::now()) {
                     return Ok(Some(token.header));
                 }
@@ -255,7 +279,8 @@ impl Checker {
         let response = request.send().await.map_err(from_reqwest)?;
         let status = response.status();
         if status != StatusCode::OK {
-            return Err(token::token_status(status, target.login.is_some(), &target.registry));
+            let wait = retry_after(response.headers());
+            return Err(token::token_status(status, target.login.is_some(), &target.registry, wait));
         }
         let body = read_capped(response, MAX_TOKEN_BYTES, "token answer").await?;
         token::parse_token(&body, Instant::now())

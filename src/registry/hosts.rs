@@ -19,6 +19,8 @@ use super::client::CheckError;
 /// The hosts known so far. Only rule targets are asked, so this stays small; the bound is a
 /// guard, past it idle hosts are forgotten.
 const MAX_HOSTS: usize = 4096;
+/// The longest backoff when `now + wait` does not fit an `Instant`.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 /// Every host's state.
 pub struct Hosts {
@@ -130,6 +132,16 @@ impl Host {
         }
     }
 
+    /// The backoff error if the host is backing off now (it failed while a lookup queued).
+    pub fn backing_off(&self, now: Instant) -> Option<CheckError> {
+        match *self.breaker() {
+            Breaker::Open { since, until } if now < until => {
+                Some(CheckError::BackingOff { ago: round(now - since), left: round(until - now) })
+            }
+            _ => None,
+        }
+    }
+
     /// A lookup let through with `pass` was not made after all (no slot within its request's
     /// deadline): a probe hands its turn to the next lookup.
     pub fn abandon(&self, pass: Pass, now: Instant) {
@@ -147,7 +159,8 @@ impl Host {
             Err(error) if error.is_outage() => {
                 let wait = error.retry_after().map_or(self.backoff, |asked| asked.max(self.backoff));
                 if !wait.is_zero() {
-                    *breaker = Breaker::Open { since: now, until: now + wait };
+                    let until = now.checked_add(wait).unwrap_or(now + MAX_WAIT);
+                    *breaker = Breaker::Open { since: now, until };
                 }
             }
             _ => *breaker = Breaker::Closed,

@@ -31,7 +31,7 @@ use super::args::{CheckArgs, OnCheckError};
 use super::auth_file::AuthFile;
 use super::cache::CheckCache;
 use super::client::{Answer, CheckError, Checker, ClientError, ClientSettings, NotAsked};
-use super::hosts::{Host, Hosts};
+use super::hosts::{Host, Hosts, Pass};
 use super::metrics::RegistryMetrics;
 use super::verdict::ImageResolution;
 pub use super::verdict::{Choice, Resolution, Resolved, Tried, Verdict};
@@ -212,29 +212,41 @@ impl Resolver {
         images: &[&'r str],
         by_image: &mut [(&'r str, u32, Option<Resolution<'r>>)],
     ) -> usize {
-        let deadline = Deadline::now() + self.settings.timeout;
-        let budget = AtomicUsize::new(self.settings.max_lookups);
-        let mut planned: Vec<(usize, Vec<Candidate<'r>>)> = Vec::new();
+        // Planned in one pass, in request order: an image within the budget, or over it with a
+        // candidate whose answer is cached, is resolved; the others are kept unasked at once
+        // (no future, no lookup: a Pod with 90,000 tags costs a pass over them).
+        let mut planned = vec![false; by_image.len()];
+        let mut budget_left = self.settings.max_lookups;
+        let mut plans: Vec<(usize, Vec<Candidate<'r>>)> = Vec::new();
+        let mut unasked = 0;
         for image in images {
             let Ok(slot) = by_image.binary_search_by(|(known, _, _)| known.cmp(image)) else { continue };
-            if by_image[slot].2.is_some() || planned.iter().any(|(done, _)| *done == slot) {
+            if by_image[slot].2.is_some() || std::mem::replace(&mut planned[slot], true) {
                 continue;
             }
             let candidates = rules.candidates(image).targets;
-            if !candidates.is_empty() {
-                planned.push((slot, candidates));
+            let Some(first) = candidates.first() else { continue };
+            if budget_left > 0 {
+                budget_left -= 1;
+            } else if !candidates.iter().any(|candidate| self.cache.knows(&candidate.image)) {
+                self.count(mirror_label(first.rule.target.as_str()), "limit");
+                by_image[slot].2 = Some(Resolution { verdict: Verdict::Unasked, tried: SmallVec::new() });
+                unasked += 1;
+                continue;
             }
+            plans.push((slot, candidates));
         }
+        let deadline = Deadline::now() + self.settings.timeout;
+        let budget = AtomicUsize::new(self.settings.max_lookups);
         // join_all polls the images in order, so the first candidates take the budget in
         // request order.
         let budget = &budget;
         let resolutions = futures::future::join_all(
-            planned
+            plans
                 .into_iter()
                 .map(|(slot, candidates)| async move { (slot, self.resolve_one(candidates, deadline, budget).await) }),
         )
         .await;
-        let mut unasked = 0;
         for (slot, resolution) in resolutions {
             unasked += usize::from(resolution.verdict == Verdict::Unasked);
             by_image[slot].2 = Some(resolution);
@@ -349,10 +361,13 @@ impl Resolver {
         }
         let host = self.hosts.get(&registry_host(image));
         let lookup = self.lookup(registry.to_owned(), host, image.to_owned(), deadline);
+        let asked = Deadline::now();
         let (outcome, cached) = match tokio::time::timeout_at(deadline, self.cache.get_or_check(image, lookup)).await {
             Ok(answer) => answer,
-            // The lookup goes on, on its own task, and reports to its host and the cache.
-            Err(_) => (Err(CheckError::Timeout(self.settings.timeout)), false),
+            // No answer within the time this request had left (all of --check-timeout for a
+            // first candidate, less for a later one). The lookup goes on, on its own task, and
+            // only it reports to its host's backoff.
+            Err(_) => (Err(CheckError::Timeout(round_ms(deadline.saturating_duration_since(asked)))), false),
         };
         if let Some(metrics) = &self.metrics {
             if cached { &metrics.cache_hit } else { &metrics.cache_miss }.inc();
@@ -380,15 +395,21 @@ impl Resolver {
                 }
             };
             let pass = host.admit(Instant::now()).inspect_err(|error| count(error.label()))?;
+            // Hands a probe's turn on if the lookup is dropped or refused before it reports.
+            let pass = PassGuard::new(Arc::clone(&host), pass);
             let slot = match tokio::time::timeout_at(deadline, Arc::clone(&host.slots).acquire_owned()).await {
                 Ok(Ok(slot)) => slot,
                 _ => {
-                    host.abandon(pass, Instant::now());
                     count("queued");
                     let (registry, limit) = (host.name.clone(), host.concurrency);
                     return Err(CheckError::NotAsked(NotAsked::Queued { registry, limit }));
                 }
             };
+            // The host may have failed while this lookup waited for its slot.
+            if let Some(error) = host.backing_off(Instant::now()) {
+                count(error.label());
+                return Err(error);
+            }
             let task = tokio::spawn(async move {
                 let _slot = slot;
                 let started = Instant::now();
@@ -396,7 +417,7 @@ impl Resolver {
                     Ok(Err(CheckError::Timeout(_))) | Err(_) => Err(CheckError::Timeout(timeout)),
                     Ok(outcome) => outcome,
                 };
-                host.record(&outcome, Instant::now());
+                pass.record(&outcome, Instant::now());
                 let took = started.elapsed();
                 let result = match &outcome {
                     Ok(Answer::Present) => "present",
@@ -459,6 +480,39 @@ fn decide(
     Some(if outcomes.iter().all(unasked) { Verdict::Unasked } else { Verdict::Keep(String::new()) })
 }
 
+/// A lookup's pass through its host's breaker: the outcome is recorded once; dropped
+/// unrecorded (the request gave up, no slot was free), a probe's turn goes to the next lookup.
+struct PassGuard {
+    host: Arc<Host>,
+    pass: Pass,
+    recorded: bool,
+}
+
+impl PassGuard {
+    fn new(host: Arc<Host>, pass: Pass) -> Self {
+        Self { host, pass, recorded: false }
+    }
+
+    fn record(mut self, outcome: &Result<Answer, CheckError>, now: Instant) {
+        self.host.record(outcome, now);
+        self.recorded = true;
+    }
+}
+
+impl Drop for PassGuard {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.host.abandon(self.pass, Instant::now());
+        }
+    }
+}
+
+/// To the nearest 10 ms, enough for a message (a first candidate waited "1s", not "999ms").
+fn round_ms(duration: std::time::Duration) -> std::time::Duration {
+    let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    std::time::Duration::from_millis(millis.saturating_add(5) / 10 * 10)
+}
+
 /// Why no candidate was taken, candidate by candidate.
 fn reasons(tried: &[Tried<'_>]) -> String {
     let reasons: Vec<String> = tried
@@ -477,9 +531,15 @@ fn mirror_label(target: &str) -> &str {
     target.trim_end_matches('-').trim_end_matches('/')
 }
 
-/// The registry (`host[:port]`, lowercase) of a candidate image.
+/// The registry (`host[:port]`, lowercase, `:443` dropped) of a candidate image: one key per
+/// registry, however the image spells it, for its slots and backoff.
 fn registry_host(image: &str) -> String {
-    reference::parse(image).map_or_else(|_| image.to_owned(), |parsed| parsed.registry_key().to_ascii_lowercase())
+    let registry =
+        reference::parse(image).map_or_else(|_| image.to_owned(), |parsed| parsed.registry_key().to_ascii_lowercase());
+    match registry.strip_suffix(":443") {
+        Some(host) => host.to_owned(),
+        None => registry,
+    }
 }
 
 #[cfg(test)]

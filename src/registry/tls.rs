@@ -29,15 +29,17 @@ pub fn verified(ca_pem: Option<&[u8]>) -> ClientConfig {
     // No root at all (a minimal image with no CA bundle and no --registry-ca): every
     // certificate is then "untrusted", which is what the error says.
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider)).build().ok();
-    let verifier = Verifier { webpki, pinned: extra, provider: Arc::clone(&provider) };
+    let verifier = Verifier { webpki, pinned: extra, provider: Arc::clone(&provider), any_certificate: false };
     config(provider, Arc::new(verifier))
 }
 
-/// A client configuration accepting any certificate (`--insecure-registry`).
+/// A client configuration accepting any certificate (`--insecure-registry`); the handshake's
+/// signature is still checked.
 pub fn unverified() -> ClientConfig {
     let provider = provider();
-    let verifier = Verifier { webpki: None, pinned: Vec::new(), provider: Arc::clone(&provider) };
-    config(provider, Arc::new(Unverified(verifier)))
+    let verifier =
+        Verifier { webpki: None, pinned: Vec::new(), provider: Arc::clone(&provider), any_certificate: true };
+    config(provider, Arc::new(verifier))
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -53,13 +55,15 @@ fn config(provider: Arc<CryptoProvider>, verifier: Arc<dyn ServerCertVerifier>) 
     builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()
 }
 
-/// webpki's verification, then the pinned certificates.
+/// webpki's verification, then the pinned certificates; or any certificate.
 #[derive(Debug)]
 struct Verifier {
     webpki: Option<Arc<WebPkiServerVerifier>>,
     /// The `--registry-ca` certificates, trusted also when served as they are.
     pinned: Vec<CertificateDer<'static>>,
     provider: Arc<CryptoProvider>,
+    /// `--insecure-registry`: no certificate check at all.
+    any_certificate: bool,
 }
 
 impl Verifier {
@@ -95,6 +99,9 @@ impl ServerCertVerifier for Verifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
+        if self.any_certificate {
+            return Ok(ServerCertVerified::assertion());
+        }
         let webpki = match &self.webpki {
             Some(webpki) => webpki.verify_server_cert(end_entity, intermediates, name, ocsp, now),
             None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
@@ -139,44 +146,5 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Accepts every certificate; handshake signatures are still verified.
-#[derive(Debug)]
-struct Unverified(Verifier);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls12_signature(message, cert, signature)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls13_signature(message, cert, signature)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
     }
 }

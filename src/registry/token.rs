@@ -2,8 +2,9 @@
 //! challenge of a 401 (parsed by `http-auth`), basic credentials, or a bearer token from the
 //! challenge's realm. Credentials are sent only to a realm that keeps them encrypted: an
 //! `https` realm, or any realm of a registry the operator listed in `--insecure-registry`.
-//! The token service's answer is read up to [`MAX_TOKEN_BYTES`]; tokens are cached per
-//! registry and repository for their lifetime, at most [`MAX_TOKEN_LIFETIME`].
+//! The token service's answer is read up to [`MAX_TOKEN_BYTES`], a token kept only up to
+//! [`MAX_TOKEN_LEN`]; tokens are cached per registry and repository for their lifetime, at
+//! most [`MAX_TOKEN_LIFETIME`], and [`MAX_CACHED_TOKEN_BYTES`] in all.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,12 @@ use reqwest::{StatusCode, Url};
 use super::error::CheckError;
 
 /// The most of a token service's answer that is read (tokens are a few KiB).
-pub const MAX_TOKEN_BYTES: usize = 256 * 1024;
+pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
+/// The longest token kept (Docker Hub's, GHCR's, ECR's and Harbor's are 1–4 KiB): the cache
+/// holds at most [`MAX_CACHED_TOKEN_BYTES`] of them.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// The bytes of tokens cached at once.
+pub const MAX_CACHED_TOKEN_BYTES: u64 = 4 * 1024 * 1024;
 /// Tokens are reused at most this long, whatever their `expires_in` says.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 /// The longest realm URL accepted.
@@ -112,6 +118,9 @@ pub fn parse_token(body: &[u8], now: Instant) -> Result<Token, CheckError> {
         .filter(|token| !token.is_empty())
         .or(answer.access_token.filter(|token| !token.is_empty()))
         .ok_or_else(|| CheckError::Token("the answer holds no token".into()))?;
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(CheckError::Token(format!("the token is longer than {MAX_TOKEN_LEN} bytes")));
+    }
     let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| CheckError::Token("the token holds characters a header cannot".into()))?;
     header.set_sensitive(true);
@@ -122,12 +131,17 @@ pub fn parse_token(body: &[u8], now: Instant) -> Result<Token, CheckError> {
     Ok(Token { header, until: now + lifetime })
 }
 
-/// What a token service's status means, when it is not 200.
-pub fn token_status(status: StatusCode, with_credentials: bool, registry: &str) -> CheckError {
+/// What a token service's status means, when it is not 200 (`retry_after` from a 429).
+pub fn token_status(
+    status: StatusCode,
+    with_credentials: bool,
+    registry: &str,
+    retry_after: Option<Duration>,
+) -> CheckError {
     match status.as_u16() {
         401 | 403 if with_credentials => CheckError::CredentialsRejected { registry: registry.to_owned() },
         401 | 403 => CheckError::NoCredentials { registry: registry.to_owned() },
-        429 => CheckError::RateLimited { retry_after: None },
+        429 => CheckError::RateLimited { retry_after },
         code @ 500.. => CheckError::Status(code),
         code => CheckError::Token(format!("the token service answered {code}")),
     }
@@ -199,7 +213,8 @@ mod tests {
         assert_eq!(token.until, now + Duration::from_secs(108));
         let token = parse_token(br#"{"access_token":"x","expires_in":999999}"#, now).unwrap();
         assert_eq!(token.until, now + MAX_TOKEN_LIFETIME.mul_f64(0.9));
-        for bad in [&b"{}"[..], b"not json", br#"{"token":"a\nb"}"#, br#"{"token":""}"#] {
+        let long = format!(r#"{{"token":"{}"}}"#, "t".repeat(MAX_TOKEN_LEN + 1));
+        for bad in [&b"{}"[..], b"not json", br#"{"token":"a\nb"}"#, br#"{"token":""}"#, long.as_bytes()] {
             assert!(matches!(parse_token(bad, now), Err(CheckError::Token(_))), "{}", String::from_utf8_lossy(bad));
         }
     }

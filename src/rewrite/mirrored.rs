@@ -50,8 +50,10 @@ impl AllowedPrefix {
         for segment in path.into_iter().flat_map(|path| path.split('/')) {
             reference::validate_path_component(segment).map_err(|e| invalid(format!("`{segment}`: {e}")))?;
         }
-        let host = if DOCKER_HUB_ALIASES.contains(&host) { DOCKER_HUB } else { host };
-        let port = port.map(|port| format!(":{port}")).unwrap_or_default();
+        let host = host.to_ascii_lowercase();
+        let host = if DOCKER_HUB_ALIASES.contains(&host.as_str()) { DOCKER_HUB.to_owned() } else { host };
+        // `:443` is the default port: `host:443` and `host` are one registry.
+        let port = port.filter(|port| *port != "443").map(|port| format!(":{port}")).unwrap_or_default();
         let path = path.map(|path| format!("/{path}")).unwrap_or_default();
         Ok(Self(format!("{host}{port}{path}").into_boxed_str()))
     }
@@ -188,7 +190,8 @@ impl<'r> Verdict<'r, '_> {
         match (&self.decision, outside) {
             (Decision::Rewritten { image, rule }, outside) if stage == Stage::Admitted => {
                 let mut why = format!(
-                    "not rewritten, though rule `{rule}` (line {}) maps it to `{image}`: was the mutating webhook skipped?",
+                    "not rewritten, though rule `{rule}` (line {}) maps it to `{image}`: was the mutating webhook \
+                     skipped, or did it keep the image because the mirror lacks it (--swap-policy exists)?",
                     rule.line
                 );
                 if let Some(outside) = outside {
@@ -357,10 +360,12 @@ pub fn fully_qualified(image: &str) -> Option<String> {
     Some(name)
 }
 
-/// The reference's name (no tag or digest), fully qualified.
+/// The reference's name (no tag or digest), fully qualified: the host in lowercase, without
+/// the default port `:443`.
 fn qualified_name(reference: &Reference<'_>) -> String {
-    let host = if DOCKER_HUB_ALIASES.contains(&reference.host) { DOCKER_HUB } else { reference.host };
-    let port = reference.port.map(|port| format!(":{port}")).unwrap_or_default();
+    let host = reference.host.to_ascii_lowercase();
+    let host = if DOCKER_HUB_ALIASES.contains(&host.as_str()) { DOCKER_HUB } else { host.as_str() };
+    let port = reference.port.filter(|port| *port != "443").map(|port| format!(":{port}")).unwrap_or_default();
     let library = if host == DOCKER_HUB && port.is_empty() && reference.single_segment() { "library/" } else { "" };
     format!("{host}{port}/{library}{}", reference.path)
 }
@@ -399,6 +404,8 @@ mod tests {
             ("gcr.io/distroless/static:nonroot", "allowed_registry", false, false),
             ("gcr.io/distroless-not/static", "no_rule", true, true),
             ("registry.local:5000/team/app", "allowed_registry", false, false),
+            ("Registry.Local:5000/team/app", "allowed_registry", false, false),
+            ("gcr.io:443/distroless/static:nonroot", "allowed_registry", false, false),
             ("registry.local/team/app", "no_rule", true, true),
             ("Not An Image", "invalid", true, true),
         ];

@@ -156,6 +156,10 @@ pub fn answer_request(
     }
 }
 
+/// Per-image "kept" warnings one answer carries; the API server keeps at most 4 KiB of an
+/// answer's warnings, and a Pod with thousands of images must not make a megabyte of them.
+const MAX_KEPT_WARNINGS: usize = 10;
+
 fn decide(
     request: &Request<'_>,
     (kind, spec_path): (&'static str, &'static [&'static str]),
@@ -176,6 +180,7 @@ fn decide(
     let mut originals = BTreeMap::new();
     let mut secrets_needed: Vec<&str> = Vec::new();
     let mut warnings = Vec::new();
+    let mut kept = 0_usize;
     for (field, verdict) in changes.fields() {
         let ImageField { container, image, .. } = field;
         let left_alone = match verdict {
@@ -192,7 +197,11 @@ fn decide(
             None => rules.rewrite(image),
             Some(Choice::Take(image, rule)) => Decision::Rewritten { image, rule },
             Some(Choice::Keep(why)) => {
-                warnings.push(format!("mirrorswap kept image {image} of container {container}: {why}"));
+                debug!(uid = %request.uid, %container, %image, "image kept: {why}");
+                if kept < MAX_KEPT_WARNINGS {
+                    warnings.push(format!("mirrorswap kept image {image} of container {container}: {why}"));
+                }
+                kept += 1;
                 metrics.unchanged.with_label_values(&["not_in_mirror"]).inc();
                 continue;
             }
@@ -227,6 +236,12 @@ fn decide(
                 metrics.unchanged.with_label_values(&[reason.label()]).inc();
             }
         }
+    }
+    if kept > MAX_KEPT_WARNINGS {
+        warnings.push(format!(
+            "mirrorswap kept {} more image(s) of this object for the same kinds of reasons (--log-level debug logs each)",
+            kept - MAX_KEPT_WARNINGS
+        ));
     }
     if let Some(warning) = resolved.as_deref().and_then(Resolved::limit_warning) {
         warnings.push(warning);

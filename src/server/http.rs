@@ -105,10 +105,14 @@ async fn respond(state: &Arc<State>, is_json: bool, body: Bytes, work: Work) -> 
     } else if let Some(resolver) = &state.resolver {
         // `--swap-policy exists`: parse once, ask the registries (cached, one deadline), decide.
         let rules = state.rules();
-        match admission::parse(&body) {
+        let large = body.len() > INLINE_BODY_LIMIT;
+        match cpu_bound(large, || admission::parse(&body)) {
             Ok(request) => {
-                let mut resolved = resolver.resolve(&rules, &admission::images_to_check(&request)).await;
-                admission::answer_request(&request, &rules, &state.settings, &state.metrics, Some(&mut resolved))
+                let images = cpu_bound(large, || admission::images_to_check(&request));
+                let mut resolved = resolver.resolve(&rules, &images).await;
+                cpu_bound(large, || {
+                    admission::answer_request(&request, &rules, &state.settings, &state.metrics, Some(&mut resolved))
+                })
             }
             Err(answer) => answer,
         }
@@ -164,4 +168,14 @@ async fn readyz(Shared(state): Shared<Arc<State>>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     }
+}
+
+/// Runs `work` where it does not hold up the other requests of this worker: for a `large`
+/// body on the multi-threaded runtime, tokio moves them elsewhere first (`block_in_place`;
+/// the work borrows the body, so `spawn_blocking` cannot take it). Small bodies, and a
+/// single-threaded runtime (tests), run it in place.
+fn cpu_bound<T>(large: bool, work: impl FnOnce() -> T) -> T {
+    let multi_threaded =
+        tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
+    if large && multi_threaded { tokio::task::block_in_place(work) } else { work() }
 }

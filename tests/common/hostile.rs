@@ -25,11 +25,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Bytes, Frame};
 use hyper_util::rt::TokioIo;
 use mirrorswap::certs::Issued;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::{self, ServerConfig};
 
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
@@ -52,6 +48,8 @@ pub struct Reply {
     pub declared: bool,
     /// Never answer.
     pub stall: bool,
+    /// Send each 64 KiB chunk of the streamed body this long after the one before.
+    pub trickle: Option<std::time::Duration>,
 }
 
 impl Reply {
@@ -76,6 +74,13 @@ impl Reply {
     /// `bytes` of `x` streamed in 64 KiB chunks, chunked (no `Content-Length`).
     pub fn streamed(mut self, bytes: u64) -> Self {
         self.streamed = bytes;
+        self
+    }
+
+    /// As [`Self::streamed`], one chunk every `every`.
+    pub fn trickled(mut self, bytes: u64, every: std::time::Duration) -> Self {
+        self.streamed = bytes;
+        self.trickle = Some(every);
         self
     }
 
@@ -111,18 +116,7 @@ impl Drop for InFlight {
 impl Hostile {
     /// Starts on 127.0.0.1; HTTPS with `tls`'s serving certificate when given.
     pub async fn start(tls: Option<&Issued>, script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
-        let acceptor = tls.map(|issued| {
-            let certs = CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes()).map(Result::unwrap).collect();
-            let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .unwrap();
-            TlsAcceptor::from(Arc::new(config))
-        });
+        let acceptor = tls.map(super::registry::acceptor);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let script: Arc<Script> = Arc::new(script);
@@ -219,9 +213,15 @@ fn response(reply: Reply) -> hyper::Response<BoxBody<Bytes, Infallible>> {
         let chunks = reply.streamed.div_ceil(CHUNK);
         let last = reply.streamed - (chunks - 1) * CHUNK;
         let head = futures::stream::iter([Ok(Frame::data(Bytes::from(reply.body)))]);
-        let tail = futures::stream::iter(0..chunks).map(move |index| {
+        let trickle = reply.trickle;
+        let tail = futures::stream::iter(0..chunks).then(move |index| {
             let data = if index + 1 == chunks { chunk.slice(..last as usize) } else { chunk.clone() };
-            Ok::<_, Infallible>(Frame::data(data))
+            async move {
+                if let Some(every) = trickle {
+                    tokio::time::sleep(every).await;
+                }
+                Ok::<_, Infallible>(Frame::data(data))
+            }
         });
         BodyExt::boxed(StreamBody::new(head.chain(tail)))
     };

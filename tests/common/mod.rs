@@ -23,10 +23,14 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 pub mod apiserver;
 pub mod chart;
 pub mod components;
+pub mod control_plane;
 pub mod hostile;
 pub mod k8s_update;
+pub mod kube_objects;
+pub mod kube_pki;
 pub mod registry;
 pub mod tools;
+pub mod webhooks;
 
 pub const RULES: &str = "\
 docker.io::harbor.example.org/hub

@@ -399,6 +399,20 @@ async fn get_with(
     Ok((status, body))
 }
 
+/// A TLS acceptor serving `issued`'s certificate (HTTP/1.1), for the test's own servers.
+pub fn acceptor(issued: &Issued) -> TlsAcceptor {
+    let certs = CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes()).map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    TlsAcceptor::from(Arc::new(config))
+}
+
 /// The ES256 token issuer of the `auth: token` configuration: `GET /token?service=…&scope=…`
 /// over HTTPS (a certificate from the registry's test CA). With basic credentials
 /// [`USER`]:[`PASSWORD`] it grants every requested scope; without any, an anonymous token that
@@ -436,16 +450,7 @@ impl TokenIssuer {
         .unwrap();
         let signer = Arc::new(Signer { key, x5c: STANDARD.encode(cert.der()), rng });
 
-        let certs = CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()).map(Result::unwrap).collect();
-        let key = PrivateKeyDer::from_pem_slice(ca.key_pem.as_bytes()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let acceptor = acceptor(ca);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
