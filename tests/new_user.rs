@@ -8,6 +8,11 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A kubeconfig whose API server is a loopback port nobody listens on, with a token to look for.
+const UNREACHABLE_KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    \
+    server: https://127.0.0.1:9\nusers:\n- name: u\n  user:\n    token: PLANTED-token\ncontexts:\n- name: x\n  \
+    context:\n    cluster: c\n    user: u\ncurrent-context: x\n";
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -61,13 +66,7 @@ fn errors_name_what_failed_the_value_and_what_to_do() {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().to_string();
     let rules = root().join("examples/rules/imageswap-maps.conf").display().to_string();
-    let kubeconfig = write(
-        dir.path(),
-        "kubeconfig.yaml",
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:9\n\
-         users:\n- name: u\n  user:\n    token: PLANTED-token\ncontexts:\n- name: x\n  context:\n    cluster: c\n    \
-         user: u\ncurrent-context: x\n",
-    );
+    let kubeconfig = write(dir.path(), "kubeconfig.yaml", UNREACHABLE_KUBECONFIG);
     let serve = |extra: &[&str]| {
         let mut args = strings(&["serve", "--rules", &rules, "--dev-ca-out"]);
         args.push(dir.path().join("ca.pem").display().to_string());
@@ -408,14 +407,8 @@ async fn log_level_debug_is_mirrorswaps_own_debug() {
 #[test]
 fn an_unreachable_api_server_is_named_once_per_retry() {
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = write(
-        dir.path(),
-        "kubeconfig.yaml",
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:9\n\
-         users:\n- name: u\n  user:\n    token: PLANTED-token\ncontexts:\n- name: x\n  context:\n    cluster: c\n    \
-         user: u\ncurrent-context: x\n",
-    );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
+    let kubeconfig = write(dir.path(), "kubeconfig.yaml", UNREACHABLE_KUBECONFIG);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorswap"))
         .args([
             "serve",
             "--rules-secret",

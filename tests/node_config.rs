@@ -63,6 +63,19 @@ impl Containerd {
     }
 }
 
+impl Containerd {
+    /// Whether the content store of `namespace` holds `digest` (`ctr content ls`).
+    fn has_content(&self, ctr: &Path, namespace: &str, digest: &str) -> bool {
+        let listed = Command::new(ctr)
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["-n", namespace, "content", "ls", "-q"])
+            .output()
+            .unwrap();
+        run_ok(&listed, "ctr content ls").lines().any(|line| line == digest)
+    }
+}
+
 impl Drop for Containerd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -102,13 +115,7 @@ async fn containerd_pulls_through_the_rendered_hosts_toml_with_tls_and_auth() {
             .output()
             .unwrap();
         run_ok(&output, &format!("ctr content fetch {image}"));
-        let listed = Command::new(&ctr)
-            .arg("--address")
-            .arg(&daemon.socket)
-            .args(["-n", "mirrorswap-test", "content", "ls", "-q"])
-            .output()
-            .unwrap();
-        assert!(run_ok(&listed, "ctr content ls").lines().any(|line| line == digest), "{image}: {digest} not fetched");
+        assert!(daemon.has_content(&ctr, "mirrorswap-test", digest), "{image}: {digest} not fetched");
         assert!(
             registry.manifest_requests_matching(&format!("/v2/{repo}/manifests/")) > before,
             "{image} did not reach the mirror at {repo}"
@@ -174,13 +181,7 @@ async fn containerd_and_the_webhook_send_official_images_to_one_repository() {
         registry.manifest_requests_matching("/v2/hub/library/nginx/manifests/") > before,
         "the node's pull reached hub/library/nginx"
     );
-    let listed = Command::new(&ctr)
-        .arg("--address")
-        .arg(&daemon.socket)
-        .args(["-n", "mirrorswap-official", "content", "ls", "-q"])
-        .output()
-        .unwrap();
-    assert!(run_ok(&listed, "ctr content ls").lines().any(|line| line == digest), "the node fetched {digest}");
+    assert!(daemon.has_content(&ctr, "mirrorswap-official", &digest), "the node fetched {digest}");
 
     // compat: the webhook's repository is another one, and the renderer says which two.
     let webhook = run_ok(&mirrorswap(&["rewrite", "--rules", &rules, "nginx:1.27"]), "rewrite");
