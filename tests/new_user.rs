@@ -432,7 +432,8 @@ fn an_unreachable_api_server_is_named_once_per_retry() {
     assert!(warnings.len() >= 2, "{log}");
     assert!(
         warnings.iter().all(|line| line.contains(
-            "watching secret/jet-system/registry-info:MIRROR_REGISTRIES at the Kubernetes API https://127.0.0.1:9: "
+            "Kubernetes API watch failed, retrying (the current rules stay): \
+             secret/jet-system/registry-info:MIRROR_REGISTRIES at the Kubernetes API https://127.0.0.1:9: "
         ) && line.contains("Connection refused")
             && line.contains("is the API server up and reachable from here?")),
         "{log}"

@@ -253,8 +253,8 @@ pub fn spawn(source: ObjectSource, api: ApiClient, reading: Reading, state: Arc<
                     }
                 },
                 Err(error) => {
-                    let error = api.error(&format!("watching {}", applier.source), &error);
-                    warn!("{error}; retrying, the current rules stay");
+                    let error = api.error(&applier.source.to_string(), &error);
+                    warn!("Kubernetes API watch failed, retrying (the current rules stay): {error}");
                     applier.state.metrics.rules_source_errors.inc();
                 }
             }
