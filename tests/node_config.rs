@@ -123,7 +123,21 @@ async fn containerd_pulls_through_the_rendered_hosts_toml_with_tls_and_auth() {
     }
 }
 
-/// The same official image, `nginx:1.27`, through the webhook's rewrite and through a real
+/// What a real `serve` with `rules` and `--docker-hub MODE` makes of `nginx:1.27`, the first
+/// container of the sample Pod review, through `/mutate`.
+async fn webhook_rewrite_of_nginx(rules: &str, mode: &str) -> String {
+    let server = common::TestServer::start_with_rules(rules, "rules.conf", &["--docker-hub", mode]).await;
+    let mut client = server.connect(common::Protocol::Http1).await;
+    let request = common::sample("pod.json");
+    assert_eq!(request["request"]["object"]["spec"]["containers"][0]["image"], "nginx:1.27");
+    let response = client.review(&request).await;
+    let object = common::patched_object(&request, &response);
+    server.stop().await;
+    object["spec"]["containers"][0]["image"].as_str().unwrap().to_owned()
+}
+
+/// The same official image, `nginx:1.27`, through the webhook's rewrite (a real server's
+/// `/mutate`) and through a real
 /// containerd pulling `docker.io/library/nginx:1.27` with the rendered hosts.toml: with
 /// `--docker-hub canonical` both reach one repository of the loopback registry; with
 /// `compat` the renderer's warning names the two repositories, which the copy list's node
@@ -169,9 +183,9 @@ async fn containerd_and_the_webhook_send_official_images_to_one_repository() {
     };
 
     // canonical: one repository, no warning.
-    let webhook =
-        run_ok(&mirrorswap(&["rewrite", "--rules", &rules, "--docker-hub", "canonical", "nginx:1.27"]), "rewrite");
-    assert_eq!(webhook.trim(), format!("{mirror}/hub/library/nginx:1.27"));
+    let rules_text = std::fs::read_to_string(&rules).unwrap();
+    let webhook = webhook_rewrite_of_nginx(&rules_text, "canonical").await;
+    assert_eq!(webhook, format!("{mirror}/hub/library/nginx:1.27"));
     let digest = registry.push("hub/library/nginx", "1.27").await;
     let (certs_d, stderr) = render("canonical");
     assert!(!stderr.contains("disagree"), "{stderr}");
@@ -184,8 +198,8 @@ async fn containerd_and_the_webhook_send_official_images_to_one_repository() {
     assert!(daemon.has_content(&ctr, "mirrorswap-official", &digest), "the node fetched {digest}");
 
     // compat: the webhook's repository is another one, and the renderer says which two.
-    let webhook = run_ok(&mirrorswap(&["rewrite", "--rules", &rules, "nginx:1.27"]), "rewrite");
-    assert_eq!(webhook.trim(), format!("{mirror}/hub/nginx:1.27"));
+    let webhook = webhook_rewrite_of_nginx(&rules_text, "compat").await;
+    assert_eq!(webhook, format!("{mirror}/hub/nginx:1.27"));
     let (certs_d, stderr) = render("compat");
     for part in [
         "warning: official Docker Hub images disagree: the webhook (--docker-hub compat) rewrites `nginx:1.27`"

@@ -1,6 +1,6 @@
 //! The report's formats: an aligned table (narrow, fitting the terminal, or wide) with a
-//! summary line and notes, a JSON array of
-//! [`Row`]s, and a copy list of `SOURCE TARGET` lines for `skopeo copy` / `crane copy`.
+//! summary line and notes, a JSON array of [`Row`]s, and a copy list of `SOURCE TARGET` lines
+//! for `skopeo copy` / `crane copy`.
 
 use std::io::Write;
 
