@@ -422,3 +422,38 @@ async fn fifty_thousand_images_cost_the_limit_and_one_pass() {
     assert_eq!(unasked, 50_000 - 32);
     assert!(resolved.limit_warning().unwrap().starts_with("mirrorswap kept 49968 image(s)"));
 }
+
+/// A manifest read whole: its bytes and digest, checked against the digest it was asked by
+/// and the one the registry serves with it, and cut at 4 MiB.
+#[tokio::test]
+async fn a_manifest_is_read_whole_with_its_digest_checked() {
+    use mirrorswap::registry::client::sha256;
+    let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    let digest = sha256(body);
+    let served = digest.clone();
+    let hostile = Hostile::start(None, move |seen| match seen.path.as_str() {
+        path if path.ends_with("/good") => Reply::status(200)
+            .header("content-type", "application/vnd.oci.image.index.v1+json")
+            .header("docker-content-digest", &served)
+            .body(body.to_vec()),
+        path if path.ends_with("/lying") => Reply::status(200)
+            .header("docker-content-digest", "sha256:0000000000000000000000000000000000000000000000000000000000000000")
+            .body(body.to_vec()),
+        path if path.ends_with("/huge") => Reply::status(200).streamed(200 * MIB),
+        path if path.contains("/manifests/sha256:") => Reply::status(200).body(b"{}".to_vec()),
+        _ => Reply::status(404),
+    })
+    .await;
+    let host = hostile.host();
+    let checker = checker(&[&host], None, AuthFile::default());
+    let manifest = checker.manifest(&format!("{host}/team/app:good")).await.unwrap().unwrap();
+    assert_eq!((manifest.bytes.as_slice(), manifest.digest.as_str()), (&body[..], digest.as_str()));
+    assert_eq!(manifest.media_type, "application/vnd.oci.image.index.v1+json");
+    let lying = checker.manifest(&format!("{host}/team/app:lying")).await;
+    assert!(matches!(lying, Err(CheckError::DigestMismatch { .. })), "{lying:?}");
+    let by_digest = checker.manifest(&format!("{host}/team/app@{digest}")).await;
+    assert!(matches!(by_digest, Err(CheckError::DigestMismatch { .. })), "{by_digest:?}");
+    let huge = checker.manifest(&format!("{host}/team/app:huge")).await;
+    assert_eq!(huge, Err(CheckError::TooLarge { what: "manifest", limit: MAX_MANIFEST_BYTES }));
+    assert_eq!(checker.manifest(&format!("{host}/team/app:absent")).await, Ok(None));
+}

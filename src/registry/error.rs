@@ -52,6 +52,9 @@ pub enum CheckError {
     /// An answer longer than mirrorswap reads; it was cut at the limit.
     #[error("{what} over {} bytes: cut at the limit", .limit)]
     TooLarge { what: &'static str, limit: usize },
+    /// A manifest whose bytes are not the digest they were asked by, or served as.
+    #[error("manifest digest {got} is not the expected {expected}")]
+    DigestMismatch { expected: String, got: String },
     /// The token service's answer could not be used.
     #[error("token: {0}")]
     Token(String),

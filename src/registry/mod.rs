@@ -4,8 +4,10 @@
 //!
 //! - [`args`]: the shared flags ([`CheckArgs`]).
 //! - [`auth_file`]: `--registry-auth`, a Docker config JSON.
-//! - [`client`]: one manifest lookup ([`Checker`], [`Answer`]), its TLS ([`tls`]) and its
-//!   authentication ([`token`]); [`error`]: why a lookup gave no answer ([`CheckError`]).
+//! - [`client`]: one manifest lookup or read ([`Checker`], [`Answer`], [`client::Manifest`]);
+//!   [`session`]: authenticated requests to registries (credentials, challenges, tokens of
+//!   [`token`], TLS of [`tls`]) over [`http`]'s transport; [`error`]: why a request gave no
+//!   answer ([`CheckError`]).
 //! - [`cache`]: cached answers with single flight ([`CheckCache`]).
 //! - [`hosts`]: lookup slots and backoff per registry host.
 //! - [`policy`]: deadlines, limits and the candidate taken per image ([`Resolver`]), whose
@@ -18,8 +20,10 @@ pub mod cache;
 pub mod client;
 pub mod error;
 pub mod hosts;
+pub mod http;
 pub mod metrics;
 pub mod policy;
+pub mod session;
 pub mod tls;
 pub mod token;
 pub mod verdict;
