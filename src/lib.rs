@@ -15,6 +15,7 @@ pub mod certs;
 pub mod cli;
 pub mod credentials;
 pub mod error_chain;
+pub mod k8s;
 pub mod node_config;
 pub mod plural;
 pub mod registry;

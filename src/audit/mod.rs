@@ -20,10 +20,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::k8s::review::{Marks, Metadata, Object, Spec, Template};
+use crate::k8s::workload;
 use crate::rewrite::mirrored::{self, AllowedPrefix, Stage, pulls_from_target};
 use crate::rewrite::{Decision, Rule, RuleSet, Unchanged, excerpt};
-use crate::server::review::{Marks, Metadata, Object, Spec, Template};
-use crate::server::workload;
 
 /// Whether the image was found in its mirror (`--check-mirror`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -3,7 +3,7 @@
 //! serves `AdmissionReview`s, and exports metrics.
 //!
 //! - [`admission`]: request body in, response out (no I/O); [`patch`]: the JSON patch it writes
-//! - [`workload`]: where the images are in each kind
+//! - [`validate`]: `/validate`, the leak guard
 //! - [`http`]: routes and limits; [`body_budget`]: the bound on request bodies in flight
 //! - [`listener`]: the webhook listener (connection cap, TLS, idle close, shutdown)
 //! - [`tls`]: rustls configuration and the swappable certificate
@@ -21,13 +21,10 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod patch;
-pub mod review;
 pub mod state;
 pub mod tls;
-pub mod update;
 pub mod validate;
 pub mod watch;
-pub mod workload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
