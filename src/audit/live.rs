@@ -7,8 +7,8 @@ use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 
 use super::Inventory;
+use crate::k8s::api::ApiClient;
 use crate::k8s::workload::KINDS;
-use crate::server::kube_rules::ApiClient;
 
 /// Every kind, from each namespace in `namespaces` (all namespaces when empty), into
 /// `inventory`, `page_size` objects per request.

@@ -18,10 +18,10 @@ use futures::StreamExt;
 use crate::audit::output::Columns;
 use crate::audit::{CandidateAnswer, Inventory, MirrorState, RuleRef, Swap, json, live, output, stream};
 use crate::credentials::RegistryInfo;
+use crate::k8s::api::{self, ApiClient, ObjectKind, ObjectSource};
 use crate::registry::{Answer, CheckArgs, OnCheckError, Resolution, Resolver, SwapPolicy, Tried, Verdict};
 use crate::rewrite::mirrored::AllowedPrefix;
 use crate::rules_file::{self, Format, Loaded};
-use crate::server::kube_rules::{self, ApiClient, ObjectKind, ObjectSource};
 
 /// Arguments of `mirrorswap audit`.
 #[derive(Debug, Args)]
@@ -187,7 +187,7 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let client = match &runtime {
-        Some(runtime) if needs_api => Some(runtime.block_on(kube_rules::client(args.kubeconfig.as_deref()))?),
+        Some(runtime) if needs_api => Some(runtime.block_on(api::client(args.kubeconfig.as_deref()))?),
         _ => None,
     };
     let (loaded, palette) = match (&runtime, &client) {
@@ -196,7 +196,7 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             // Reading the file again for its mirror settings is only worth it when asking the mirror.
             Ok(loaded) => {
                 let palette = args.rules.as_deref().filter(|_| asks_mirror);
-                (loaded, palette.and_then(crate::server::palette_of_rules_file))
+                (loaded, palette.and_then(crate::credentials::palette_of_rules_file))
             }
             Err(code) => return Ok(code),
         },
@@ -379,7 +379,7 @@ async fn rules_from_api(args: &AuditArgs, api: &ApiClient) -> anyhow::Result<(Lo
                 .get(&source.name)
                 .await
                 .map_err(|error| anyhow::anyhow!(api.error(&format!("reading {source}"), &error)))?;
-            (source.secret_text(&secret), kube_rules::registry_info(&secret))
+            (source.secret_text(&secret), api::registry_info(&secret))
         }
         ObjectKind::ConfigMap => {
             let maps = kube::Api::<ConfigMap>::namespaced(api.client.clone(), &source.namespace);

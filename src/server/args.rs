@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::kube_rules::{ObjectKind, ObjectSource};
 use super::logging::LogFormat;
 use crate::cli::EngineArgs;
+use crate::k8s::api::{ObjectKind, ObjectSource};
 use crate::registry::{CheckArgs, PolicyArgs, SwapPolicy};
 use crate::rules_file::Format;
 
