@@ -10,7 +10,6 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
-use super::EngineArgs;
 use serde_json::Value;
 
 use futures::StreamExt;
@@ -21,6 +20,7 @@ use crate::credentials::RegistryInfo;
 use crate::k8s::api::{self, ApiClient, ObjectKind, ObjectSource};
 use crate::registry::{Answer, CheckArgs, OnCheckError, Resolution, Resolver, SwapPolicy, Tried, Verdict};
 use crate::rewrite::mirrored::AllowedPrefix;
+use crate::rules_file::args::EngineArgs;
 use crate::rules_file::{self, Format, Loaded};
 
 /// Arguments of `mirrorswap audit`.
