@@ -3,14 +3,14 @@
 //!
 //! - [`stream`]: YAML documents, one at a time, `List` items one at a time
 //! - [`json`]: JSON input, `List` items one at a time
-//! - [`live`]: Pods and pod templates through the Kubernetes API, page by page
+//! - [`input`]: Pods and pod templates through the Kubernetes API, page by page
 //! - [`output`]: the table, JSON and copy-list formats
 //!
 //! Memory grows with the distinct images and their locations, never with the input: a
 //! document is dropped once its images are recorded.
 
+pub mod input;
 pub mod json;
-pub mod live;
 pub mod output;
 pub mod stream;
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use futures::StreamExt;
 
 use crate::audit::output::Columns;
-use crate::audit::{CandidateAnswer, Inventory, MirrorState, RuleRef, Swap, json, live, output, stream};
+use crate::audit::{CandidateAnswer, Inventory, MirrorState, RuleRef, Swap, input, json, output, stream};
 use crate::credentials::RegistryInfo;
 use crate::k8s::api::{self, ApiClient, ObjectKind, ObjectSource};
 use crate::registry::{Answer, CheckArgs, OnCheckError, Resolution, Resolver, SwapPolicy, Tried, Verdict};
@@ -206,7 +206,7 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let mut inventory = Inventory::default();
     if args.files.is_empty() {
         if let (Some(runtime), Some(client)) = (&runtime, &client) {
-            runtime.block_on(live::record_cluster(client, &args.namespaces, args.page_size, &mut inventory))?;
+            runtime.block_on(input::record_cluster(client, &args.namespaces, args.page_size, &mut inventory))?;
         }
     } else {
         for path in &args.files {
