@@ -1,14 +1,76 @@
+//! What `audit` reads, one place that the coming `sync` shares: manifests from files,
+//! directories (their .yaml, .yml and .json files, recursively) and stdin, and the workloads
+//! of a live cluster. Used by [`super::plan`].
+//!
 //! Workloads of a live cluster, through the Kubernetes API: Pods and the pod templates of
 //! every kind `/mutate` rewrites, listed page by page (`limit` + `continue`), so a 10k-Pod
 //! cluster is streamed, never held whole. Read-only: list, nothing else.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use serde_json::Value;
 
-use super::Inventory;
+use super::{Inventory, json, stream};
 use crate::k8s::api::ApiClient;
 use crate::k8s::workload::KINDS;
+
+/// Records every workload of a file, a directory's manifests, or stdin (`-`).
+pub fn record_path(path: &Path, inventory: &mut Inventory) -> anyhow::Result<()> {
+    if path == Path::new("-") {
+        return record_reader(std::io::stdin().lock(), "-", inventory);
+    }
+    if path.is_dir() {
+        for file in manifests_in(path)? {
+            record_path(&file, inventory)?;
+        }
+        return Ok(());
+    }
+    let file = std::fs::File::open(path).map_err(|error| {
+        anyhow::anyhow!("-f {}: {error}: give a manifest file, a directory of them, or - for stdin", path.display())
+    })?;
+    record_reader(BufReader::with_capacity(64 * 1024, file), &path.display().to_string(), inventory)
+}
+
+/// JSON when the first character that is not whitespace opens an object or array (JSON parsed
+/// as YAML would not stream), YAML otherwise.
+fn record_reader(mut reader: impl BufRead, origin: &str, inventory: &mut Inventory) -> anyhow::Result<()> {
+    let json = loop {
+        let buffer = reader.fill_buf().with_context(|| format!("reading {origin}"))?;
+        match buffer.iter().position(|byte| !byte.is_ascii_whitespace()) {
+            Some(at) => break matches!(buffer[at], b'{' | b'['),
+            None if buffer.is_empty() => return Ok(()),
+            None => {
+                let all = buffer.len();
+                reader.consume(all);
+            }
+        }
+    };
+    let record = |document: Value, line: u64| inventory.record(&document).map_err(|error| format!("{line}: {error}"));
+    let result = if json { json::documents(reader, record) } else { stream::documents(reader, record) };
+    result.map_err(|error| anyhow::anyhow!("{origin}:{error}"))
+}
+
+/// The .yaml, .yml and .json files under `dir`, sorted, recursively.
+fn manifests_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading the directory {}", dir.display()))? {
+            let path = entry.with_context(|| format!("reading the directory {}", dir.display()))?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|ext| ["yaml", "yml", "json"].iter().any(|known| ext == *known)) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
 
 /// Every kind, from each namespace in `namespaces` (all namespaces when empty), into
 /// `inventory`, `page_size` objects per request.
@@ -53,3 +115,4 @@ pub async fn record_cluster(
 fn plural(resource: &ApiResource) -> String {
     if resource.group.is_empty() { resource.plural.clone() } else { format!("{}.{}", resource.plural, resource.group) }
 }
+

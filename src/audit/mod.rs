@@ -1,9 +1,14 @@
 //! `mirrorswap audit`'s shell: workloads from manifests or a live cluster, the images in
 //! them gathered per distinct image, and each judged by the rules without changing anything.
+//! `cli/audit.rs` parses the flags into a [`plan::Plan`] and prints the rows; the coming
+//! `sync` shares the [`input`] readers.
 //!
+//! - [`plan`]: one audit as the command line hands it over, carried out
+//! - [`input`]: manifests from files, directories and stdin, Pods and pod templates through
+//!   the Kubernetes API page by page
 //! - [`stream`]: YAML documents, one at a time, `List` items one at a time
 //! - [`json`]: JSON input, `List` items one at a time
-//! - [`input`]: Pods and pod templates through the Kubernetes API, page by page
+//! - [`mirror`]: the mirrors asked, as `serve --swap-policy exists` asks them
 //! - [`output`]: the table, JSON and copy-list formats
 //!
 //! Memory grows with the distinct images and their locations, never with the input: a
@@ -11,7 +16,9 @@
 
 pub mod input;
 pub mod json;
+pub mod mirror;
 pub mod output;
+pub mod plan;
 pub mod stream;
 
 use std::borrow::Cow;

@@ -203,6 +203,32 @@ fn no_configuration() -> String {
     )
 }
 
+impl ObjectSource {
+    /// Reads the object once (`audit`'s rules): the key's text, and the mirror settings of a
+    /// Palette `registry-info` Secret (for `--check-mirror`).
+    pub async fn read_once(&self, api: &ApiClient) -> anyhow::Result<(String, Option<RegistryInfo>)> {
+        let (text, palette) = match self.kind {
+            ObjectKind::Secret => {
+                let secrets = kube::Api::<Secret>::namespaced(api.client.clone(), &self.namespace);
+                let secret = secrets
+                    .get(&self.name)
+                    .await
+                    .map_err(|error| anyhow::anyhow!(api.error(&format!("reading {self}"), &error)))?;
+                (self.secret_text(&secret), registry_info(&secret))
+            }
+            ObjectKind::ConfigMap => {
+                let maps = kube::Api::<ConfigMap>::namespaced(api.client.clone(), &self.namespace);
+                let map = maps
+                    .get(&self.name)
+                    .await
+                    .map_err(|error| anyhow::anyhow!(api.error(&format!("reading {self}"), &error)))?;
+                (self.config_map_text(&map), None)
+            }
+        };
+        Ok((text.map_err(anyhow::Error::msg)?, palette))
+    }
+}
+
 /// The mirror settings of a Palette `registry-info` Secret (`DOMAIN`, `USERNAME`/`PASSWORD`,
 /// `CA_CERT`, `INSECURE`), for `--swap-policy exists`; `None` when it has no valid `DOMAIN`.
 pub fn registry_info(secret: &Secret) -> Option<RegistryInfo> {
