@@ -1,6 +1,6 @@
 //! What `audit` reads, one place that the coming `sync` shares: manifests from files,
-//! directories (their .yaml, .yml and .json files, recursively) and stdin, and the workloads
-//! of a live cluster. Used by [`super::plan`].
+//! directories (their .yaml, .yml and .json files, recursively) and stdin, the workloads of a
+//! live cluster, and image lists of `SOURCE [TARGET]` lines. Used by [`super::plan`].
 //!
 //! Workloads of a live cluster, through the Kubernetes API: Pods and the pod templates of
 //! every kind `/mutate` rewrites, listed page by page (`limit` + `continue`), so a 10k-Pod
@@ -72,6 +72,40 @@ fn manifests_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// One line of an image list: an image and, when the line names one, where it goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedImage {
+    /// `SOURCE`, the image as written.
+    pub source: String,
+    /// `TARGET`, when the line has one.
+    pub target: Option<String>,
+    /// The line it is on, from 1.
+    pub line: u64,
+}
+
+/// Reads an image list: `SOURCE [TARGET]` per line, separated by blanks, as `audit --output
+/// copy-list` writes it for `skopeo copy` / `crane copy` loops. Blank lines and what follows
+/// a `#` are skipped (no image reference holds one). The error is `ORIGIN:LINE: reason`.
+pub fn image_list(reader: impl BufRead, origin: &str) -> anyhow::Result<Vec<ListedImage>> {
+    let mut images = Vec::new();
+    for (index, line) in reader.lines().enumerate() {
+        let number = index as u64 + 1;
+        let line = line.with_context(|| format!("reading {origin}"))?;
+        let code = line.split('#').next().unwrap_or("");
+        let mut fields = code.split_whitespace();
+        let Some(source) = fields.next() else { continue };
+        let target = fields.next().map(str::to_owned);
+        if let Some(extra) = fields.next() {
+            anyhow::bail!(
+                "{origin}:{number}: expected SOURCE [TARGET], found a third field `{}`",
+                crate::rewrite::excerpt(extra)
+            );
+        }
+        images.push(ListedImage { source: source.to_owned(), target, line: number });
+    }
+    Ok(images)
+}
+
 /// Every kind, from each namespace in `namespaces` (all namespaces when empty), into
 /// `inventory`, `page_size` objects per request.
 pub async fn record_cluster(
@@ -116,3 +150,34 @@ fn plural(resource: &ApiResource) -> String {
     if resource.group.is_empty() { resource.plural.clone() } else { format!("{}.{}", resource.plural, resource.group) }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(text: &str) -> anyhow::Result<Vec<(String, Option<String>, u64)>> {
+        let images = image_list(text.as_bytes(), "images.txt")?;
+        Ok(images.into_iter().map(|image| (image.source, image.target, image.line)).collect())
+    }
+
+    #[test]
+    fn reads_source_and_target_per_line() {
+        let text = "# copied by sync\n\ndocker.io/library/nginx:1.27 harbor.example.org/hub/nginx:1.27\r\n  quay.io/a/b \t\n\
+                    gcr.io/p/app@sha256:0123 m.example/p/app@sha256:0123 # pinned\n";
+        let owned = |text: &str| text.to_owned();
+        assert_eq!(
+            listed(text).unwrap(),
+            [
+                (owned("docker.io/library/nginx:1.27"), Some(owned("harbor.example.org/hub/nginx:1.27")), 3),
+                (owned("quay.io/a/b"), None, 4),
+                (owned("gcr.io/p/app@sha256:0123"), Some(owned("m.example/p/app@sha256:0123")), 5),
+            ]
+        );
+        assert_eq!(listed("").unwrap(), []);
+    }
+
+    #[test]
+    fn a_third_field_is_an_error_naming_the_line() {
+        let error = listed("a b\nnginx m.example/nginx extra\n").unwrap_err().to_string();
+        assert_eq!(error, "images.txt:2: expected SOURCE [TARGET], found a third field `extra`");
+    }
+}

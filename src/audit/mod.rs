@@ -5,7 +5,7 @@
 //!
 //! - [`plan`]: one audit as the command line hands it over, carried out
 //! - [`input`]: manifests from files, directories and stdin, Pods and pod templates through
-//!   the Kubernetes API page by page
+//!   the Kubernetes API page by page, image lists
 //! - [`stream`]: YAML documents, one at a time, `List` items one at a time
 //! - [`json`]: JSON input, `List` items one at a time
 //! - [`mirror`]: the mirrors asked, as `serve --swap-policy exists` asks them
