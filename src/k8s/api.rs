@@ -209,23 +209,26 @@ impl ObjectSource {
     pub async fn read_once(&self, api: &ApiClient) -> anyhow::Result<(String, Option<RegistryInfo>)> {
         let (text, palette) = match self.kind {
             ObjectKind::Secret => {
-                let secrets = kube::Api::<Secret>::namespaced(api.client.clone(), &self.namespace);
-                let secret = secrets
-                    .get(&self.name)
-                    .await
-                    .map_err(|error| anyhow::anyhow!(api.error(&format!("reading {self}"), &error)))?;
+                let secret: Secret = self.get(api).await?;
                 (self.secret_text(&secret), registry_info(&secret))
             }
-            ObjectKind::ConfigMap => {
-                let maps = kube::Api::<ConfigMap>::namespaced(api.client.clone(), &self.namespace);
-                let map = maps
-                    .get(&self.name)
-                    .await
-                    .map_err(|error| anyhow::anyhow!(api.error(&format!("reading {self}"), &error)))?;
-                (self.config_map_text(&map), None)
-            }
+            ObjectKind::ConfigMap => (self.config_map_text(&self.get(api).await?), None),
         };
         Ok((text.map_err(anyhow::Error::msg)?, palette))
+    }
+
+    /// The object, of kind `K`; the error names it and the API server.
+    async fn get<K>(&self, api: &ApiClient) -> anyhow::Result<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + fmt::Debug,
+    {
+        kube::Api::<K>::namespaced(api.client.clone(), &self.namespace)
+            .get(&self.name)
+            .await
+            .map_err(|error| anyhow::anyhow!(api.error(&format!("reading {self}"), &error)))
     }
 }
 
