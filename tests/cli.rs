@@ -186,6 +186,24 @@ fn check_warns_about_dash_targets_that_build_host_names() {
     assert!(text.contains("2 warnings in all"), "{text}");
 }
 
+/// A `noswap_wildcards` entry naming a registry many owners share is a warning on its line.
+#[test]
+fn check_warns_about_wildcards_naming_shared_registries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = rules_file(
+        dir.path(),
+        "shared.conf",
+        "default::harbor.example.org/all\nnoswap_wildcards::twr.io,gcr.io/my-project,dkr.ecr.us-east-1.amazonaws.com\n",
+    );
+    let text = stdout(&mirrorswap(&["check", "--rules", &path]));
+    let expected = format!(
+        "{path}:2: warning: `noswap_wildcards` entry `dkr.ecr.us-east-1.amazonaws.com` names the public registry \
+         `amazonaws.com`, which many owners share"
+    );
+    assert!(text.contains(&expected), "missing {expected:?} in\n{text}");
+    assert!(text.contains("1 warning in all") || text.contains("1 warnings in all"), "{text}");
+}
+
 /// Each kind of error, with the line it is on, through `check`.
 #[test]
 fn malformed_rule_files_report_file_line_reason() {

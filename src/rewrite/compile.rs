@@ -116,6 +116,10 @@ impl Builder {
         }
         for entry in entries {
             if !self.set.noswap.iter().any(|(known, _)| **known == *entry) {
+                if let Some(public) = similar::shared_registry(entry) {
+                    let problem = Problem::PublicWildcard { entry: excerpt(entry).owned(), public };
+                    self.diagnostics.push(Diagnostic::warning(line, problem));
+                }
                 self.set.noswap.push((entry.into(), line));
             }
         }

@@ -212,6 +212,18 @@ pub enum Problem {
         /// The well-known registry it is close to.
         known: &'static str,
     },
+    /// A `noswap_wildcards` entry naming a public registry many owners share.
+    #[error(
+        "`noswap_wildcards` entry `{entry}` names the public registry `{public}`, which many owners share: /mutate \
+         leaves all its images alone, and the leak guard and audit admit every image under it, anyone's; to \
+         leave only yours alone, write a host/path prefix (`{public}/your-org`)"
+    )]
+    PublicWildcard {
+        /// The entry as written (cut).
+        entry: String,
+        /// The public registry it names.
+        public: &'static str,
+    },
     /// A `[REPLACE]` glob that an earlier glob always matches first.
     #[error("never applies: the earlier glob `{earlier}` at line {line} matches every reference it matches")]
     ShadowedGlob {

@@ -7,6 +7,56 @@
 pub const WELL_KNOWN_REGISTRIES: [&str; 7] =
     ["docker.io", "gcr.io", "ghcr.io", "quay.io", "registry.k8s.io", "mcr.microsoft.com", "public.ecr.aws"];
 
+/// Registry domains whose hosts or paths many owners share (cloud registries: one host per
+/// account under these domains, or one project per path).
+pub const SHARED_REGISTRY_DOMAINS: [&str; 12] = [
+    "docker.io",
+    "gcr.io",
+    "ghcr.io",
+    "quay.io",
+    "registry.k8s.io",
+    "mcr.microsoft.com",
+    "public.ecr.aws",
+    "amazonaws.com",
+    "azurecr.io",
+    "pkg.dev",
+    "icr.io",
+    "nvcr.io",
+];
+
+/// The shared registry domain a `noswap_wildcards` entry names as a whole: the entry is that
+/// domain, a parent of it, or a domain under it that still names no single owner's registry
+/// (`dkr.ecr.us-east-1.amazonaws.com`, every AWS account's). An entry with a path names one
+/// owner (`gcr.io/my-project`) and is fine.
+pub fn shared_registry(entry: &str) -> Option<&'static str> {
+    let entry = entry.trim().trim_start_matches('.').trim_end_matches('.').to_ascii_lowercase();
+    if entry.contains('/') || entry.is_empty() {
+        return None;
+    }
+    let host = entry.split(':').next().unwrap_or_default();
+    let under = |domain: &str, name: &str| name == domain || name.ends_with(&format!(".{domain}"));
+    SHARED_REGISTRY_DOMAINS.iter().copied().find(|domain| {
+        // The entry is the shared domain or a parent of it (`io` names gcr.io too) ...
+        under(host, domain)
+            // ... or a name under one that is a service endpoint rather than an owner's own
+            // host: AWS and Azure give each account its own host, so only those are safe.
+            || (under(domain, host) && !owner_host(host, domain))
+    })
+}
+
+/// Whether `host`, under the shared `domain`, is one owner's own registry host.
+fn owner_host(host: &str, domain: &str) -> bool {
+    match domain {
+        // 123456789012.dkr.ecr.REGION.amazonaws.com
+        "amazonaws.com" => {
+            host.split('.').next().is_some_and(|first| first.len() == 12 && first.bytes().all(|b| b.is_ascii_digit()))
+        }
+        // NAME.azurecr.io
+        "azurecr.io" => host.matches('.').count() == 2,
+        _ => false,
+    }
+}
+
 /// Real registries a few edits from a well-known one (IBM's `icr.io`, NVIDIA's `nvcr.io`,
 /// LinuxServer's `lscr.io`, and the well-known ones among themselves): never a typo.
 const REAL_NEIGHBOURS: [&str; 6] = ["icr.io", "nvcr.io", "lscr.io", "k8s.gcr.io", "ecr.aws", "docker.com"];
@@ -58,6 +108,28 @@ pub fn near<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn wildcards_naming_shared_registries() {
+        let table = [
+            ("gcr.io", Some("gcr.io")),
+            ("docker.io", Some("docker.io")),
+            ("io", Some("docker.io")),
+            ("mirror.gcr.io", Some("gcr.io")),
+            ("dkr.ecr.us-east-1.amazonaws.com", Some("amazonaws.com")),
+            ("us-docker.pkg.dev", Some("pkg.dev")),
+            ("azurecr.io", Some("azurecr.io")),
+            ("123456789012.dkr.ecr.us-east-1.amazonaws.com", None),
+            ("myteam.azurecr.io", None),
+            ("gcr.io/my-project", None),
+            ("twr.io", None),
+            ("internal.example.org", None),
+            ("10.0.0.", None),
+        ];
+        for (entry, shared) in table {
+            assert_eq!(shared_registry(entry), shared, "{entry}");
+        }
+    }
+
     use super::*;
 
     #[test]
