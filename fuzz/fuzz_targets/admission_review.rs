@@ -17,7 +17,8 @@ use arbitrary::Arbitrary;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use mirrorswap::rewrite::{Options, RuleSet, compile_maps};
-use mirrorswap::server::admission::{ORIGINAL_IMAGES_ANNOTATION, Settings, answer};
+use mirrorswap::k8s::workload::ORIGINAL_IMAGES_ANNOTATION;
+use mirrorswap::server::admission::{Settings, answer};
 use mirrorswap::server::metrics::Metrics;
 use serde_json::{Value, json};
 

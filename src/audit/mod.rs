@@ -1,17 +1,24 @@
 //! `mirrorswap audit`'s shell: workloads from manifests or a live cluster, the images in
 //! them gathered per distinct image, and each judged by the rules without changing anything.
+//! `cli/audit.rs` parses the flags into a [`plan::Plan`] and prints the rows; the coming
+//! `sync` shares the [`input`] readers.
 //!
+//! - [`plan`]: one audit as the command line hands it over, carried out
+//! - [`input`]: manifests from files, directories and stdin, Pods and pod templates through
+//!   the Kubernetes API page by page, image lists
 //! - [`stream`]: YAML documents, one at a time, `List` items one at a time
 //! - [`json`]: JSON input, `List` items one at a time
-//! - [`live`]: Pods and pod templates through the Kubernetes API, page by page
+//! - [`mirror`]: the mirrors asked, as `serve --swap-policy exists` asks them
 //! - [`output`]: the table, JSON and copy-list formats
 //!
 //! Memory grows with the distinct images and their locations, never with the input: a
 //! document is dropped once its images are recorded.
 
+pub mod input;
 pub mod json;
-pub mod live;
+pub mod mirror;
 pub mod output;
+pub mod plan;
 pub mod stream;
 
 use std::borrow::Cow;
@@ -20,10 +27,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::k8s::review::{Marks, Metadata, Object, Spec, Template};
+use crate::k8s::workload;
 use crate::rewrite::mirrored::{self, AllowedPrefix, Stage, pulls_from_target};
 use crate::rewrite::{Decision, Rule, RuleSet, Unchanged, excerpt};
-use crate::server::review::{Marks, Metadata, Object, Spec, Template};
-use crate::server::workload;
 
 /// Whether the image was found in its mirror (`--check-mirror`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -1,27 +1,21 @@
 //! `mirrorswap audit`: the rules applied to a whole set of workloads (manifests, or a live
 //! cluster through the API) without changing anything, one row per distinct image.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
-use super::EngineArgs;
-use serde_json::Value;
-
-use futures::StreamExt;
-
-use crate::audit::output::Columns;
-use crate::audit::{CandidateAnswer, Inventory, MirrorState, RuleRef, Swap, json, live, output, stream};
-use crate::credentials::RegistryInfo;
-use crate::registry::{Answer, CheckArgs, OnCheckError, Resolution, Resolver, SwapPolicy, Tried, Verdict};
+use crate::audit::mirror::MirrorCheck;
+use crate::audit::output::{self, Columns};
+use crate::audit::plan::{self, Plan, Reported, RulesFrom};
+use crate::k8s::api::{ObjectKind, ObjectSource};
+use crate::registry::{CheckArgs, OnCheckError, SwapPolicy};
 use crate::rewrite::mirrored::AllowedPrefix;
-use crate::rules_file::{self, Format, Loaded};
-use crate::server::kube_rules::{self, ApiClient, ObjectKind, ObjectSource};
+use crate::rules_file::Format;
+use crate::rules_file::args::EngineArgs;
 
 /// Arguments of `mirrorswap audit`.
 #[derive(Debug, Args)]
@@ -180,69 +174,35 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: --copy-list-node-paths adds lines to the copy list: give --output copy-list with it");
         return Ok(ExitCode::from(2));
     }
-    let needs_api = args.files.is_empty() || args.rules.is_none();
-    let runtime = if needs_api || asks_mirror {
-        Some(tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?)
-    } else {
-        None
+    let Some(rules) = args
+        .rules
+        .clone()
+        .map(RulesFrom::File)
+        .or_else(|| args.rules_secret.clone().or_else(|| args.rules_configmap.clone()).map(RulesFrom::Object))
+    else {
+        eprintln!("error: give the rules: --rules FILE, --rules-secret or --rules-configmap NAMESPACE/NAME[:KEY]");
+        return Ok(ExitCode::from(2));
     };
-    let client = match &runtime {
-        Some(runtime) if needs_api => Some(runtime.block_on(kube_rules::client(args.kubeconfig.as_deref()))?),
-        _ => None,
+    let mirror = asks_mirror.then(|| MirrorCheck {
+        check: args.check.clone(),
+        concurrency: usize::from(args.check_concurrency),
+        swap: swap.then_some(args.on_check_error),
+    });
+    let plan = Plan {
+        rules,
+        format: args.format,
+        options: args.engine.options(),
+        files: args.files.clone(),
+        kubeconfig: args.kubeconfig.clone(),
+        namespaces: args.namespaces.clone(),
+        page_size: args.page_size,
+        allow_registries: args.allow_registries.clone(),
+        mirror,
     };
-    let (loaded, palette) = match (&runtime, &client) {
-        (Some(runtime), Some(client)) if args.rules.is_none() => runtime.block_on(rules_from_api(args, client))?,
-        _ => match load_file(args) {
-            // Reading the file again for its mirror settings is only worth it when asking the mirror.
-            Ok(loaded) => {
-                let palette = args.rules.as_deref().filter(|_| asks_mirror);
-                (loaded, palette.and_then(crate::server::palette_of_rules_file))
-            }
-            Err(code) => return Ok(code),
-        },
+    let rows = match plan::run(&plan)? {
+        Ok(rows) => rows,
+        Err(Reported) => return Ok(ExitCode::from(2)),
     };
-    loaded.messages().for_each(|message| eprintln!("{message}"));
-
-    let mut inventory = Inventory::default();
-    if args.files.is_empty() {
-        if let (Some(runtime), Some(client)) = (&runtime, &client) {
-            runtime.block_on(live::record_cluster(client, &args.namespaces, args.page_size, &mut inventory))?;
-        }
-    } else {
-        for path in &args.files {
-            if let Err(error) = record_path(path, &mut inventory) {
-                eprintln!("error: {}", crate::error_chain::anyhow_line(&error));
-                return Ok(ExitCode::from(2));
-            }
-        }
-    }
-    if let Some(note) = inventory.unread_note() {
-        eprintln!("note: {note}");
-    }
-
-    let (states, swaps) = match &runtime {
-        Some(runtime) if asks_mirror => {
-            // The images already in a mirror are asked about; those the rules rewrite are either
-            // decided by the server's policy or asked about as rewritten.
-            let images = inventory.mirror_images(&loaded.rules, !swap);
-            let states = runtime.block_on(check_mirrors(args, palette.clone(), &images))?;
-            let swaps = if swap {
-                let images = inventory.rewritten_images(&loaded.rules);
-                runtime.block_on(swap_decisions(args, palette, &loaded, &images))?
-            } else {
-                HashMap::new()
-            };
-            (states, swaps)
-        }
-        _ => (HashMap::new(), HashMap::new()),
-    };
-    let rows = inventory.judge(
-        &loaded.rules,
-        &loaded.origin,
-        &args.allow_registries,
-        |pulled| states.get(pulled).copied(),
-        |image| swaps.get(image).cloned(),
-    );
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     match args.output {
@@ -266,186 +226,4 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         FailOn::Error => summary.mirror_errors > 0,
     });
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-/// `--check-mirror`: each image asked of its registry through one resolver (cache, backoff,
-/// `--check-timeout` per lookup), `--check-concurrency` at a time. A failed lookup is `error`,
-/// with one line on stderr naming the image and why (never a credential).
-async fn check_mirrors(
-    args: &AuditArgs,
-    palette: Option<RegistryInfo>,
-    images: &[String],
-) -> anyhow::Result<HashMap<String, MirrorState>> {
-    let resolver = Resolver::new(&args.check, OnCheckError::Keep, usize::MAX, None)?;
-    resolver.set_palette(palette);
-    let resolver = &resolver;
-    let answers: Vec<(String, MirrorState)> = futures::stream::iter(images)
-        .map(|image| async move {
-            let state = match resolver.presence(image).await {
-                Ok(Answer::Present) => MirrorState::Present,
-                Ok(Answer::Absent(_)) => MirrorState::Absent,
-                Err(error) => {
-                    eprintln!("warning: could not check {image}: {error}");
-                    MirrorState::Error
-                }
-            };
-            (image.clone(), state)
-        })
-        .buffer_unordered(usize::from(args.check_concurrency))
-        .collect()
-        .await;
-    Ok(answers.into_iter().collect())
-}
-
-/// `--swap-policy exists`: each image the rules would rewrite, decided by the server's own
-/// policy ([`Resolver::resolve`]): its candidates in rule order, the first present taken,
-/// `--on-check-error` for failed lookups. Asked image by image (`--check-concurrency` at a
-/// time), each with its own `--check-timeout` and every candidate it has: the server's
-/// per-request `--check-max-lookups` bounds what one Pod costs the mirror, but here a shared
-/// budget would leave images "not asked" depending only on their order in the input, so that
-/// the report would not say what the server decides for them.
-async fn swap_decisions(
-    args: &AuditArgs,
-    palette: Option<RegistryInfo>,
-    loaded: &Loaded,
-    images: &[String],
-) -> anyhow::Result<HashMap<String, Swap>> {
-    let resolver = Resolver::new(&args.check, args.on_check_error, usize::MAX, None)?;
-    resolver.set_palette(palette);
-    let (resolver, rules, origin) = (&resolver, &loaded.rules, loaded.origin.as_str());
-    let decisions: Vec<Option<(String, Swap)>> = futures::stream::iter(images)
-        .map(|image| async move {
-            let resolved = resolver.resolve(rules, &[image.as_str()]).await;
-            let resolution = resolved.get(image)?;
-            Some((image.clone(), swap_of(resolution, origin)))
-        })
-        .buffer_unordered(usize::from(args.check_concurrency))
-        .collect()
-        .await;
-    Ok(decisions.into_iter().flatten().collect())
-}
-
-/// A resolution as the report shows it.
-fn swap_of(resolution: &Resolution<'_>, origin: &str) -> Swap {
-    let candidates = resolution
-        .tried
-        .iter()
-        .map(|tried| CandidateAnswer {
-            image: tried.image.clone(),
-            rule: RuleRef::of(tried.rule, origin),
-            answer: tried.answer(),
-        })
-        .collect();
-    let taken = resolution.taken().map(|tried| (tried.image.clone(), RuleRef::of(tried.rule, origin)));
-    let state = match resolution.taken() {
-        Some(Tried { outcome: Ok(Answer::Present), .. }) => MirrorState::Present,
-        Some(_) => MirrorState::Error,
-        None if resolution.tried.iter().all(|tried| matches!(tried.outcome, Ok(Answer::Absent(_)))) => {
-            MirrorState::Absent
-        }
-        None => MirrorState::Error,
-    };
-    let kept_because = match &resolution.verdict {
-        Verdict::Keep(why) => Some(format!("kept, as the server would keep it: {why}")),
-        Verdict::Unasked => Some("kept: no candidate was asked".to_owned()),
-        Verdict::Take(_) => None,
-    };
-    Swap { taken, state, candidates, kept_because }
-}
-
-fn load_file(args: &AuditArgs) -> Result<Loaded, ExitCode> {
-    let Some(path) = &args.rules else {
-        eprintln!("error: give the rules: --rules FILE, --rules-secret or --rules-configmap NAMESPACE/NAME[:KEY]");
-        return Err(ExitCode::from(2));
-    };
-    rules_file::load_file(path, args.format, args.engine.options()).map_err(|error| {
-        error.messages().iter().for_each(|message| eprintln!("{message}"));
-        ExitCode::from(2)
-    })
-}
-
-/// The rules from the Secret or ConfigMap the flags name, read once, and the mirror settings
-/// of a Palette `registry-info` Secret (for `--check-mirror`).
-async fn rules_from_api(args: &AuditArgs, api: &ApiClient) -> anyhow::Result<(Loaded, Option<RegistryInfo>)> {
-    let source = args
-        .rules_secret
-        .as_ref()
-        .or(args.rules_configmap.as_ref())
-        .context("give the rules: --rules FILE, --rules-secret or --rules-configmap NAMESPACE/NAME[:KEY]")?;
-    let (text, palette) = match source.kind {
-        ObjectKind::Secret => {
-            let secrets = kube::Api::<Secret>::namespaced(api.client.clone(), &source.namespace);
-            let secret = secrets
-                .get(&source.name)
-                .await
-                .map_err(|error| anyhow::anyhow!(api.error(&format!("reading {source}"), &error)))?;
-            (source.secret_text(&secret), kube_rules::registry_info(&secret))
-        }
-        ObjectKind::ConfigMap => {
-            let maps = kube::Api::<ConfigMap>::namespaced(api.client.clone(), &source.namespace);
-            let map = maps
-                .get(&source.name)
-                .await
-                .map_err(|error| anyhow::anyhow!(api.error(&format!("reading {source}"), &error)))?;
-            (source.config_map_text(&map), None)
-        }
-    };
-    let text = text.map_err(anyhow::Error::msg)?;
-    let loaded = rules_file::load_text(&text, &source.to_string(), source.format(args.format), args.engine.options())
-        .map_err(|error| anyhow::anyhow!(error.messages().join("\n")))?;
-    Ok((loaded, palette))
-}
-
-/// Records every workload of a file, a directory's manifests, or stdin (`-`).
-fn record_path(path: &Path, inventory: &mut Inventory) -> anyhow::Result<()> {
-    if path == Path::new("-") {
-        return record_reader(std::io::stdin().lock(), "-", inventory);
-    }
-    if path.is_dir() {
-        for file in manifests_in(path)? {
-            record_path(&file, inventory)?;
-        }
-        return Ok(());
-    }
-    let file = std::fs::File::open(path).map_err(|error| {
-        anyhow::anyhow!("-f {}: {error}: give a manifest file, a directory of them, or - for stdin", path.display())
-    })?;
-    record_reader(BufReader::with_capacity(64 * 1024, file), &path.display().to_string(), inventory)
-}
-
-/// JSON when the first character that is not whitespace opens an object or array (JSON parsed
-/// as YAML would not stream), YAML otherwise.
-fn record_reader(mut reader: impl BufRead, origin: &str, inventory: &mut Inventory) -> anyhow::Result<()> {
-    let json = loop {
-        let buffer = reader.fill_buf().with_context(|| format!("reading {origin}"))?;
-        match buffer.iter().position(|byte| !byte.is_ascii_whitespace()) {
-            Some(at) => break matches!(buffer[at], b'{' | b'['),
-            None if buffer.is_empty() => return Ok(()),
-            None => {
-                let all = buffer.len();
-                reader.consume(all);
-            }
-        }
-    };
-    let record = |document: Value, line: u64| inventory.record(&document).map_err(|error| format!("{line}: {error}"));
-    let result = if json { json::documents(reader, record) } else { stream::documents(reader, record) };
-    result.map_err(|error| anyhow::anyhow!("{origin}:{error}"))
-}
-
-/// The .yaml, .yml and .json files under `dir`, sorted, recursively.
-fn manifests_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading the directory {}", dir.display()))? {
-            let path = entry.with_context(|| format!("reading the directory {}", dir.display()))?.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|ext| ["yaml", "yml", "json"].iter().any(|known| ext == *known)) {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
 }

@@ -15,9 +15,9 @@ mod terminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use crate::rewrite::{DockerHubMode, Options};
+use crate::rules_file::args::EngineArgs;
 use crate::rules_file::{self, Format, LoadError, Loaded};
 
 const FORMATS_HELP: &str = "\
@@ -89,16 +89,6 @@ pub enum Command {
     Man(manual::ManArgs),
 }
 
-/// How Docker Hub references are matched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DockerHub {
-    /// As imageswap: `nginx` matches `docker.io` rules and never gains `library/`.
-    Compat,
-    /// As containerd pulls: `nginx` is `docker.io/library/nginx`; index.docker.io and
-    /// registry-1.docker.io are docker.io.
-    Canonical,
-}
-
 /// Where rules come from and how they are read; shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct RulesArgs {
@@ -110,28 +100,6 @@ pub struct RulesArgs {
     pub format: Option<Format>,
     #[command(flatten)]
     pub engine: EngineArgs,
-}
-
-/// Engine options shared by every command that compiles rules.
-#[derive(Debug, Clone, Copy, Args)]
-pub struct EngineArgs {
-    /// Skip bad rule lines with a warning each (as imageswap does) instead of failing.
-    #[arg(long, env = "MIRRORSWAP_LENIENT")]
-    pub lenient: bool,
-    /// Docker Hub matching mode.
-    #[arg(long, env = "MIRRORSWAP_DOCKER_HUB", value_enum, default_value_t = DockerHub::Compat)]
-    pub docker_hub: DockerHub,
-}
-
-impl EngineArgs {
-    /// The engine options these flags select.
-    pub fn options(&self) -> Options {
-        let docker_hub = match self.docker_hub {
-            DockerHub::Compat => DockerHubMode::Compat,
-            DockerHub::Canonical => DockerHubMode::Canonical,
-        };
-        Options { docker_hub, lenient: self.lenient }
-    }
 }
 
 impl RulesArgs {

@@ -191,6 +191,14 @@ pub fn registry_info_in_document(text: &str) -> Option<RegistryInfo> {
     documents.iter().find_map(manifest_info).and_then(|(info, _)| info.ok())
 }
 
+/// The mirror settings of a `registry-secret.yaml` manifest used as the rules file (`serve
+/// --rules` and `audit --rules` with `--swap-policy exists` or `--check-mirror`), read
+/// within the rules files' size bound; `None` when it holds none.
+pub fn palette_of_rules_file(path: &std::path::Path) -> Option<RegistryInfo> {
+    let bytes = crate::rules_file::read_bounded_bytes(path).ok()?;
+    registry_info_in_document(std::str::from_utf8(&bytes).ok()?)
+}
+
 /// Looks for Edge and Registry Connect credential entries at any depth.
 fn walk(node: &Node, path: &mut Vec<String>, found: &mut Found) {
     match node {

@@ -2,6 +2,7 @@
 //! parser, compiles with the engine, and labels every diagnostic with its
 //! origin as `FILE:LINE: reason`. The only part of rule handling that does I/O.
 
+pub mod args;
 pub(crate) mod events;
 pub mod yaml;
 

@@ -15,10 +15,10 @@ use tracing::{debug, warn};
 
 use super::metrics::Metrics;
 use super::patch::{self, PatchOperation};
-use super::review::{Metadata, Object, Request, Review, envelope_problem};
-use super::update::{self, Changes, Verdict};
-pub use super::workload::ORIGINAL_IMAGES_ANNOTATION;
-use super::workload::{self, ImageField};
+use crate::k8s::pointer::pointer;
+use crate::k8s::review::{Metadata, Object, Request, Review, envelope_problem};
+use crate::k8s::update::{Changes, Verdict};
+use crate::k8s::workload::{self, ImageField, ORIGINAL_IMAGES_ANNOTATION};
 use crate::registry::{Choice, Resolved};
 use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged, excerpt};
 
@@ -156,6 +156,13 @@ pub fn answer_request(
     }
 }
 
+/// `mirrorswap_images_unchanged_total` reason: the image equals the old object's.
+pub const UNCHANGED_ON_UPDATE: &str = "unchanged_on_update";
+/// `mirrorswap_images_unchanged_total` reason: the image changed, but the API server does not
+/// let it change in this request (a Job's template, a Pod's ephemeral containers outside their
+/// subresource), so the request is rejected whatever mirrorswap does.
+pub const IMMUTABLE: &str = "immutable";
+
 /// Per-image "kept" warnings one answer carries; the API server keeps at most 4 KiB of an
 /// answer's warnings, and a Pod with thousands of images must not make a megabyte of them.
 const MAX_KEPT_WARNINGS: usize = 10;
@@ -185,8 +192,8 @@ fn decide(
         let ImageField { container, image, .. } = field;
         let left_alone = match verdict {
             Verdict::Rewrite => None,
-            Verdict::Unchanged => Some(update::UNCHANGED_ON_UPDATE),
-            Verdict::Immutable => Some(update::IMMUTABLE),
+            Verdict::Unchanged => Some(UNCHANGED_ON_UPDATE),
+            Verdict::Immutable => Some(IMMUTABLE),
         };
         if let Some(reason) = left_alone {
             debug!(uid = %request.uid, %container, %image, %reason, "image left unchanged on update");
@@ -299,7 +306,7 @@ fn missing_secrets<'n>(
 /// (`listed` false), else one append per secret. Existing entries are never touched.
 fn pull_secret_operations(spec_path: &'static [&'static str], listed: bool, missing: Vec<&str>) -> Vec<PatchOperation> {
     let entry = |name: &str| Value::Object([("name".to_owned(), Value::String(name.to_owned()))].into_iter().collect());
-    let path = patch::pointer(spec_path.iter().copied().chain(["imagePullSecrets"]));
+    let path = pointer(spec_path.iter().copied().chain(["imagePullSecrets"]));
     match listed {
         _ if missing.is_empty() => Vec::new(),
         false => vec![PatchOperation::add(path, missing.into_iter().map(entry).collect())],
@@ -318,9 +325,9 @@ fn annotation_operation(metadata: &Metadata<'_>, originals: BTreeMap<String, Val
     recorded.extend(originals);
     let value = Value::String(Value::Object(recorded.into_iter().collect()).to_string());
     match annotations {
-        Some(_) => PatchOperation::add(patch::pointer(["metadata", "annotations", ORIGINAL_IMAGES_ANNOTATION]), value),
+        Some(_) => PatchOperation::add(pointer(["metadata", "annotations", ORIGINAL_IMAGES_ANNOTATION]), value),
         None => PatchOperation::add(
-            patch::pointer(["metadata", "annotations"]),
+            pointer(["metadata", "annotations"]),
             Value::Object([(ORIGINAL_IMAGES_ANNOTATION.to_owned(), value)].into_iter().collect()),
         ),
     }

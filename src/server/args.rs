@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::kube_rules::{ObjectKind, ObjectSource};
 use super::logging::LogFormat;
-use crate::cli::EngineArgs;
+use crate::k8s::api::{ObjectKind, ObjectSource};
 use crate::registry::{CheckArgs, PolicyArgs, SwapPolicy};
 use crate::rules_file::Format;
+use crate::rules_file::args::EngineArgs;
 
 /// `--max-body-bytes`' default, 20 MiB: the largest review the API server sends. An UPDATE
 /// carries `object` and `oldObject`, each at most what etcd stores of one object (1.5 MiB, its

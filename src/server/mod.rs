@@ -3,12 +3,12 @@
 //! serves `AdmissionReview`s, and exports metrics.
 //!
 //! - [`admission`]: request body in, response out (no I/O); [`patch`]: the JSON patch it writes
-//! - [`workload`]: where the images are in each kind
+//! - [`validate`]: `/validate`, the leak guard
 //! - [`http`]: routes and limits; [`body_budget`]: the bound on request bodies in flight
 //! - [`listener`]: the webhook listener (connection cap, TLS, idle close, shutdown)
 //! - [`tls`]: rustls configuration and the swappable certificate
 //! - [`watch`]: reloading files through their parent directory
-//! - [`kube_rules`]: rules from a Secret or ConfigMap through the Kubernetes API
+//! - [`kube_rules`]: rules from a Secret or ConfigMap, watched through the Kubernetes API
 //! - [`metrics`], [`state`], [`logging`], [`args`]
 
 pub mod admission;
@@ -21,13 +21,10 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod patch;
-pub mod review;
 pub mod state;
 pub mod tls;
-pub mod update;
 pub mod validate;
 pub mod watch;
-pub mod workload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +37,8 @@ use tracing::{error, info, warn};
 
 pub use args::ServeArgs;
 
+use crate::credentials::palette_of_rules_file;
+use crate::k8s;
 use crate::registry::{AuthFile, RegistryMetrics, Resolver, SwapPolicy};
 use crate::rewrite::RuleSet;
 use crate::rules_file::{self, Format, LoadError};
@@ -90,7 +89,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let metrics = metrics::Metrics::new().context("creating metrics")?;
     // From the API, the rules arrive with the watch's first answer: until then none, and not ready.
     let api_client = match args.rules_object() {
-        Some(_) => Some(kube_rules::client(args.kubeconfig.as_deref()).await?),
+        Some(_) => Some(k8s::api::client(args.kubeconfig.as_deref()).await?),
         None => None,
     };
     let started = std::time::Instant::now();
@@ -268,12 +267,6 @@ fn resolver(args: &ServeArgs, metrics: &metrics::Metrics) -> anyhow::Result<Opti
         "swap policy `exists`: images are rewritten only to targets the mirror has"
     );
     Ok(Some(resolver))
-}
-
-/// The mirror settings of a `registry-secret.yaml` manifest used as the rules file.
-pub(crate) fn palette_of_rules_file(path: &std::path::Path) -> Option<crate::credentials::RegistryInfo> {
-    let bytes = rules_file::read_bounded_bytes(path).ok()?;
-    crate::credentials::registry_info_in_document(std::str::from_utf8(&bytes).ok()?)
 }
 
 fn watch_rules(path: PathBuf, args: &ServeArgs, state: Arc<State>) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@
 //! refuses the object (403) naming each image, container and reason.
 //!
 //! Only what the request changes is judged, with `/mutate`'s own matching
-//! ([`super::update::Changes`]): on UPDATE the images that are new or changed against
+//! ([`crate::k8s::update::Changes`]): on UPDATE the images that are new or changed against
 //! `oldObject` (an unrelated update — a label, `rollout restart`, a finalizer — of an object
 //! whose images predate mirrorswap is admitted), on `pods/ephemeralcontainers` the new or
 //! changed ephemeral containers; other subresources (`status`, `resize`, …) and kinds `/mutate`
@@ -37,10 +37,10 @@ use tracing::{info, warn};
 
 use super::admission;
 use super::metrics::Metrics;
-use super::review::{Review, envelope_problem};
 use super::state::State;
-use super::update::Changes;
-use super::workload;
+use crate::k8s::review::{Review, envelope_problem};
+use crate::k8s::update::Changes;
+use crate::k8s::workload;
 use crate::rewrite::RuleSet;
 use crate::rewrite::mirrored::{self, AllowedPrefix, Stage};
 

@@ -1,6 +1,10 @@
 //! Where the images are: the pod spec inside each supported kind, the
 //! container lists in it, and the opt-out labels and annotations.
+//!
+//! Used by `/mutate` and `/validate` (`server::admission`, `server::validate`), by `audit` for
+//! manifests and for the kinds it lists from a live cluster ([`KINDS`]).
 
+use super::pointer;
 use super::review::{Marks, Metadata, Object, Spec};
 
 /// The container lists of a pod spec that carry images.
@@ -55,9 +59,9 @@ pub struct ImageField<'a> {
 impl ImageField<'_> {
     /// The field's JSON pointer, such as `/spec/containers/0/image`.
     pub fn pointer(&self) -> String {
-        let mut pointer = super::patch::pointer(self.spec_path.iter().copied().chain([self.list]));
-        super::patch::push_index(&mut pointer, self.index);
-        super::patch::push_token(&mut pointer, "image");
+        let mut pointer = pointer::pointer(self.spec_path.iter().copied().chain([self.list]));
+        pointer::push_index(&mut pointer, self.index);
+        pointer::push_token(&mut pointer, "image");
         pointer
     }
 }

@@ -11,6 +11,9 @@
 //! "being deleted". kube's `Operation` is used as it is. Nothing else is read, so
 //! nothing else can be lost: the patch only ever replaces `image` fields. On
 //! UPDATE the same parts of `oldObject` are read, to leave unchanged images alone.
+//!
+//! Used by `/mutate` and `/validate` (`server::admission`, `server::validate`); `audit` reads
+//! manifests into the same [`Object`], [`Spec`] and [`Marks`].
 
 use std::borrow::Cow;
 use std::fmt;

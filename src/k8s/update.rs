@@ -20,25 +20,19 @@
 //! the same index. An UPDATE without `oldObject` treats every image as changed.
 //!
 //! [`Changes`] puts these together for one request: `/mutate` rewrites, and the `/validate`
-//! leak guard judges, exactly the fields it calls [`Verdict::Rewrite`].
+//! leak guard judges, exactly the fields it calls [`Verdict::Rewrite`] (`server::admission`,
+//! `server::validate`).
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use kube::core::admission::Operation;
 
-use super::review::{Container, Object, Request};
+use super::review::{Container, Object, Request, Spec};
 use super::workload::{self, CONTAINER_LISTS, ImageField};
 
 /// The subresource through which debug containers are added to a running Pod.
 pub const EPHEMERAL_SUBRESOURCE: &str = "ephemeralcontainers";
-
-/// `mirrorswap_images_unchanged_total` reason: the image equals the old object's.
-pub const UNCHANGED_ON_UPDATE: &str = "unchanged_on_update";
-/// `mirrorswap_images_unchanged_total` reason: the image changed, but the API server does not
-/// let it change in this request (a Job's template, a Pod's ephemeral containers outside their
-/// subresource), so the request is rejected whatever mirrorswap does.
-pub const IMMUTABLE: &str = "immutable";
 
 /// What one request may change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +145,7 @@ impl<'o, 'a> OldImages<'o, 'a> {
     /// The images of `old`'s pod spec at `spec_path`.
     pub fn new(old: &'o Object<'a>, spec_path: &[&str]) -> Self {
         let spec = workload::pod_spec(old, spec_path);
-        let list = |pick: fn(&'o super::review::Spec<'a>) -> &'o Option<Vec<Container<'a>>>| {
+        let list = |pick: fn(&'o Spec<'a>) -> &'o Option<Vec<Container<'a>>>| {
             spec.and_then(|spec| pick(spec).as_deref()).unwrap_or(&[])
         };
         Self {
