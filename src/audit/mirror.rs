@@ -38,8 +38,8 @@ pub async fn check_mirrors(
     let answers: Vec<(String, MirrorState)> = futures::stream::iter(images)
         .map(|image| async move {
             let state = match resolver.presence(image).await {
-                Ok(Answer::Present) => MirrorState::Present,
-                Ok(Answer::Absent(_)) => MirrorState::Absent,
+                Ok(Answer::Present(_)) => MirrorState::Present,
+                Ok(Answer::Absent(_) | Answer::Lacks(_)) => MirrorState::Absent,
                 Err(error) => {
                     eprintln!("warning: could not check {image}: {error}");
                     MirrorState::Error
@@ -95,9 +95,13 @@ fn swap_of(resolution: &Resolution<'_>, origin: &str) -> Swap {
         .collect();
     let taken = resolution.taken().map(|tried| (tried.image.clone(), RuleRef::of(tried.rule, origin)));
     let state = match resolution.taken() {
-        Some(Tried { outcome: Ok(Answer::Present), .. }) => MirrorState::Present,
+        Some(Tried { outcome: Ok(Answer::Present(_)), .. }) => MirrorState::Present,
         Some(_) => MirrorState::Error,
-        None if resolution.tried.iter().all(|tried| matches!(tried.outcome, Ok(Answer::Absent(_)))) => {
+        None if resolution
+            .tried
+            .iter()
+            .all(|tried| matches!(tried.outcome, Ok(Answer::Absent(_) | Answer::Lacks(_)))) =>
+        {
             MirrorState::Absent
         }
         None => MirrorState::Error,
