@@ -45,6 +45,8 @@ pub struct Metrics {
     pub inflight_body_bytes: IntGauge,
     /// Unmirrored images `/validate` found, by the action taken (`allow`, `warn`, `deny`).
     pub unmirrored: IntCounterVec,
+    /// Mirror images without a digest that `/validate --require-digest` refused.
+    pub unpinned: IntCounter,
     /// `--pin-digest`: images pinned (`pinned`), old pins kept on UPDATE (`kept_on_update`),
     /// and images taken without a known digest (`no_digest`, `--on-check-error swap`).
     pub pinned: IntCounterVec,
@@ -120,6 +122,10 @@ impl Metrics {
             ),
             &["action"],
         )?;
+        let unpinned = IntCounter::new(
+            "mirrorswap_unpinned_images_total",
+            "Mirror images without a digest that /validate refused under --require-digest.",
+        )?;
         let pinned = IntCounterVec::new(
             Opts::new(
                 "mirrorswap_images_pinned_total",
@@ -155,6 +161,7 @@ impl Metrics {
         registry.register(Box::new(inflight_body_bytes.clone()))?;
         registry.register(Box::new(unmirrored.clone()))?;
         registry.register(Box::new(pinned.clone()))?;
+        registry.register(Box::new(unpinned.clone()))?;
         registry.register(Box::new(build_info))?;
         // Every reload series exists from the start at 0, so the first failure after start-up is
         // an increase that `increase()`/`rate()` see (a series born at 1 shows none).
@@ -189,6 +196,7 @@ impl Metrics {
             requests_shed,
             inflight_body_bytes,
             unmirrored,
+            unpinned,
             pinned,
         })
     }
