@@ -2,24 +2,28 @@
 //!
 //! Starts a real registry (Debian's `docker-registry` on 127.0.0.1 with a test CA and htpasswd
 //! basic auth, `tests/common/registry.rs`), pushes the four images that the 4-container Pod
-//! review of `benches/load.rs` is rewritten to, and runs three release `mirrorswap serve`
+//! review of `benches/load.rs` is rewritten to, and runs four release `mirrorswap serve`
 //! processes with the same rules: `--swap-policy always`, `--swap-policy exists` (its cache
-//! primed first, so every lookup is a hit), and a second `always` as an A/A control. All three
-//! stay up for the whole run, each with its own kept-alive connections, and take turns in
-//! slices of `REGISTRY_SLICE_MS` (default 250 ms) until each has had `REGISTRY_SECONDS`
-//! (default 20) at every connection count of `REGISTRY_CONCURRENCY` (default `1,16,64`).
-//! This machine's speed drifts by a third between runs of a few seconds (the clients, three
-//! servers and the registry share two cores with other work); slices this short put the three
-//! in the same stretch of it, which runs of whole seconds back to back did not.
+//! primed first, so every lookup is a hit), `exists --pin-digest` (primed too: every image
+//! rewritten to `TARGET:TAG@sha256:…` from the cached answer), and a second `always` as an A/A
+//! control. All four stay up for the whole run, each with its own kept-alive connections, and
+//! take turns in slices of `REGISTRY_SLICE_MS` (default 250 ms) until each has had
+//! `REGISTRY_SECONDS` (default 20) at every connection count of `REGISTRY_CONCURRENCY`
+//! (default `1,16,64`). This machine's speed drifts by a third between runs of a few seconds
+//! (the clients, four servers and the registry share two cores with other work); slices this
+//! short put the four in the same stretch of it, which runs of whole seconds back to back did
+//! not.
 //!
 //! Each row is one server's requests/s over all its slices, with latency and the server's CPU
 //! time per request (utime + stime from `/proc`); the last column is its requests/s as a share
-//! of `always`'s (target for `exists`: ≥ 90%), with the lowest and highest share among
+//! of `always`'s (target for `exists` and `exists --pin-digest`: ≥ 90%), with the lowest and
+//! highest share among
 //! `BLOCKS` consecutive stretches of the run. The control's share is what the bench itself
 //! spreads by: a gap within it is noise.
 //!
 //! First, without a network, the admission work alone in this process: the Pod answered as
-//! `always` does and as `exists` does with every image cached present, alternating for
+//! `always` does, as `exists` does with every image cached present, and as `exists
+//! --pin-digest` does with every image cached present with its digest, alternating for
 //! 50 × `REGISTRY_ROUNDS` (default 9) slices of 2,000 answers each, median ns per answer.
 //!
 //! Then the cold-cache admission latency of the same Pod (four lookups, concurrent, one
@@ -67,8 +71,9 @@ fn rules(mirror: &str) -> String {
     )
 }
 
-/// What the bench needs of one admission answer: all four images now in the registry `mirror`.
-fn assert_all_rewritten(answer: &[u8], review: &Value, mirror: &str) {
+/// What the bench needs of one admission answer: all four images now in the registry `mirror`,
+/// and pinned (`@sha256:`) when `pinned`.
+fn assert_all_rewritten(answer: &[u8], review: &Value, mirror: &str, pinned: bool) {
     let uid = review["request"]["uid"].as_str().expect("uid");
     let object = server::patched_object(200, answer, uid, &review["request"]["object"]).expect("a valid answer");
     let spec = &object["spec"];
@@ -83,6 +88,7 @@ fn assert_all_rewritten(answer: &[u8], review: &Value, mirror: &str) {
         "every image rewritten to {mirror}: {images:?}, answer {}",
         String::from_utf8_lossy(answer)
     );
+    assert!(images.iter().all(|image| image.contains("@sha256:") == pinned), "pinned: {pinned}: {images:?}");
 }
 
 /// One Pod on a new connection (opened first, not timed); its latency in µs and the answer.
@@ -236,14 +242,17 @@ fn main() {
         let always = start(&tls, &rules_path, &["--swap-policy".into(), "always".into()]);
         let warm_flags = exists_flags(&registry, tls.dir.path(), &["--check-cache-ttl", "1h"]);
         let exists = start(&tls, &rules_path, &warm_flags);
+        let pinned_flags =
+            exists_flags(&registry, tls.dir.path(), &["--check-cache-ttl", "1h", "--pin-digest"]);
+        let pinned = start(&tls, &rules_path, &pinned_flags);
         let control = start(&tls, &rules_path, &["--swap-policy".into(), "always".into()]);
-        // Prime the cache (four lookups), check the answers, and warm the processes up.
-        for server in [&always, &exists, &control] {
+        // Prime the caches (four lookups each), check the answers, and warm the processes up.
+        for (server, pins) in [(&always, false), (&exists, false), (&pinned, true), (&control, false)] {
             let (_, answer) = admit_once(server.addr, &config, &review_body).await;
-            assert_all_rewritten(&answer, &review, &mirror);
+            assert_all_rewritten(&answer, &review, &mirror, pins);
         }
         let lookups_after_priming = registry.manifest_requests();
-        for server in [&always, &exists, &control] {
+        for server in [&always, &exists, &pinned, &control] {
             measure(server.addr, &config, "/mutate", &review_body, 4, 1).await;
         }
 
@@ -257,8 +266,8 @@ fn main() {
             "| connections | server | requests/s | p50 ms | p99 ms | server CPU µs/request | share of `always` (range over {BLOCKS} blocks) |"
         );
         println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
-        let mut worst_share = f64::INFINITY;
-        let servers = [&always, &exists, &control];
+        let (mut worst_share, mut worst_pinned) = (f64::INFINITY, f64::INFINITY);
+        let servers = [&always, &exists, &pinned, &control];
         let slices = (seconds * 1000 / slice_ms).max(BLOCKS as u64) as usize;
         for &clients in &concurrencies {
             let mut sides = Vec::new();
@@ -266,8 +275,8 @@ fn main() {
                 sides.push(Side::open(server, &config, clients).await);
             }
             for slice in 0..slices {
-                // Each server goes first, second and third in turn, so a drift of the machine
-                // within a cycle hits all three alike.
+                // Each server goes first, second, third and fourth in turn, so a drift of the
+                // machine within a cycle hits all four alike.
                 for turn in 0..servers.len() {
                     let index = (slice + turn) % servers.len();
                     sides[index].run(slice * BLOCKS / slices, &review_body, Duration::from_millis(slice_ms)).await;
@@ -276,14 +285,25 @@ fn main() {
             for side in &mut sides {
                 side.latencies.sort_unstable();
             }
-            let [always_side, exists_side, control_side] = &sides[..] else { unreachable!("three servers") };
-            for (label, side) in [("`always`", always_side), ("`exists`, warm cache", exists_side), ("`always` again (A/A control)", control_side)] {
+            let [always_side, exists_side, pinned_side, control_side] = &sides[..] else {
+                unreachable!("four servers")
+            };
+            let rows = [
+                ("`always`", always_side),
+                ("`exists`, warm cache", exists_side),
+                ("`exists --pin-digest`, warm cache", pinned_side),
+                ("`always` again (A/A control)", control_side),
+            ];
+            for (label, side) in rows {
                 let cell = if std::ptr::eq(side, always_side) {
                     String::new()
                 } else {
                     let (share, low, high) = side.share_of(always_side);
                     if std::ptr::eq(side, exists_side) {
                         worst_share = worst_share.min(share);
+                    }
+                    if std::ptr::eq(side, pinned_side) {
+                        worst_pinned = worst_pinned.min(share);
                     }
                     format!("{:.1}% ({:.0}–{:.0}%)", 100.0 * share, 100.0 * low, 100.0 * high)
                 };
@@ -299,14 +319,17 @@ fn main() {
         }
         let extra_lookups = registry.manifest_requests() - lookups_after_priming;
         println!();
+        let met = |share: f64| if share >= 0.9 { "met" } else { "NOT met" };
         println!(
             "warm cache: {extra_lookups} registry lookups during the load (expected 0); lowest exists/always share \
-             {:.1}% (target ≥ 90%: {})",
+             {:.1}% (target ≥ 90%: {}); lowest exists --pin-digest/always share {:.1}% (target ≥ 90%: {})",
             100.0 * worst_share,
-            if worst_share >= 0.9 { "met" } else { "NOT met" }
+            met(worst_share),
+            100.0 * worst_pinned,
+            met(worst_pinned)
         );
         drop(control);
-        drop((always, exists));
+        drop((always, exists, pinned));
 
         // Cold cache. Fresh processes alternate between `always` (the baseline) and `exists`.
         let (mut fresh_always, mut fresh_exists) = (Vec::new(), Vec::new());
@@ -316,7 +339,7 @@ fn main() {
             drop(server);
             let server = start(&tls, &rules_path, &exists_flags(&registry, tls.dir.path(), &[]));
             let (took, answer) = admit_once(server.addr, &config, &review_body).await;
-            assert_all_rewritten(&answer, &review, &mirror);
+            assert_all_rewritten(&answer, &review, &mirror, false);
             fresh_exists.push(took);
         }
         let expiring =
@@ -328,7 +351,7 @@ fn main() {
         for _ in 0..cold_runs {
             tokio::time::sleep(Duration::from_millis(5)).await;
             let (took, answer) = admit_once(expiring.addr, &config, &review_body).await;
-            assert_all_rewritten(&answer, &review, &mirror);
+            assert_all_rewritten(&answer, &review, &mirror, false);
             expired.push(took);
         }
         let asked = registry.manifest_requests() - before;
@@ -352,12 +375,14 @@ fn main() {
 
 /// The admission work of `examples/admission/pod.json` in this process, no network: `always`
 /// (`admission::answer`) against `exists` with a warm cache (parse, `images_to_check`,
-/// `Resolver::resolve` on cached answers, `answer_request`), alternating rounds.
+/// `Resolver::resolve` on cached answers, `answer_request`), and `exists --pin-digest` with a
+/// warm cache (the same, each answer read with its digest and the images pinned), alternating
+/// rounds.
 fn warm_path_in_process(rounds: usize) {
-    use mirrorswap::registry::{Answer, CheckArgs, OnCheckError, Resolver};
+    use mirrorswap::registry::{Answer, CheckArgs, Digest, Found, OnCheckError, Pinning, Resolver};
     use mirrorswap::rewrite::{Decision, Options, compile_maps};
     use mirrorswap::server::{admission, metrics::Metrics};
-    // Short slices, alternating, so a drift of the machine hits both ways alike.
+    // Short slices, alternating, so a drift of the machine hits every way alike.
     const ANSWERS: u32 = 2_000;
     let slices = rounds * 50;
     let rules = compile_maps(&rules("mirror.invalid"), Options::default()).expect("rules").rules;
@@ -373,44 +398,60 @@ fn warm_path_in_process(rounds: usize) {
         check_backoff: Duration::from_secs(5),
         check_host_concurrency: 16,
     };
-    let (metrics, settings) = (Metrics::new().expect("metrics"), admission::Settings::default());
+    let metrics = Metrics::new().expect("metrics");
+    let settings = admission::Settings::default();
+    let pinned_settings = admission::Settings { pin_digest: true, ..admission::Settings::default() };
     let resolver = Resolver::new(&args, OnCheckError::Keep, 32, None).expect("resolver");
+    let pinning = Pinning { pin: true, ..Pinning::default() };
+    let pinner = Resolver::new(&args, OnCheckError::Keep, 32, None).expect("resolver").with_pinning(pinning);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let request = admission::parse(&body).expect("a review");
-    for image in admission::images_to_check(&request) {
+    for image in admission::images_to_check(&request, &rules, &settings) {
         if let Decision::Rewritten { image: target, .. } = rules.rewrite(image) {
-            let (answer, _) = runtime.block_on(resolver.cache().get_or_check(&target, async { Ok(Answer::Present) }));
-            assert_eq!(answer, Ok(Answer::Present));
+            let found = Found { digest: Some(Digest::of(target.as_bytes())), platforms: None };
+            for resolver in [&resolver, &pinner] {
+                let answer = Answer::Present(found.clone());
+                let (cached, _) = runtime.block_on(resolver.cache().get_or_check(&target, async { Ok(answer) }));
+                assert!(cached.is_ok_and(|answer| answer.is_present()));
+            }
         }
     }
-    let (mut always, mut exists) = (Vec::new(), Vec::new());
+    let exists_way = |resolver: &Resolver, settings: &admission::Settings| {
+        let started = Instant::now();
+        runtime.block_on(async {
+            for _ in 0..ANSWERS {
+                let request = admission::parse(&body).expect("a review");
+                let images = admission::images_to_check(&request, &rules, settings);
+                let mut resolved = resolver.resolve(&rules, &images).await;
+                let answer = admission::answer_request(&request, &rules, settings, &metrics, Some(&mut resolved));
+                std::hint::black_box(answer);
+            }
+        });
+        started.elapsed().as_nanos() as f64 / f64::from(ANSWERS)
+    };
+    let (mut always, mut exists, mut pinned) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..slices {
         let started = Instant::now();
         for _ in 0..ANSWERS {
             std::hint::black_box(admission::answer(&body, &rules, &settings, &metrics));
         }
         always.push(started.elapsed().as_nanos() as f64 / f64::from(ANSWERS));
-        let started = Instant::now();
-        runtime.block_on(async {
-            for _ in 0..ANSWERS {
-                let request = admission::parse(&body).expect("a review");
-                let mut resolved = resolver.resolve(&rules, &admission::images_to_check(&request)).await;
-                let answer = admission::answer_request(&request, &rules, &settings, &metrics, Some(&mut resolved));
-                std::hint::black_box(answer);
-            }
-        });
-        exists.push(started.elapsed().as_nanos() as f64 / f64::from(ANSWERS));
+        exists.push(exists_way(&resolver, &settings));
+        pinned.push(exists_way(&pinner, &pinned_settings));
     }
     let median = |mut values: Vec<f64>| {
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
-    let (always, exists) = (median(always), median(exists));
+    let (always, exists, pinned) = (median(always), median(exists), median(pinned));
     println!(
         "admission work in process (4-container Pod, median of {slices} alternating slices of {ANSWERS}): always {always:.0} ns, \
-         exists with a warm cache {exists:.0} ns (+{:.0} ns, {:.0}% of always's rate)",
+         exists with a warm cache {exists:.0} ns (+{:.0} ns, {:.0}% of always's rate), exists --pin-digest with a warm \
+         cache {pinned:.0} ns (+{:.0} ns, {:.0}% of always's rate)",
         exists - always,
-        100.0 * always / exists
+        100.0 * always / exists,
+        pinned - always,
+        100.0 * always / pinned
     );
     println!();
 }

@@ -132,7 +132,20 @@ fn every_workload_kind_of_a_release_with_lists_and_non_workloads() {
         let keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys,
-            ["candidates", "image", "locations", "mirror", "reason", "rewritten", "rule", "unmirrored", "why"]
+            [
+                "candidates",
+                "digest",
+                "image",
+                "locations",
+                "mirror",
+                "platforms",
+                "reason",
+                "rewritten",
+                "rule",
+                "source_digest",
+                "unmirrored",
+                "why"
+            ]
         );
         assert_eq!((&row["why"], &row["candidates"]), (&Value::Null, &Value::Null), "{image}");
         assert_eq!(row["image"], image);

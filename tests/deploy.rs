@@ -517,6 +517,37 @@ fn the_registry_check_overlay_adds_the_flags_and_a_read_only_credentials_mount()
 }
 
 #[test]
+fn pinning_and_platform_values_render_as_serve_flags() {
+    let sets = [
+        "registryCheck.swapPolicy=exists",
+        "registryCheck.pinDigest=true",
+        "registryCheck.requirePlatforms={linux/amd64,linux/arm64}",
+        "validation.enabled=true",
+        "validation.requireDigest=true",
+    ];
+    let documents = render_with("default-values.yaml", &sets).unwrap();
+    let args = strings(&container(&documents)["args"]);
+    for flag in ["--pin-digest", "--require-platforms=linux/amd64,linux/arm64", "--require-digest"] {
+        assert!(args.contains(&flag), "{flag} in {args:?}");
+    }
+    let parsed = parsed_args(&documents);
+    assert!(parsed.pin.pin_digest && parsed.validation.require_digest);
+    let platforms: Vec<String> = parsed.pin.require_platforms.iter().map(ToString::to_string).collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    parsed.check_consistent().expect("consistent flags");
+    // Off by default: no flag.
+    let default = strings(&container(&render("default-values.yaml"))["args"]).join(" ");
+    assert!(!default.contains("--pin-digest") && !default.contains("--require-"), "{default}");
+    // Without exists there is nothing to pin to: the render says so, as the server would.
+    for set in ["registryCheck.pinDigest=true", "registryCheck.requirePlatforms={linux/arm64}"] {
+        let error = render_with("default-values.yaml", &[set]).expect_err(set);
+        assert!(error.contains("need registryCheck.swapPolicy exists"), "{set}: {error}");
+    }
+    let error = render_with("default-values.yaml", &["registryCheck.requirePlatforms={linux}"]).expect_err("no arch");
+    assert!(error.contains("/registryCheck/requirePlatforms/0"), "{error}");
+}
+
+#[test]
 fn bad_registry_check_values_fail_the_render_naming_the_value() {
     for (set, says) in [
         ("registryCheck.swapPolicy=sometimes", "/registryCheck/swapPolicy"),

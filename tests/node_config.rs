@@ -491,3 +491,70 @@ fn renderers_warn_where_nodes_and_webhook_part_and_print_with_out_dash() {
     let output = mirrorswap(&["crio", "--rules", &rules, "--out", "-", "--docker-hub", "canonical"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("3 prefixes routed, 0 rules not expressible"));
 }
+
+/// What `serve --pin-digest` writes, a real containerd pulls: the single image and the
+/// two-platform index the webhook pinned (`MIRROR/REPO:TAG@sha256:…`) are fetched from the
+/// mirror by digest, and after the tag moves to other content the pinned reference still
+/// fetches exactly what was checked.
+#[tokio::test]
+async fn containerd_pulls_what_the_webhook_pinned_even_after_the_tag_moves() {
+    use common::images::{push_image, push_index};
+    let Some([containerd, ctr]) = require_all(["containerd", "ctr"]) else { return };
+    let Some(registry) = Registry::start(Auth::Basic).await else { return };
+    let mirror = registry.host();
+    let amd64 = ("linux", "amd64", None);
+    let single = push_image(&registry, "airgap/app", "1", "app 1", amd64).await;
+    let index = push_index(&registry, "airgap/multi", "1", "multi 1", &[amd64, ("linux", "arm64", None)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = write(dir.path(), "auth.json", &registry.docker_config());
+    let ca = registry.ca_path().display().to_string();
+    let rules = format!("hub.invalid::{mirror}/airgap\n");
+    let flags = ["--swap-policy", "exists", "--pin-digest", "--registry-auth", &auth, "--registry-ca", &ca];
+    let server = common::TestServer::start_with_rules(&rules, "rules.conf", &flags).await;
+    let mut client = server.connect(common::Protocol::Http1).await;
+    let mut review = common::sample("pod.json");
+    review["request"]["object"]["spec"] = serde_json::json!({"containers": [
+        {"name": "app", "image": "hub.invalid/app:1"}, {"name": "multi", "image": "hub.invalid/multi:1"}
+    ]});
+    let response = client.review(&review).await;
+    let object = common::patched_object(&review, &response);
+    let pinned: Vec<String> = object["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|container| container["image"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pinned, [format!("{mirror}/airgap/app:1@{single}"), format!("{mirror}/airgap/multi:1@{index}")]);
+    server.stop().await;
+
+    // containerd speaks plain HTTP to a loopback registry unless its hosts.toml says https.
+    let certs_d = dir.path().join("certs.d");
+    std::fs::create_dir_all(certs_d.join(&mirror)).unwrap();
+    let hosts = format!(
+        "server = \"https://{mirror}\"\n[host.\"https://{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{ca}\"\n"
+    );
+    write(&certs_d.join(&mirror), "hosts.toml", &hosts);
+    let daemon = tokio::task::spawn_blocking(move || Containerd::start(&containerd)).await.unwrap();
+    let user = format!("{USER}:{PASSWORD}");
+    let fetch = |namespace: &str, image: &str| {
+        let output = Command::new(&ctr)
+            .arg("--address")
+            .arg(&daemon.socket)
+            .args(["-n", namespace, "content", "fetch", "--hosts-dir"])
+            .arg(&certs_d)
+            .args(["--user", &user, image])
+            .output()
+            .unwrap();
+        run_ok(&output, &format!("ctr content fetch {image}"));
+    };
+    for (image, digest) in pinned.iter().zip([&single, &index]) {
+        fetch("mirrorswap-pinned", image);
+        assert!(daemon.has_content(&ctr, "mirrorswap-pinned", digest), "{image}: {digest} not fetched");
+    }
+    // The tag moves; the pinned reference still names, and fetches, what the webhook checked.
+    let moved = push_image(&registry, "airgap/app", "1", "app 1, rebuilt", amd64).await;
+    assert_ne!(moved, single);
+    fetch("mirrorswap-pinned-later", &pinned[0]);
+    assert!(daemon.has_content(&ctr, "mirrorswap-pinned-later", &single));
+    assert!(!daemon.has_content(&ctr, "mirrorswap-pinned-later", &moved));
+}

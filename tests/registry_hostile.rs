@@ -14,7 +14,7 @@ use common::{Protocol, TestServer, sample};
 use mirrorswap::registry::client::MAX_MANIFEST_BYTES;
 use mirrorswap::registry::token::MAX_TOKEN_BYTES;
 use mirrorswap::registry::{
-    Answer, AuthFile, CheckArgs, CheckError, Checker, ClientSettings, OnCheckError, Resolver, Verdict,
+    Answer, AuthFile, CheckArgs, CheckError, Checker, ClientSettings, Digest, Found, OnCheckError, Resolver, Verdict,
 };
 use mirrorswap::rewrite::{Options, RuleSet, compile_maps};
 use serde_json::{Value, json};
@@ -48,6 +48,11 @@ fn args(insecure: &[&str]) -> CheckArgs {
     }
 }
 
+/// Present, with nothing learned but that (no digest header was sent).
+fn present() -> Answer {
+    Answer::Present(Found::default())
+}
+
 fn compile(text: &str) -> RuleSet {
     compile_maps(text, Options::default()).expect("rules").rules
 }
@@ -73,7 +78,7 @@ async fn a_head_without_a_digest_is_present_and_no_body_is_read() {
     })
     .await;
     let checker = checker(&[&hostile.host()], None, AuthFile::default());
-    assert_eq!(checker.check(&format!("{}/team/app:1", hostile.host())).await, Ok(Answer::Present));
+    assert_eq!(checker.check(&format!("{}/team/app:1", hostile.host())).await, Ok(present()));
     assert_eq!(manifest_requests(&hostile.seen(), "GET"), 0, "{:?}", hostile.seen());
 }
 
@@ -100,7 +105,9 @@ async fn a_refused_head_falls_back_to_a_get_cut_at_4_mib() {
     })
     .await;
     let checker = checker(&[&hostile.host()], None, AuthFile::default());
-    assert_eq!(checker.check(&format!("{}/team/app:1", hostile.host())).await, Ok(Answer::Present));
+    let digest = Digest::of(br#"{"schemaVersion":2}"#);
+    let found = Found { digest: Some(digest), platforms: None };
+    assert_eq!(checker.check(&format!("{}/team/app:1", hostile.host())).await, Ok(Answer::Present(found)));
 }
 
 /// A token service's answer is read up to 256 KiB.
@@ -148,7 +155,7 @@ async fn an_http_realm_of_an_https_registry_gets_no_credentials() {
 
     // The operator listed the registry as insecure: its http realm is used.
     let answer = checker(&[&registry.host()], Some(&ca.ca_pem), auth).check(&image).await;
-    assert_eq!(answer, Ok(Answer::Present));
+    assert_eq!(answer, Ok(present()));
     let asked = recorder.seen();
     assert_eq!(asked.len(), 1);
     assert!(asked[0].authorization.as_deref().is_some_and(|value| value.starts_with("Basic ")), "{asked:?}");
@@ -355,7 +362,7 @@ async fn a_refused_cached_token_is_fetched_anew() {
     let checker = checker(&[&server.host()], None, AuthFile::default());
     let image = format!("{}/team/app:1", server.host());
     assert_eq!(checker.check(&image).await, Err(CheckError::NoCredentials { registry: server.host() }));
-    assert_eq!(checker.check(&image).await, Ok(Answer::Present));
+    assert_eq!(checker.check(&image).await, Ok(present()));
     assert_eq!(issued.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
@@ -373,7 +380,7 @@ async fn redirects_keep_credentials_home() {
     let mut auth = AuthFile::default();
     auth.insert(&registry.host(), "mirror".into(), "s3cret-pass".into());
     let image = format!("{}/team/app:1", registry.host());
-    assert_eq!(checker(&[&registry.host()], None, auth).check(&image).await, Ok(Answer::Present));
+    assert_eq!(checker(&[&registry.host()], None, auth).check(&image).await, Ok(present()));
     let followed = elsewhere.seen();
     assert_eq!(followed.len(), 1);
     assert_eq!(followed[0].authorization, None, "the credentials followed the redirect");
@@ -456,4 +463,135 @@ async fn a_manifest_is_read_whole_with_its_digest_checked() {
     let huge = checker.manifest(&format!("{host}/team/app:huge")).await;
     assert_eq!(huge, Err(CheckError::TooLarge { what: "manifest", limit: MAX_MANIFEST_BYTES }));
     assert_eq!(checker.manifest(&format!("{host}/team/app:absent")).await, Ok(None));
+}
+
+/// What pinning and `--require-platforms` read is bounded and checked like everything else: a
+/// digest header that is not a well-formed `sha256:` is not kept (pinning then hashes a `GET`
+/// as it streams, cut at 4 MiB, nothing held), a served digest the bytes do not have is an
+/// error, and a config blob is read only up to 1 MiB and only when its bytes are its digest.
+#[tokio::test]
+async fn digests_and_platforms_are_read_bounded_and_checked() {
+    use mirrorswap::registry::Depth;
+    use mirrorswap::registry::client::MAX_CONFIG_BYTES;
+    let manifest = br#"{"schemaVersion":2}"#;
+    let good = Digest::of(manifest).to_string();
+    let lying = Digest::of(b"something else").to_string();
+    let upper = good.to_uppercase().replace("SHA256:", "sha256:");
+    let config = br#"{"os":"linux","architecture":"arm64"}"#;
+    let config_digest = Digest::of(config).to_string();
+    let image = |config_digest: &str, size: usize| {
+        json!({
+            "schemaVersion": 2,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": size},
+            "layers": [],
+        })
+        .to_string()
+    };
+    let present = |digest: &str| Ok(Answer::Present(Found { digest: Digest::parse(digest), platforms: None }));
+    let too_large = |what| Err(CheckError::TooLarge { what, limit: MAX_MANIFEST_BYTES });
+    // (case, HEAD digest header, GET reply, depth, outcome, manifest GETs made)
+    type Case = (&'static str, Option<String>, Reply, Depth, Result<Answer, CheckError>, usize);
+    let table: Vec<Case> = vec![
+        (
+            "a well-formed header is the digest",
+            Some(good.clone()),
+            Reply::status(500),
+            Depth::Digest,
+            present(&good),
+            0,
+        ),
+        ("an upper-case header is not kept", Some(upper.clone()), Reply::status(500), Depth::Presence, present(""), 0),
+        (
+            "without a header pinning hashes the GET",
+            None,
+            Reply::status(200).body(&manifest[..]),
+            Depth::Digest,
+            present(&good),
+            1,
+        ),
+        (
+            "a GET serving other bytes than its header says",
+            None,
+            Reply::status(200).header("docker-content-digest", &lying).body(&manifest[..]),
+            Depth::Digest,
+            Err(CheckError::DigestMismatch { expected: lying.clone(), got: good.clone() }),
+            1,
+        ),
+        (
+            "200 MiB is cut at 4 MiB",
+            None,
+            Reply::status(200).streamed(200 * MIB),
+            Depth::Digest,
+            too_large("manifest"),
+            1,
+        ),
+        (
+            "a config over 1 MiB is never asked for",
+            None,
+            Reply::status(200).body(image(&config_digest, MAX_CONFIG_BYTES + 1)),
+            Depth::Platforms,
+            Err(CheckError::TooLarge { what: "image config", limit: MAX_CONFIG_BYTES }),
+            1,
+        ),
+        (
+            "a config named by no sha256 digest",
+            None,
+            Reply::status(200).body(image("md5:abc", 10)),
+            Depth::Platforms,
+            Err(CheckError::Unreadable("its config is not named by a sha256 digest".into())),
+            1,
+        ),
+        (
+            "a manifest that is not JSON",
+            None,
+            Reply::status(200).body("<html>"),
+            Depth::Platforms,
+            Err(CheckError::Unreadable("the manifest is not the JSON it should be (line 1, column 1)".into())),
+            1,
+        ),
+    ];
+    for (case, header, get, depth, expected, gets) in table {
+        let header = header.clone();
+        let hostile = Hostile::start(None, move |seen| match (seen.method.as_str(), seen.path.contains("/blobs/")) {
+            ("HEAD", _) => {
+                header.iter().fold(Reply::status(200), |reply, value| reply.header("docker-content-digest", value))
+            }
+            (_, false) => get.clone(),
+            (_, true) => Reply::status(200).streamed(200 * MIB),
+        })
+        .await;
+        let checker = checker(&[&hostile.host()], None, AuthFile::default());
+        let answer = checker.look(&format!("{}/team/app:1", hostile.host()), depth).await;
+        assert_eq!(answer, expected, "{case}");
+        assert_eq!(manifest_requests(&hostile.seen(), "GET"), gets, "{case}: {:?}", hostile.seen());
+    }
+    // The config blob: read up to 1 MiB, its digest checked, then its platform.
+    for (blob, expected) in [
+        (Reply::status(200).body(&config[..]), Ok(vec!["linux/arm64".to_owned()])),
+        (
+            Reply::status(200).body(&b"{}"[..]),
+            Err(format!("digest {} of the bytes served is not the expected {config_digest}", Digest::of(b"{}"))),
+        ),
+        (
+            Reply::status(200).streamed(200 * MIB),
+            Err(format!("image config over {MAX_CONFIG_BYTES} bytes: cut at the limit")),
+        ),
+        (
+            Reply::status(404),
+            Err(format!("unreadable manifest: its config blob {config_digest} is not in the registry (404)")),
+        ),
+    ] {
+        let manifest = image(&config_digest, config.len());
+        let hostile = Hostile::start(None, move |seen| match seen.path.contains("/blobs/") {
+            true => blob.clone(),
+            false => Reply::status(200).body(manifest.clone()),
+        })
+        .await;
+        let checker = checker(&[&hostile.host()], None, AuthFile::default());
+        let answer = checker.look(&format!("{}/team/app:1", hostile.host()), Depth::Platforms).await;
+        let got = answer
+            .map(|answer| answer.found().and_then(|found| found.platforms.clone()).unwrap_or_default().names())
+            .map_err(|error| error.to_string());
+        assert_eq!(got, expected);
+    }
 }

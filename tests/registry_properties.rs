@@ -5,7 +5,9 @@
 //! matching (`Checker::is_insecure`) are fed directly. Everything a registry sends (the
 //! `WWW-Authenticate` challenge, the token JSON, statuses, digests, content types, redirects,
 //! bodies) is reached the way a registry reaches it: a loopback HTTP server answers
-//! `Checker::check` with generated answers, hostile ones included. No panic is allowed; a token
+//! `Checker::look` with generated answers, hostile ones included, at every depth (presence, the
+//! digest, the platforms): a digest is only ever a well-formed one the registry sent or the
+//! hash of the bytes it served. No panic is allowed; a token
 //! a header cannot carry (a control character, which panicked inside `oci-client` 0.18) is an
 //! error for that image (`a_token_a_header_cannot_carry_is_an_error`).
 //!
@@ -24,7 +26,8 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use mirrorswap::registry::{
-    Answer, AuthFile, CheckArgs, CheckError, Checker, ClientSettings, OnCheckError, Resolver, Verdict,
+    Answer, AuthFile, CheckArgs, CheckError, Checker, ClientSettings, Depth, Digest, Found, OnCheckError, Resolver,
+    Verdict,
 };
 use mirrorswap::rewrite::{Options, compile_maps};
 use proptest::prelude::*;
@@ -494,7 +497,12 @@ type CaseOutcome = Result<Result<Answer, CheckError>, String>;
 
 /// Runs one check of a fresh repository against `script`; the outcome (or the panic's
 /// message) and the (path, status) pairs the server served.
-fn run_case(mut script: Script, by_digest: bool, with_credentials: bool) -> (CaseOutcome, Vec<(String, u16)>) {
+fn run_case(
+    mut script: Script,
+    by_digest: bool,
+    with_credentials: bool,
+    depth: Depth,
+) -> (CaseOutcome, Vec<(String, u16)>) {
     let server = hostile();
     let body_digest = sha256(&script.get.body);
     for reply in [&mut script.head, &mut script.get] {
@@ -514,7 +522,7 @@ fn run_case(mut script: Script, by_digest: bool, with_credentials: bool) -> (Cas
     server.served.lock().unwrap().clear();
     let checker = Arc::clone(&checkers()[usize::from(with_credentials)]);
     let outcome = runtime().block_on(async move {
-        let task = tokio::spawn(async move { checker.check(&image).await });
+        let task = tokio::spawn(async move { checker.look(&image, depth).await });
         match tokio::time::timeout(Duration::from_secs(20), task).await {
             Err(_) => Err("no answer within 20 s".to_owned()),
             Ok(Ok(outcome)) => Ok(outcome),
@@ -541,9 +549,14 @@ proptest! {
     /// without a panic; "present" only after a manifest request answered 2xx, "absent" only
     /// after one answered 404; a `GET` only after a `HEAD` was refused (405, 501).
     #[test]
-    fn hostile_registry_answers(script in script(), by_digest in any::<bool>(), with_credentials in any::<bool>()) {
+    fn hostile_registry_answers(
+        script in script(),
+        by_digest in any::<bool>(),
+        with_credentials in any::<bool>(),
+        depth in prop::sample::select(vec![Depth::Presence, Depth::Presence, Depth::Digest, Depth::Platforms]),
+    ) {
         let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (outcome, served) = run_case(script.clone(), by_digest, with_credentials);
+        let (outcome, served) = run_case(script.clone(), by_digest, with_credentials, depth);
         // The statuses of manifest requests, or of every request once one was redirected.
         let manifest = |path: &str| path.contains("/manifests/");
         let redirected = served.iter().any(|(path, status)| manifest(path) && (300..400).contains(status));
@@ -555,11 +568,29 @@ proptest! {
         let refused_head = served.iter().position(|(path, status)| {
             path.starts_with("HEAD ") && (redirected || manifest(path)) && [405, 501].contains(status)
         });
-        prop_assert!(first_get.is_none_or(|get| refused_head.is_some_and(|head| head < get)), "GET without a refused HEAD: {served:?}");
+        if depth == Depth::Presence {
+            prop_assert!(first_get.is_none_or(|get| refused_head.is_some_and(|head| head < get)), "GET without a refused HEAD: {served:?}");
+        }
+        // A digest is the header's, when well-formed, or the hash of the GET's body.
+        let header = |reply: &Reply| reply.headers.iter().find(|(name, _)| *name == "docker-content-digest").and_then(|(_, value)| Digest::parse(std::str::from_utf8(value).ok()?));
+        let body = Digest::of(&script.get.body);
+        let body_digest = |digest: &str| if digest == "{BODY}" { body.to_string() } else { digest.to_owned() };
+        let head_digest = header(&script.head).or_else(|| {
+            let (_, value) = script.head.headers.iter().find(|(name, _)| *name == "docker-content-digest")?;
+            Digest::parse(&body_digest(std::str::from_utf8(value).ok()?))
+        });
         match outcome {
             Err(message) => prop_assert!(false, "{message}\nscript: {script:?}\nserved: {served:?}"),
-            Ok(Ok(Answer::Present)) => prop_assert!(manifest_statuses.iter().any(|status| (200..300).contains(status)), "present after {served:?}"),
+            Ok(Ok(Answer::Present(Found { digest, platforms }))) => {
+                prop_assert!(manifest_statuses.iter().any(|status| (200..300).contains(status)), "present after {served:?}");
+                // (A redirect may end on another reply, whose bytes are what was hashed.)
+                let known = |digest: Digest| digest == body || Some(digest) == head_digest;
+                prop_assert!(redirected || digest.is_none_or(known), "{digest:?} in {script:?}");
+                prop_assert!(depth == Depth::Presence || digest.is_some(), "no digest at {depth:?}: {served:?}");
+                prop_assert_eq!(platforms.is_some(), depth == Depth::Platforms);
+            }
             Ok(Ok(Answer::Absent(_))) => prop_assert!(manifest_statuses.contains(&404), "absent after {served:?}"),
+            Ok(Ok(Answer::Lacks(_))) => prop_assert!(false, "a judgement from a lookup"),
             Ok(Err(_)) => {}
         }
     }
@@ -581,10 +612,11 @@ fn plain_answers() {
     let no_credentials = || Err(CheckError::NoCredentials { registry: hostile().addr.to_string() });
     /// (case, HEAD answer, GET answer, outcome, manifest GETs made)
     type Case = (&'static str, Reply, Reply, Result<Answer, CheckError>, usize);
+    let present = |digest: Option<Digest>| Ok(Answer::Present(Found { digest, platforms: None }));
     let table: [Case; 8] = [
-        ("HEAD 200 with a digest", head(200, true), get(500, b""), Ok(Answer::Present), 0),
-        ("HEAD 200 without a digest", head(200, false), get(500, b""), Ok(Answer::Present), 0),
-        ("HEAD refused, GET 200", head(405, false), get(200, &manifest), Ok(Answer::Present), 1),
+        ("HEAD 200 with a digest", head(200, true), get(500, b""), present(Some(Digest::of(b""))), 0),
+        ("HEAD 200 without a digest", head(200, false), get(500, b""), present(None), 0),
+        ("HEAD refused, GET 200", head(405, false), get(200, &manifest), present(Some(Digest::of(&manifest))), 1),
         ("404", head(404, false), get(404, b""), Ok(Answer::Absent(404)), 0),
         ("500", head(500, false), get(500, b"oops"), Err(CheckError::Status(500)), 0),
         ("401", head(401, false), get(401, b""), no_credentials(), 0),
@@ -594,7 +626,7 @@ fn plain_answers() {
     for (case, head, get, expected, gets) in table {
         let script = Script { ping: open.clone(), token: Reply::default(), head, get: get.clone() };
         for by_digest in [false, true] {
-            let (outcome, served) = run_case(script.clone(), by_digest, false);
+            let (outcome, served) = run_case(script.clone(), by_digest, false, Depth::Presence);
             assert_eq!(outcome, Ok(expected.clone()), "{case} (by digest: {by_digest}): served {served:?}");
             let got =
                 served.iter().filter(|(path, _)| path.starts_with("GET ") && path.contains("/manifests/")).count();

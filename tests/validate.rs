@@ -356,3 +356,61 @@ async fn wildcards_past_the_host_built_hosts_and_chosen_ports_are_unmirrored() {
     }
     server.stop().await;
 }
+
+/// A pinned mirror reference (`--pin-digest` writes them) is mirrored; `--require-digest`
+/// refuses a mirror image pulled by tag only, whatever `--unmirrored` says, and never an
+/// image the object did not change (UPDATE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_digest_refuses_mirror_images_pulled_by_tag() {
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let pinned = format!("harbor.example.org/hub/nginx:1.27@{digest}");
+    let pod = |images: &[&str]| {
+        let containers: Vec<Value> =
+            images.iter().enumerate().map(|(n, image)| json!({"name": format!("c{n}"), "image": image})).collect();
+        json!({"metadata": {"name": "web"}, "spec": {"containers": containers}})
+    };
+    // (flags, images, allowed, the refusal or warning holds)
+    let table: [(&[&str], Vec<&str>, bool, &str); 6] = [
+        (&[], vec![&pinned, "harbor.example.org/hub/redis:7"], true, ""),
+        (&["--unmirrored", "deny"], vec![&pinned], true, ""),
+        (
+            &["--require-digest"],
+            vec![&pinned, "harbor.example.org/hub/redis:7"],
+            false,
+            "mirrorswap: Pod shop/web would pull 1 mirror image(s) without a digest: containers `c1` image \
+             `harbor.example.org/hub/redis:7`: pulled from the mirror by tag, without a digest",
+        ),
+        // Images outside the mirrors are --unmirrored's: allowed here, only the tag is refused.
+        (&["--require-digest"], vec!["vendor.example.com/agent:1", &pinned], true, ""),
+        (
+            &["--require-digest", "--unmirrored", "deny"],
+            vec!["vendor.example.com/agent:1", "harbor.example.org/hub/redis:7"],
+            false,
+            "would pull 1 image(s) from outside the mirrors: containers `c0` image `vendor.example.com/agent:1`: no \
+             rule maps it to a mirror and no --allow-registry prefix covers it; and 1 mirror image(s) without a digest: \
+             containers `c1` image `harbor.example.org/hub/redis:7`",
+        ),
+        (
+            &["--require-digest", "--unmirrored", "warn"],
+            vec!["vendor.example.com/agent:1", "harbor.example.org/hub/redis:7"],
+            false,
+            "mirrorswap: unmirrored image: containers `c0` image `vendor.example.com/agent:1`",
+        ),
+    ];
+    for (flags, images, allowed, holds) in table {
+        let server = TestServer::start(flags).await;
+        let response = validate(&server, &review("", "Pod", pod(&images))).await;
+        assert_eq!(response["allowed"], allowed, "{flags:?} {images:?}: {response}");
+        let said = format!("{} {}", response["status"]["message"], response["warnings"]);
+        assert!(said.contains(holds), "{flags:?} {images:?}: {said}");
+        if flags.contains(&"--require-digest") && !allowed {
+            assert_eq!(server.metric("mirrorswap_unpinned_images_total").await, 1.0);
+        }
+        // An UPDATE that leaves the unpinned image as it was is not judged.
+        let mut update = review("", "Pod", pod(&images));
+        update["request"]["operation"] = json!("UPDATE");
+        update["request"]["oldObject"] = pod(&images);
+        assert_eq!(validate(&server, &update).await["allowed"], true, "{flags:?}");
+        server.stop().await;
+    }
+}

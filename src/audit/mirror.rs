@@ -1,14 +1,17 @@
 //! What `audit` asks the mirrors (`--check-mirror`, `--swap-policy exists`), through the
-//! registry resolver `serve` uses: whether each image pulled from a mirror is there, and what
-//! the server's policy decides for each image the rules rewrite. Used by [`super::plan`].
+//! registry resolver `serve` uses: whether each image pulled from a mirror is there (with its
+//! digest and, under `--require-platforms`, its platforms), and what the server's policy
+//! decides for each image the rules rewrite (pinned under `--pin-digest`). And, with
+//! `--check-source`, what each image's source now serves for its tag ([`check_sources`]), so
+//! a mirror copy whose source tag moved is `drifted`. Used by [`super::plan`].
 
 use std::collections::HashMap;
 
 use futures::StreamExt;
 
-use super::{CandidateAnswer, MirrorState, RuleRef, Swap};
+use super::{CandidateAnswer, Look, MirrorState, Row, RuleRef, Swap};
 use crate::credentials::RegistryInfo;
-use crate::registry::{Answer, CheckArgs, OnCheckError, Resolution, Resolver, Tried, Verdict};
+use crate::registry::{Answer, CheckArgs, Digest, OnCheckError, Pinning, Resolution, Resolver, Tried, Verdict};
 use crate::rules_file::Loaded;
 
 /// How the mirrors are asked.
@@ -22,6 +25,11 @@ pub struct MirrorCheck {
     /// decided as the server decides them ([`swap_decisions`]). `None` (`--check-mirror`
     /// alone): each is looked up as the rules rewrite it.
     pub swap: Option<OnCheckError>,
+    /// `--pin-digest`, `--require-platforms`; digests are learned whenever sources are asked.
+    pub pinning: Pinning,
+    /// `--check-source`: the registry flags with `--source-auth` as the credentials, for the
+    /// sources.
+    pub sources: Option<CheckArgs>,
 }
 
 /// `--check-mirror`: each image asked of its registry through one resolver (cache, backoff,
@@ -31,21 +39,25 @@ pub async fn check_mirrors(
     mirror: &MirrorCheck,
     palette: Option<RegistryInfo>,
     images: &[String],
-) -> anyhow::Result<HashMap<String, MirrorState>> {
-    let resolver = Resolver::new(&mirror.check, OnCheckError::Keep, usize::MAX, None)?;
+) -> anyhow::Result<HashMap<String, Look>> {
+    let resolver = Resolver::new(&mirror.check, OnCheckError::Keep, usize::MAX, None)?.with_pinning(mirror.learns());
     resolver.set_palette(palette);
     let resolver = &resolver;
-    let answers: Vec<(String, MirrorState)> = futures::stream::iter(images)
+    let answers: Vec<(String, Look)> = futures::stream::iter(images)
         .map(|image| async move {
-            let state = match resolver.presence(image).await {
-                Ok(Answer::Present) => MirrorState::Present,
-                Ok(Answer::Absent(_)) => MirrorState::Absent,
+            let look = match resolver.presence(image).await {
+                Ok(Answer::Present(found)) => Look { state: MirrorState::Present, found: Some(found) },
+                Ok(Answer::Absent(_)) => Look { state: MirrorState::Absent, found: None },
+                Ok(Answer::Lacks(platform)) => {
+                    eprintln!("warning: {image} lacks {platform}");
+                    Look { state: MirrorState::Absent, found: None }
+                }
                 Err(error) => {
                     eprintln!("warning: could not check {image}: {error}");
-                    MirrorState::Error
+                    Look { state: MirrorState::Error, found: None }
                 }
             };
-            (image.clone(), state)
+            (image.clone(), look)
         })
         .buffer_unordered(mirror.concurrency)
         .collect()
@@ -67,7 +79,7 @@ pub async fn swap_decisions(
     loaded: &Loaded,
     images: &[String],
 ) -> anyhow::Result<HashMap<String, Swap>> {
-    let resolver = Resolver::new(&mirror.check, on_check_error, usize::MAX, None)?;
+    let resolver = Resolver::new(&mirror.check, on_check_error, usize::MAX, None)?.with_pinning(mirror.learns());
     resolver.set_palette(palette);
     let (resolver, rules, origin) = (&resolver, &loaded.rules, loaded.origin.as_str());
     let decisions: Vec<Option<(String, Swap)>> = futures::stream::iter(images)
@@ -93,11 +105,17 @@ fn swap_of(resolution: &Resolution<'_>, origin: &str) -> Swap {
             answer: tried.answer(),
         })
         .collect();
-    let taken = resolution.taken().map(|tried| (tried.image.clone(), RuleRef::of(tried.rule, origin)));
+    let taken =
+        resolution.target().zip(resolution.taken()).map(|(image, tried)| (image, RuleRef::of(tried.rule, origin)));
+    let found = resolution.taken().and_then(|tried| tried.outcome.as_ref().ok()?.found().cloned());
     let state = match resolution.taken() {
-        Some(Tried { outcome: Ok(Answer::Present), .. }) => MirrorState::Present,
+        Some(Tried { outcome: Ok(Answer::Present(_)), .. }) => MirrorState::Present,
         Some(_) => MirrorState::Error,
-        None if resolution.tried.iter().all(|tried| matches!(tried.outcome, Ok(Answer::Absent(_)))) => {
+        None if resolution
+            .tried
+            .iter()
+            .all(|tried| matches!(tried.outcome, Ok(Answer::Absent(_) | Answer::Lacks(_)))) =>
+        {
             MirrorState::Absent
         }
         None => MirrorState::Error,
@@ -107,5 +125,62 @@ fn swap_of(resolution: &Resolution<'_>, origin: &str) -> Swap {
         Verdict::Unasked => Some("kept: no candidate was asked".to_owned()),
         Verdict::Take(_) => None,
     };
-    Swap { taken, state, candidates, kept_because }
+    Swap { taken, state, found, candidates, kept_because }
+}
+
+impl MirrorCheck {
+    /// What the mirrors' lookups learn: the flags' pinning, and the digests when the sources
+    /// are asked (drift compares them).
+    fn learns(&self) -> Pinning {
+        Pinning { digests: self.sources.is_some(), ..self.pinning.clone() }
+    }
+}
+
+/// `--check-source`: for each row whose image the rules send to a mirror that has it (with a
+/// digest known), and which names no digest itself, the digest its source now gives for the
+/// tag (`--source-auth`'s credentials, the other registry flags as for the mirrors,
+/// `--check-concurrency` at a time). A different one makes the row `drifted`. A source that
+/// cannot be asked, or no longer has the tag, is said on stderr and changes nothing.
+pub async fn check_sources(sources: &CheckArgs, concurrency: usize, rows: &mut [Row]) -> anyhow::Result<()> {
+    let pinning = Pinning { digests: true, ..Pinning::default() };
+    let resolver = Resolver::new(sources, OnCheckError::Keep, usize::MAX, None)?.with_pinning(pinning);
+    let resolver = &resolver;
+    let asked: Vec<(usize, String)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, row)| row.mirror == Some(MirrorState::Present) && row.digest.is_some() && row.rewritten.is_some())
+        .filter(|(_, row)| !crate::rewrite::mirrored::pinned(&row.image))
+        .map(|(index, row)| (index, row.image.clone()))
+        .collect();
+    let answers: Vec<(usize, Option<Digest>)> = futures::stream::iter(asked)
+        .map(|(index, image)| async move {
+            let digest = match resolver.presence(&image).await {
+                Ok(Answer::Present(found)) => found.digest,
+                Ok(_) => {
+                    eprintln!("warning: the source of {image} does not have it any more (404)");
+                    None
+                }
+                Err(error) => {
+                    eprintln!("warning: could not check the source of {image}: {error}");
+                    None
+                }
+            };
+            (index, digest)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    for (index, digest) in answers {
+        let Some(row) = rows.get_mut(index) else { continue };
+        let Some(digest) = digest else {
+            row.source_failed = true;
+            continue;
+        };
+        let source = digest.to_string();
+        if row.digest.as_deref() != Some(source.as_str()) {
+            row.mirror = Some(MirrorState::Drifted);
+        }
+        row.source_digest = Some(source);
+    }
+    Ok(())
 }

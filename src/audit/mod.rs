@@ -8,7 +8,8 @@
 //!   the Kubernetes API page by page, image lists
 //! - [`stream`]: YAML documents, one at a time, `List` items one at a time
 //! - [`json`]: JSON input, `List` items one at a time
-//! - [`mirror`]: the mirrors asked, as `serve --swap-policy exists` asks them
+//! - [`mirror`]: the mirrors asked, as `serve --swap-policy exists` asks them (their digests
+//!   and platforms too), and the sources asked for theirs (`--check-source`: drift)
 //! - [`output`]: the table, JSON and copy-list formats
 //!
 //! Memory grows with the distinct images and their locations, never with the input: a
@@ -29,6 +30,7 @@ use serde_json::Value;
 
 use crate::k8s::review::{Marks, Metadata, Object, Spec, Template};
 use crate::k8s::workload;
+use crate::registry::Found;
 use crate::rewrite::mirrored::{self, AllowedPrefix, Stage, pulls_from_target};
 use crate::rewrite::{Decision, Rule, RuleSet, Unchanged, excerpt};
 
@@ -42,6 +44,17 @@ pub enum MirrorState {
     Absent,
     /// The registry could not be asked (unreachable, refused, timed out).
     Error,
+    /// The mirror has it, but the source's tag now names other content (`--check-source`):
+    /// the tag moved at the source after the copy.
+    Drifted,
+}
+
+/// What the mirror said of one image pulled from it: its state, and what a present answer
+/// learned (its digest, and its platforms when they were read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Look {
+    pub state: MirrorState,
+    pub found: Option<Found>,
 }
 
 /// Where one distinct image is used.
@@ -218,7 +231,7 @@ impl Inventory {
         rules: &RuleSet,
         origin: &str,
         allowed: &[AllowedPrefix],
-        mut mirror: impl FnMut(&str) -> Option<MirrorState>,
+        mut mirror: impl FnMut(&str) -> Option<Look>,
         mut swap: impl FnMut(&str) -> Option<Swap>,
     ) -> Vec<Row> {
         let mut rows = Vec::with_capacity(self.images.len());
@@ -235,11 +248,15 @@ impl Inventory {
             // An image pulled from a registry the rule does not name (a port the image chose, a
             // host a `-` target built) is pulled from no mirror: nothing to ask.
             let outside = verdict.outside.as_ref().filter(|_| usage.rewritable);
-            let mut state = match &rewritten {
+            let look = match &rewritten {
                 _ if outside.is_some() => None,
                 Some(pulled) => mirror(pulled),
                 None if reason == "mirrored" => mirror(&image),
                 None => None,
+            };
+            let (mut state, mut found) = match look {
+                Some(Look { state, found }) => (Some(state), found),
+                None => (None, None),
             };
             let mut why = match (&verdict.decision, outside) {
                 (_, Some(outside)) if unmirrored => Some(outside.why()),
@@ -264,8 +281,11 @@ impl Inventory {
                     }
                 }
                 state = Some(decided.state);
+                found = decided.found;
                 candidates = Some(decided.candidates);
             }
+            let digest = found.as_ref().and_then(|found| found.digest).map(|digest| digest.to_string());
+            let platforms = found.and_then(|found| found.platforms).map(|platforms| platforms.names());
             let node_pull = rewritten.as_deref().and_then(|rewritten| node_pull(rules, &image, rewritten));
             rows.push(Row {
                 image,
@@ -275,6 +295,10 @@ impl Inventory {
                 why,
                 locations: usage.locations,
                 mirror: state,
+                digest,
+                platforms,
+                source_digest: None,
+                source_failed: false,
                 unmirrored,
                 candidates,
                 node_pull,
@@ -355,11 +379,14 @@ impl serde::Serialize for RuleRef {
 /// What the server's `--swap-policy exists` decided for one image (`audit --swap-policy exists`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Swap {
-    /// The candidate taken and its rule, or `None`: the original is kept.
+    /// The candidate taken (pinned with `--pin-digest`) and its rule, or `None`: the
+    /// original is kept.
     pub taken: Option<(String, RuleRef)>,
     /// The taken candidate's answer, or for a kept image: `absent` when every candidate said
-    /// so, else `error`.
+    /// so (or lacked a required platform), else `error`.
     pub state: MirrorState,
+    /// What the taken candidate's present answer learned.
+    pub found: Option<Found>,
     /// Every candidate asked, in rule order, and its answer.
     pub candidates: Vec<CandidateAnswer>,
     /// Why the original is kept, candidate by candidate.
@@ -396,8 +423,20 @@ pub struct Row {
     pub why: Option<String>,
     /// `Kind/namespace/name list/container` of every use.
     pub locations: Vec<String>,
-    /// Whether the mirror has it (`None` without `--check-mirror` or `--swap-policy exists`).
+    /// Whether the mirror has it (`None` without `--check-mirror` or `--swap-policy exists`),
+    /// or `drifted` (`--check-source`).
     pub mirror: Option<MirrorState>,
+    /// The digest the mirror gave for the image as it is pulled (`sha256:…`), when known.
+    pub digest: Option<String>,
+    /// The platforms the mirror's copy covers (`os/arch[/variant]`), when they were read
+    /// (`--require-platforms`).
+    pub platforms: Option<Vec<String>>,
+    /// The digest the source gave for the image as written (`--check-source`), when asked.
+    pub source_digest: Option<String>,
+    /// `--check-source` asked the source and got no digest (unreachable, refused, gone):
+    /// counted with `--fail-on error`. Not in the JSON (`source_digest` is null).
+    #[serde(skip)]
+    pub source_failed: bool,
     /// Pulled from outside the mirrors after the rules.
     pub unmirrored: bool,
     /// With `--swap-policy exists`: every candidate asked and its answer.
@@ -412,5 +451,15 @@ impl Row {
     /// The copy-list line's SOURCE: the image fully qualified as a pull resolves it.
     pub fn source(&self) -> String {
         mirrored::fully_qualified(&self.image).unwrap_or_else(|| self.image.clone())
+    }
+
+    /// The copy-list line's TARGET: the rewritten image without the digest `--pin-digest`
+    /// added (a copy goes to the tag; `skopeo copy` takes no tag and digest together).
+    pub fn target(&self) -> Option<&str> {
+        let rewritten = self.rewritten.as_deref()?;
+        if mirrored::pinned(&self.image) {
+            return Some(rewritten);
+        }
+        Some(rewritten.rsplit_once('@').map_or(rewritten, |(unpinned, _)| unpinned))
     }
 }

@@ -1,6 +1,7 @@
-//! The report's formats: an aligned table (narrow, fitting the terminal, or wide) with a
-//! summary line and notes, a JSON array of [`Row`]s, and a copy list of `SOURCE TARGET` lines
-//! for `skopeo copy` / `crane copy`.
+//! The report's formats: an aligned table (narrow, fitting the terminal, or wide, which also
+//! shows the platforms the mirror has when they were read) with a summary line and notes
+//! (drift included), a JSON array of [`Row`]s, and a copy list of `SOURCE TARGET` lines for
+//! `skopeo copy` / `crane copy`.
 
 use std::io::Write;
 
@@ -20,6 +21,12 @@ pub struct Summary {
     pub missing: usize,
     /// Images whose mirror could not be asked.
     pub mirror_errors: usize,
+    /// Images whose source tag names other content than the mirror's (`--check-source`).
+    pub drifted: usize,
+    /// Images whose source was asked (`--check-source`) and answered with a digest.
+    pub source_checked: usize,
+    /// Images whose source was asked and gave no digest.
+    pub source_errors: usize,
 }
 
 impl Summary {
@@ -32,6 +39,9 @@ impl Summary {
             unmirrored: count(&|row| row.unmirrored),
             missing: count(&|row| row.mirror == Some(MirrorState::Absent)),
             mirror_errors: count(&|row| row.mirror == Some(MirrorState::Error)),
+            drifted: count(&|row| row.mirror == Some(MirrorState::Drifted)),
+            source_checked: count(&|row| row.source_digest.is_some()),
+            source_errors: count(&|row| row.source_failed),
         }
     }
 }
@@ -70,6 +80,10 @@ pub fn table(
     if checked || wide {
         header.push("MIRROR");
     }
+    let platforms = wide && rows.iter().any(|row| row.platforms.is_some());
+    if platforms {
+        header.push("PLATFORMS");
+    }
     header.push("UNMIRRORED");
     header.push(if wide { "LOCATIONS" } else { "RULE" });
     let cells: Vec<Vec<String>> = rows
@@ -84,6 +98,9 @@ pub fn table(
             cells.push(row.reason.to_owned());
             if checked || wide {
                 cells.push(row.mirror.map_or("-", mirror_label).to_owned());
+            }
+            if platforms {
+                cells.push(row.platforms.as_ref().map_or_else(|| "-".to_owned(), |list| list.join(",")));
             }
             cells.push(if row.unmirrored { "yes" } else { "no" }.to_owned());
             if wide {
@@ -131,9 +148,11 @@ pub fn table(
     }
     let summary = Summary::of(rows);
     let missing = if checked { format!("{} missing", summary.missing) } else { "missing not checked".to_owned() };
+    let asked_sources = summary.source_checked + summary.source_errors > 0;
+    let drifted = if asked_sources { format!(", {} drifted", summary.drifted) } else { String::new() };
     writeln!(
         out,
-        "{}, {} rewritten, {} unmirrored, {missing}",
+        "{}, {} rewritten, {} unmirrored, {missing}{drifted}",
         plural::count_s(summary.images, "image"),
         summary.rewritten,
         summary.unmirrored
@@ -141,6 +160,16 @@ pub fn table(
     for row in rows {
         if let Some(why) = &row.why {
             writeln!(out, "note: {} is {}: {why}", row.image, row.reason)?;
+        }
+        if let (Some(MirrorState::Drifted), Some(source), Some(mirror)) = (row.mirror, &row.source_digest, &row.digest)
+        {
+            let target = row.target().unwrap_or("-");
+            writeln!(
+                out,
+                "note: {} drifted: the source's tag is {source}, the mirror's {target} is {mirror} (the tag moved at the \
+                 source since the copy: copy it again)",
+                row.image
+            )?;
         }
     }
     Ok(())
@@ -173,7 +202,7 @@ pub fn json(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
 /// run serves the webhook's rewrites and the node-level mirrors.
 pub fn copy_list(out: &mut impl Write, rows: &[Row], missing_only: bool, node_paths: bool) -> std::io::Result<()> {
     for row in rows {
-        let Some(target) = row.rewritten.as_ref().filter(|_| !row.unmirrored) else { continue };
+        let Some(target) = row.target().filter(|_| !row.unmirrored) else { continue };
         if missing_only && row.mirror != Some(MirrorState::Absent) {
             continue;
         }
@@ -190,5 +219,6 @@ fn mirror_label(state: MirrorState) -> &'static str {
         MirrorState::Present => "present",
         MirrorState::Absent => "absent",
         MirrorState::Error => "error",
+        MirrorState::Drifted => "drifted",
     }
 }

@@ -116,13 +116,17 @@ pub fn run(plan: &Plan) -> anyhow::Result<Result<Vec<Row>, Reported>> {
         }
         _ => (HashMap::new(), HashMap::new()),
     };
-    Ok(Ok(inventory.judge(
+    let mut rows = inventory.judge(
         &loaded.rules,
         &loaded.origin,
         &plan.allow_registries,
-        |pulled| states.get(pulled).copied(),
+        |pulled| states.get(pulled).cloned(),
         |image| swaps.get(image).cloned(),
-    )))
+    );
+    if let (Some(runtime), Some(MirrorCheck { sources: Some(sources), concurrency, .. })) = (&runtime, &plan.mirror) {
+        runtime.block_on(mirror::check_sources(sources, *concurrency, &mut rows))?;
+    }
+    Ok(Ok(rows))
 }
 
 /// The rules file; its problems are written to stderr.

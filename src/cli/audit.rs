@@ -12,6 +12,7 @@ use crate::audit::mirror::MirrorCheck;
 use crate::audit::output::{self, Columns};
 use crate::audit::plan::{self, Plan, Reported, RulesFrom};
 use crate::k8s::api::{ObjectKind, ObjectSource};
+use crate::registry::args::PinArgs;
 use crate::registry::{CheckArgs, OnCheckError, SwapPolicy};
 use crate::rewrite::mirrored::AllowedPrefix;
 use crate::rules_file::Format;
@@ -75,8 +76,8 @@ pub struct AuditArgs {
     #[arg(short = 'o', long, env = "MIRRORSWAP_AUDIT_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     /// Exit 1 when any image is such (comma-separated; `missing` and `error` need
-    /// --check-mirror). A CI gate wants `missing,error`: `missing` alone passes when no lookup
-    /// got an answer.
+    /// --check-mirror, `drifted` --check-source). A CI gate wants `missing,error`: `missing`
+    /// alone passes when no lookup got an answer.
     #[arg(long, env = "MIRRORSWAP_AUDIT_FAIL_ON", value_enum, value_delimiter = ',', value_name = "WHAT")]
     pub fail_on: Vec<FailOn>,
     /// Ask each mirror whether it has the images pulled from it after the rules (a manifest
@@ -108,6 +109,23 @@ pub struct AuditArgs {
     /// is taken), as the server's flag.
     #[arg(long, env = "MIRRORSWAP_ON_CHECK_ERROR", value_enum, default_value_t = OnCheckError::Keep)]
     pub on_check_error: OnCheckError,
+    /// `--pin-digest` (with --swap-policy exists: `rewritten` is pinned as the server pins it;
+    /// the copy list still names the tag) and `--require-platforms` (with --check-mirror or
+    /// --swap-policy exists: a mirror image lacking one is `absent`; the JSON's `platforms`
+    /// and `-o wide` show what each has).
+    #[command(flatten)]
+    pub pin: PinArgs,
+    /// With --check-mirror or --swap-policy exists: also ask each rewritten image's source for
+    /// the digest of its tag (a manifest HEAD, as the mirror is asked) and report `drifted` in
+    /// the `mirror` column when the mirror's copy has another digest: the tag moved at the
+    /// source since the copy. Sources are reached with --source-auth's credentials, never the
+    /// mirror's.
+    #[arg(long, env = "MIRRORSWAP_AUDIT_CHECK_SOURCE")]
+    pub check_source: bool,
+    /// With --check-source: Docker config JSON with the sources' credentials (each entry goes
+    /// to exactly its host[:port]); anonymous without.
+    #[arg(long, env = "MIRRORSWAP_SOURCE_AUTH", value_name = "FILE", requires = "check_source")]
+    pub source_auth: Option<PathBuf>,
     #[command(flatten)]
     pub check: CheckArgs,
     /// Print the process's peak memory (VmHWM) on stderr before exiting: the bounds tests read
@@ -138,9 +156,31 @@ pub enum FailOn {
     Unmirrored,
     /// An image its mirror does not have (needs --check-mirror).
     Missing,
-    /// An image whose mirror gave no answer: unreachable, refused, timed out, TLS or auth
-    /// error (needs --check-mirror).
+    /// An image whose mirror (or, with --check-source, source) gave no answer: unreachable,
+    /// refused, timed out, TLS or auth error (needs --check-mirror).
     Error,
+    /// An image whose source tag names other content than the mirror's copy (needs
+    /// --check-source).
+    Drifted,
+}
+
+/// Why the pinning and source flags cannot be used as given: `--pin-digest` needs the
+/// server's policy (`--swap-policy exists`), `--require-platforms` and `--check-source` a
+/// mirror that is asked, `--fail-on drifted` `--check-source`.
+fn pinning_refused(args: &AuditArgs, swap: bool, asks_mirror: bool) -> Option<String> {
+    let refused = if args.pin.pin_digest && !swap {
+        "--pin-digest needs --swap-policy exists: it shows the pinned reference the server would write"
+    } else if !args.pin.require_platforms.is_empty() && !asks_mirror {
+        "--require-platforms needs --check-mirror or --swap-policy exists (nothing is looked up without them)"
+    } else if args.check_source && !asks_mirror {
+        "--check-source needs --check-mirror or --swap-policy exists: it compares the source's digest with the mirror's"
+    } else if args.fail_on.contains(&FailOn::Drifted) && !args.check_source {
+        "--fail-on drifted needs --check-source (no source is asked without it)"
+    } else {
+        // What is left to refuse is the number of platforms, as for `serve`.
+        return args.pin.check(SwapPolicy::Exists).err();
+    };
+    Some(refused.to_owned())
 }
 
 /// Audits, prints the report; exit 1 when `--fail-on` finds something, 2 on errors.
@@ -170,6 +210,10 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
+    if let Some(refused) = pinning_refused(args, swap, asks_mirror) {
+        eprintln!("error: {refused}");
+        return Ok(ExitCode::from(2));
+    }
     if args.copy_list_node_paths && args.output != OutputFormat::CopyList {
         eprintln!("error: --copy-list-node-paths adds lines to the copy list: give --output copy-list with it");
         return Ok(ExitCode::from(2));
@@ -187,6 +231,8 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         check: args.check.clone(),
         concurrency: usize::from(args.check_concurrency),
         swap: swap.then_some(args.on_check_error),
+        pinning: args.pin.pinning(),
+        sources: args.check_source.then(|| CheckArgs { registry_auth: args.source_auth.clone(), ..args.check.clone() }),
     });
     let plan = Plan {
         rules,
@@ -220,10 +266,15 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         let images = crate::plural::count_s(summary.mirror_errors, "image");
         eprintln!("warning: {images} could not be checked (mirror column `error`)");
     }
+    if summary.source_errors > 0 {
+        let images = crate::plural::count_s(summary.source_errors, "image");
+        eprintln!("warning: the source of {images} could not be checked for drift");
+    }
     let failed = args.fail_on.iter().any(|what| match what {
         FailOn::Unmirrored => summary.unmirrored > 0,
         FailOn::Missing => summary.missing > 0,
-        FailOn::Error => summary.mirror_errors > 0,
+        FailOn::Error => summary.mirror_errors + summary.source_errors > 0,
+        FailOn::Drifted => summary.drifted > 0,
     });
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

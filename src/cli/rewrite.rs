@@ -1,6 +1,7 @@
 //! `mirrorswap rewrite`: rewrite image references given as arguments or on stdin. With
 //! `--swap-policy exists` it asks the mirrors exactly as `serve` does (all images under one
-//! `--check-timeout`), and `--explain` lists each candidate tried and its answer.
+//! `--check-timeout`, pinned with `--pin-digest`, platforms required with
+//! `--require-platforms`), and `--explain` lists each candidate tried and its answer.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::RulesArgs;
+use crate::registry::args::PinArgs;
 use crate::registry::{CheckArgs, PolicyArgs, Resolved, Resolver, SwapPolicy, Verdict};
 use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged};
 
@@ -24,6 +26,8 @@ pub struct RewriteArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]
+    pub pin: PinArgs,
+    #[command(flatten)]
     pub check: CheckArgs,
     /// Images to rewrite; `-` reads images from stdin, one a line.
     #[arg(required = true, value_name = "IMAGE")]
@@ -32,6 +36,10 @@ pub struct RewriteArgs {
 
 /// Prints one line per image: the rewritten reference, or the image as given.
 pub fn run(args: &RewriteArgs) -> anyhow::Result<ExitCode> {
+    if let Err(refused) = args.pin.check(args.policy.swap_policy) {
+        eprintln!("error: {refused}");
+        return Ok(ExitCode::from(2));
+    }
     let loaded = match args.rules.load_or_report() {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
@@ -105,7 +113,8 @@ fn all_images(args: &RewriteArgs) -> anyhow::Result<Vec<String>> {
 fn run_exists(args: &RewriteArgs, rules: &RuleSet, origin: &str) -> anyhow::Result<ExitCode> {
     let images = all_images(args)?;
     let resolver =
-        Resolver::new(&args.check, args.policy.on_check_error, usize::from(args.policy.check_max_lookups), None)?;
+        Resolver::new(&args.check, args.policy.on_check_error, usize::from(args.policy.check_max_lookups), None)?
+            .with_pinning(args.pin.pinning());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
     let resolved = runtime.block_on(async {
         let images: Vec<&str> = images.iter().map(String::as_str).collect();
@@ -117,18 +126,19 @@ fn run_exists(args: &RewriteArgs, rules: &RuleSet, origin: &str) -> anyhow::Resu
         if args.explain {
             explain_checked(&mut out, rules, &resolved, image, origin)?;
         } else {
-            let resolution = resolved.get(image);
-            match resolution.map(|resolution| (&resolution.verdict, resolution.taken())) {
+            match resolved.get(image) {
                 None => write_one(&mut out, rules, image)?,
-                Some((Verdict::Take(_), taken)) => {
-                    writeln!(out, "{}", taken.map_or(image.as_str(), |taken| taken.image.as_str()))
-                        .context("writing to stdout")?;
-                }
-                Some((Verdict::Keep(why), _)) => {
-                    eprintln!("warning: `{image}` kept: {why}");
-                    writeln!(out, "{image}").context("writing to stdout")?;
-                }
-                Some((Verdict::Unasked, _)) => writeln!(out, "{image}").context("writing to stdout")?,
+                Some(resolution) => match &resolution.verdict {
+                    Verdict::Take(_) => {
+                        let target = resolution.target().unwrap_or_else(|| image.clone());
+                        writeln!(out, "{target}").context("writing to stdout")?;
+                    }
+                    Verdict::Keep(why) => {
+                        eprintln!("warning: `{image}` kept: {why}");
+                        writeln!(out, "{image}").context("writing to stdout")?;
+                    }
+                    Verdict::Unasked => writeln!(out, "{image}").context("writing to stdout")?,
+                },
             }
         }
     }
@@ -164,7 +174,7 @@ fn explain_checked(
     }
     match &resolution.verdict {
         Verdict::Take(_) => {
-            let chosen = resolution.taken().map_or(image, |taken| taken.image.as_str());
+            let chosen = resolution.target().unwrap_or_else(|| image.to_owned());
             writeln!(out, "{image} -> {chosen}")
         }
         Verdict::Keep(why) => writeln!(out, "{image} kept: {why}"),

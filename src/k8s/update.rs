@@ -21,7 +21,8 @@
 //!
 //! [`Changes`] puts these together for one request: `/mutate` rewrites, and the `/validate`
 //! leak guard judges, exactly the fields it calls [`Verdict::Rewrite`] (`server::admission`,
-//! `server::validate`).
+//! `server::validate`). With `--pin-digest`, a changed image whose rewrite is the old image
+//! without its digest keeps the old pinned reference ([`Changes::kept_pin`]).
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ use kube::core::admission::Operation;
 
 use super::review::{Container, Object, Request, Spec};
 use super::workload::{self, CONTAINER_LISTS, ImageField};
+use crate::rewrite::RuleSet;
 
 /// The subresource through which debug containers are added to a running Pod.
 pub const EPHEMERAL_SUBRESOURCE: &str = "ephemeralcontainers";
@@ -125,6 +127,28 @@ impl<'r, 'a> Changes<'r, 'a> {
             let verdict = verdict(&self.scope, self.old.as_ref(), &field);
             (field, verdict)
         })
+    }
+
+    /// The old object's image of `field`'s container (UPDATE), when it had one.
+    pub fn old_image(&self, field: &ImageField<'_>) -> Option<&'r str> {
+        self.old.as_ref()?.image(field)
+    }
+
+    /// On UPDATE, the old pinned reference `field` keeps (`--pin-digest`): the old image has a
+    /// digest, the new one has none, and the old one without its digest is the new one or one
+    /// of its candidates under `rules` (their targets for it, most specific first). A GitOps
+    /// tool re-applying `quay.io/team/app:1` over a stored `MIRROR/team/app:1@sha256:…` so
+    /// changes nothing, even when the tag has moved since or the mirror cannot be asked now;
+    /// another tag, or a digest the user wrote, is decided as any change is.
+    pub fn kept_pin(&self, rules: &RuleSet, field: &ImageField<'_>) -> Option<&'r str> {
+        let old = self.old_image(field)?;
+        if field.image.contains('@') {
+            return None;
+        }
+        let (unpinned, _) = old.rsplit_once('@')?;
+        let names_it = unpinned == field.image
+            || rules.candidates(field.image).targets.iter().any(|candidate| candidate.image == unpinned);
+        names_it.then_some(old)
     }
 
     /// The fields to decide on ([`Verdict::Rewrite`]): new or changed, where the request may
@@ -284,6 +308,50 @@ mod tests {
             [("a", "x", Unchanged), ("d", "busybox", Rewrite)]
         );
         assert_eq!(verdicts(&Scope::EPHEMERAL_UPDATE, Some(&debug), &debug)[1], ("d", "busybox", Unchanged));
+    }
+
+    #[test]
+    fn an_old_pin_is_kept_when_the_new_image_rewrites_to_its_tag() {
+        use crate::rewrite::{Options, compile_maps};
+        let rules = compile_maps("quay.io/team::m.io/specific\nquay.io::m.io/general\n", Options::default())
+            .expect("rules")
+            .rules;
+        let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let other = "sha256:1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        // (old image, new image, kept)
+        let table = [
+            // A GitOps tool re-applies the tag over the pinned rewrite: kept.
+            (format!("m.io/specific/app:1@{digest}"), "quay.io/team/app:1".to_owned(), true),
+            // The old pin came from the fallback rule: still one of the candidates, kept.
+            (format!("m.io/general/team/app:1@{digest}"), "quay.io/team/app:1".to_owned(), true),
+            // The mirror reference itself, without its digest: kept.
+            (format!("m.io/specific/app:1@{digest}"), "m.io/specific/app:1".to_owned(), true),
+            // Another tag: decided anew.
+            (format!("m.io/specific/app:1@{digest}"), "quay.io/team/app:2".to_owned(), false),
+            // A digest the user wrote: theirs.
+            (format!("m.io/specific/app:1@{digest}"), format!("quay.io/team/app:1@{other}"), false),
+            // The old image was not pinned.
+            ("m.io/specific/app:1".to_owned(), "quay.io/team/app:1".to_owned(), false),
+            // Another repository's pin.
+            (format!("m.io/specific/other:1@{digest}"), "quay.io/team/app:1".to_owned(), false),
+        ];
+        for (old, new, kept) in table {
+            let request = |image: &str| json_pod(image);
+            let review = format!(
+                r#"{{"uid": "u", "kind": {{"group": "", "version": "v1", "kind": "Pod"}}, "operation": "UPDATE",
+                "object": {}, "oldObject": {}}}"#,
+                request(&new),
+                request(&old)
+            );
+            let request: Request<'_> = serde_json::from_str(&review).unwrap();
+            let changes = Changes::of(&request, ("Pod", POD)).unwrap();
+            let field = changes.to_decide().next().expect("the image changed");
+            assert_eq!(changes.kept_pin(&rules, &field), kept.then_some(old.as_str()), "{old} -> {new}");
+        }
+    }
+
+    fn json_pod(image: &str) -> String {
+        serde_json::json!({"spec": {"containers": [{"name": "app", "image": image}]}}).to_string()
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! The swap-policy flags (`serve`, `rewrite`) and the registry and check flags (also
-//! `audit --check-mirror`), flattened into each command, each with its `MIRRORSWAP_*`
-//! environment variable.
+//! The swap-policy flags (`serve`, `rewrite`), the pinning flags (`serve`, `rewrite`,
+//! `audit`) and the registry and check flags (also `audit --check-mirror`), flattened into
+//! each command, each with its `MIRRORSWAP_*` environment variable.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+
+use super::platform::{self, Platform};
+use super::policy::Pinning;
 
 /// Whether a rewrite needs the mirror to have the image.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -44,6 +47,57 @@ pub struct PolicyArgs {
     /// costs the mirror.
     #[arg(long, env = "MIRRORSWAP_CHECK_MAX_LOOKUPS", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub check_max_lookups: u16,
+}
+
+/// What `--swap-policy exists` also asks of a candidate: its digest, to pin to, and the
+/// platforms it must cover. For `serve`, `rewrite` and `audit`.
+#[derive(Clone, Debug, Default, Args)]
+pub struct PinArgs {
+    /// With --swap-policy exists: rewrite to `TARGET:TAG@sha256:…`, the digest the mirror gave
+    /// for the tag in the same check (an index's for a multi-platform image), so every node
+    /// pulls what was checked, even when the tag moves. A reference with a digest is left as it
+    /// is. On UPDATE, an image whose rewrite is the old image without its digest keeps the old
+    /// pinned reference (no restart when a GitOps tool re-applies the tag).
+    #[arg(long, env = "MIRRORSWAP_PIN_DIGEST")]
+    pub pin_digest: bool,
+    /// With --swap-policy exists: OS/ARCH[/VARIANT] (comma-separated) every candidate must
+    /// cover, by its index or its single manifest's config (read, capped, and cached with the
+    /// answer); one that does not is `absent: lacks OS/ARCH` and the next is tried.
+    #[arg(
+        long,
+        env = "MIRRORSWAP_REQUIRE_PLATFORMS",
+        value_delimiter = ',',
+        value_name = "OS/ARCH[/VARIANT]",
+        value_parser = Platform::parse
+    )]
+    pub require_platforms: Vec<Platform>,
+}
+
+impl PinArgs {
+    /// What the resolver pins and requires.
+    pub fn pinning(&self) -> Pinning {
+        Pinning { pin: self.pin_digest, digests: false, platforms: self.require_platforms.clone() }
+    }
+
+    /// Refuses pinning flags that would do nothing (without `--swap-policy exists` no registry
+    /// is asked), and more than [`platform::MAX_REQUIRED`] platforms.
+    pub fn check(&self, policy: SwapPolicy) -> Result<(), String> {
+        if policy != SwapPolicy::Exists {
+            let flag = match (self.pin_digest, self.require_platforms.is_empty()) {
+                (true, _) => "--pin-digest",
+                (false, false) => "--require-platforms",
+                (false, true) => return Ok(()),
+            };
+            return Err(format!(
+                "{flag} needs --swap-policy exists: the digest and the platforms come from the mirror's answer, and \
+                 with `always` no registry is asked"
+            ));
+        }
+        if self.require_platforms.len() > platform::MAX_REQUIRED {
+            return Err(format!("--require-platforms names at most {} platforms", platform::MAX_REQUIRED));
+        }
+        Ok(())
+    }
 }
 
 /// How the registries are asked: credentials, TLS, deadlines and the answer cache. Shared by

@@ -7,13 +7,17 @@
 //! images that are not mirrored (random names in Pods anyone may create) evicts only other
 //! "absent" answers, never the "present" ones every rewrite relies on.
 //!
-//! A "present" answer is read with `contains_key`, which writes nothing shared: moka's `get`
-//! also logs the read for its eviction policy (a channel push, and the log drained every few
-//! dozen reads), which cost the warm admission path more than the lookup itself on two busy
-//! workers. So present answers leave by their time to live; at the bound, moka's admission
-//! weighs a new answer against the incumbents by their lookups alone, and a new image may
-//! stay uncached until older answers expire (the unit test below shows it). 75,000 present
-//! images within `--check-cache-ttl` is not what a cluster pulls.
+//! A present answer holds what its lookup learned ([`Found`]: the digest, the platforms), so
+//! pinning and `--require-platforms` cost no request more on a hit. Without them, a "present"
+//! answer is read with `contains_key`, which writes nothing shared: moka's `get` also logs the
+//! read for its eviction policy (a channel push, and the log drained every few dozen reads),
+//! which cost the warm admission path more than the lookup itself on two busy workers. So
+//! present answers leave by their time to live; at the bound, moka's admission weighs a new
+//! answer against the incumbents by their lookups alone, and a new image may stay uncached
+//! until older answers expire (the unit test below shows it). 75,000 present images within
+//! `--check-cache-ttl` is not what a cluster pulls. With pinning the value is needed, so the
+//! warm path reads it with `get` ([`CheckCache::found`]), whose logged reads also feed the
+//! eviction policy.
 //!
 //! Keys are hashed with `ahash`, seeded at random per process as the standard SipHash is (image
 //! names come from Pods anyone may create, so a fixed-seed hash would let them collide
@@ -26,12 +30,13 @@ use std::time::Duration;
 use ahash::RandomState;
 use moka::future::Cache;
 
-use super::client::{Answer, CheckError};
+use super::client::{Answer, CheckError, Found};
 
 /// The answer cache.
 #[derive(Clone)]
 pub struct CheckCache {
-    present: Cache<String, (), RandomState>,
+    /// What each lookup that found the image learned of it.
+    present: Cache<String, Found, RandomState>,
     /// The status the registry said "absent" with.
     absent: Cache<String, u16, RandomState>,
 }
@@ -41,6 +46,8 @@ pub struct CheckCache {
 enum NotPresent {
     Absent(u16),
     Failed(CheckError),
+    /// A judgement, never a lookup's answer: passed through, not cached.
+    Judged(Answer),
 }
 
 impl CheckCache {
@@ -71,10 +78,15 @@ impl CheckCache {
         self.present.contains_key(image) || self.absent.contains_key(image)
     }
 
+    /// What the cached "present" answer for `image` learned, if there is one (a logged read).
+    pub async fn found(&self, image: &str) -> Option<Found> {
+        self.present.get(image).await
+    }
+
     /// The cached answer for `image`, if any: no lookup, no waiting.
     pub async fn cached(&self, image: &str) -> Option<Answer> {
-        if self.is_present(image) {
-            return Some(Answer::Present);
+        if let Some(found) = self.found(image).await {
+            return Some(Answer::Present(found));
         }
         self.absent.get(image).await.map(Answer::Absent)
     }
@@ -91,8 +103,9 @@ impl CheckCache {
         }
         let shared = async {
             match lookup.await {
-                Ok(Answer::Present) => Ok(()),
+                Ok(Answer::Present(found)) => Ok(found),
                 Ok(Answer::Absent(status)) => Err(NotPresent::Absent(status)),
+                Ok(judged @ Answer::Lacks(_)) => Err(NotPresent::Judged(judged)),
                 Err(error) => Err(NotPresent::Failed(error)),
             }
         };
@@ -105,7 +118,7 @@ impl CheckCache {
                     // bound holds at once.
                     self.present.run_pending_tasks().await;
                 }
-                (Ok(Answer::Present), hit)
+                (Ok(Answer::Present(entry.into_value())), hit)
             }
             Err(not_present) => match Arc::unwrap_or_clone(not_present) {
                 NotPresent::Absent(status) => {
@@ -114,6 +127,7 @@ impl CheckCache {
                     (Ok(Answer::Absent(status)), false)
                 }
                 NotPresent::Failed(error) => (Err(error), false),
+                NotPresent::Judged(answer) => (Ok(answer), false),
             },
         }
     }
@@ -140,6 +154,30 @@ impl CheckCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::client::Digest;
+
+    fn present() -> Answer {
+        Answer::Present(Found::default())
+    }
+
+    #[tokio::test]
+    async fn a_present_answer_keeps_what_its_lookup_learned() {
+        let cache = CheckCache::new(10, Duration::from_secs(60), Duration::from_secs(60));
+        let found = Found { digest: Some(Digest::of(b"index")), platforms: None };
+        let answer = Answer::Present(found.clone());
+        let (first, hit) = cache.get_or_check("m.io/a:1", async { Ok(answer.clone()) }).await;
+        assert_eq!((first, hit), (Ok(answer.clone()), false));
+        let (again, hit) = cache.get_or_check("m.io/a:1", async { Ok(present()) }).await;
+        assert_eq!((again, hit), (Ok(answer.clone()), true), "the cached digest, not a new lookup's");
+        assert_eq!(cache.found("m.io/a:1").await, Some(found));
+        assert_eq!(cache.cached("m.io/a:1").await, Some(answer));
+        assert!(cache.is_present("m.io/a:1"));
+        // A judgement passes through uncached.
+        let lacks = Answer::Lacks(crate::registry::platform::Platform::parse("linux/arm64").unwrap());
+        let (judged, hit) = cache.get_or_check("m.io/b:1", async { Ok(lacks.clone()) }).await;
+        assert_eq!((judged, hit), (Ok(lacks), false));
+        assert!(!cache.knows("m.io/b:1"));
+    }
 
     #[tokio::test]
     async fn holds_its_bound_and_shares_one_lookup() {
@@ -154,40 +192,40 @@ mod tests {
             cache.get_or_check("m.io/b:1", async {
                 lookups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                Ok(Answer::Present)
+                Ok(present())
             })
         };
         let answers = futures::future::join_all((0..50).map(one)).await;
-        assert!(answers.iter().all(|(answer, _)| *answer == Ok(Answer::Present)));
+        assert!(answers.iter().all(|(answer, _)| *answer == Ok(present())));
         assert_eq!(lookups.into_inner(), 1);
         let (failed, _) = cache.get_or_check("m.io/c:1", async { Err(CheckError::Status(503)) }).await;
         assert_eq!(failed, Err(CheckError::Status(503)));
-        let (retried, _) = cache.get_or_check("m.io/c:1", async { Ok(Answer::Present) }).await;
-        assert_eq!(retried, Ok(Answer::Present), "failures are not cached");
-        assert_eq!(cache.cached("m.io/c:1").await, Some(Answer::Present));
+        let (retried, _) = cache.get_or_check("m.io/c:1", async { Ok(present()) }).await;
+        assert_eq!(retried, Ok(present()), "failures are not cached");
+        assert_eq!(cache.cached("m.io/c:1").await, Some(present()));
     }
 
     #[tokio::test]
     async fn a_flood_of_absent_images_never_evicts_a_present_one() {
         let cache = CheckCache::new(8, Duration::from_secs(60), Duration::from_secs(60));
-        let (present, _) = cache.get_or_check("m.io/app:1", async { Ok(Answer::Present) }).await;
-        assert_eq!(present, Ok(Answer::Present));
+        let (app, _) = cache.get_or_check("m.io/app:1", async { Ok(present()) }).await;
+        assert_eq!(app, Ok(present()));
         for n in 0..1000 {
             let (answer, _) =
                 cache.get_or_check(&format!("m.io/random-{n}:1"), async { Ok(Answer::Absent(404)) }).await;
             assert_eq!(answer, Ok(Answer::Absent(404)));
         }
         assert!(cache.len().await <= 8);
-        assert_eq!(cache.cached("m.io/app:1").await, Some(Answer::Present));
+        assert_eq!(cache.cached("m.io/app:1").await, Some(present()));
         // Room permitting, "absent" is cached for its own time to live.
         let cache = CheckCache::new(8, Duration::from_secs(60), Duration::from_millis(50));
         let (first, _) = cache.get_or_check("m.io/late:1", async { Ok(Answer::Absent(404)) }).await;
         assert_eq!(first, Ok(Answer::Absent(404)));
-        let (again, hit) = cache.get_or_check("m.io/late:1", async { Ok(Answer::Present) }).await;
+        let (again, hit) = cache.get_or_check("m.io/late:1", async { Ok(present()) }).await;
         assert_eq!((again, hit), (Ok(Answer::Absent(404)), true));
         tokio::time::sleep(Duration::from_millis(80)).await;
-        let (pushed, hit) = cache.get_or_check("m.io/late:1", async { Ok(Answer::Present) }).await;
-        assert_eq!((pushed, hit), (Ok(Answer::Present), false), "expired: asked again");
+        let (pushed, hit) = cache.get_or_check("m.io/late:1", async { Ok(present()) }).await;
+        assert_eq!((pushed, hit), (Ok(present()), false), "expired: asked again");
     }
 
     #[tokio::test]
@@ -195,15 +233,15 @@ mod tests {
         let cache = CheckCache::new(8, Duration::from_secs(60), Duration::from_secs(60));
         for n in 0..100 {
             let image = format!("m.io/p:{n}");
-            let (answer, hit) = cache.get_or_check(&image, async { Ok(Answer::Present) }).await;
-            assert_eq!((answer, hit), (Ok(Answer::Present), false));
+            let (answer, hit) = cache.get_or_check(&image, async { Ok(present()) }).await;
+            assert_eq!((answer, hit), (Ok(present()), false));
             // Six present entries fit (a quarter of eight is kept for "absent").
             assert!(n >= 6 || cache.is_present(&image), "room left, so cached: {image}");
             assert!(cache.len().await <= 8, "after {n} inserts");
         }
         let cache = CheckCache::new(8, Duration::from_secs(1), Duration::from_secs(60));
-        let (kept, _) = cache.get_or_check("m.io/kept:1", async { Ok(Answer::Present) }).await;
-        assert_eq!(kept, Ok(Answer::Present));
+        let (kept, _) = cache.get_or_check("m.io/kept:1", async { Ok(present()) }).await;
+        assert_eq!(kept, Ok(present()));
         let read_until = std::time::Instant::now() + Duration::from_millis(300);
         while std::time::Instant::now() < read_until {
             assert!(cache.is_present("m.io/kept:1"));

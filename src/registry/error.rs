@@ -52,9 +52,12 @@ pub enum CheckError {
     /// An answer longer than mirrorswap reads; it was cut at the limit.
     #[error("{what} over {} bytes: cut at the limit", .limit)]
     TooLarge { what: &'static str, limit: usize },
-    /// A manifest whose bytes are not the digest they were asked by, or served as.
-    #[error("manifest digest {got} is not the expected {expected}")]
+    /// A manifest or blob whose bytes are not the digest they were asked by, or served as.
+    #[error("digest {got} of the bytes served is not the expected {expected}")]
     DigestMismatch { expected: String, got: String },
+    /// A manifest or config that cannot be read as one (said without quoting it).
+    #[error("unreadable manifest: {0}")]
+    Unreadable(String),
     /// The token service's answer could not be used.
     #[error("token: {0}")]
     Token(String),

@@ -210,7 +210,7 @@ mod tests {
             Err(CheckError::NoCredentials { registry: "m.io".into() }),
             Err(CheckError::Status(404)),
             Err(CheckError::NotAsked(super::super::client::NotAsked::Limit(32))),
-            Ok(Answer::Present),
+            Ok(Answer::Present(super::super::client::Found::default())),
         ] {
             host.record(&answer, t0);
             assert_eq!(host.admit(t0), Ok(Pass::Normal), "{answer:?}");

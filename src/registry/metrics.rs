@@ -1,6 +1,7 @@
 //! Registry-check metrics: `mirrorswap_registry_checks_total{registry,result}`,
-//! `mirrorswap_registry_check_duration_seconds` and `mirrorswap_registry_check_cache_total{result}`.
-//! The `registry` label comes from rule targets, so it stays bounded.
+//! `mirrorswap_registry_check_duration_seconds`, `mirrorswap_registry_check_cache_total{result}`
+//! and `mirrorswap_registry_platform_misses_total{registry,platform}`. The `registry` label
+//! comes from rule targets and `platform` from `--require-platforms`, so both stay bounded.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
@@ -16,6 +17,9 @@ pub struct RegistryMetrics {
     pub cache_hit: IntCounter,
     /// `…{result="miss"}`: answered by a lookup.
     pub cache_miss: IntCounter,
+    /// Candidates present but lacking a `--require-platforms` platform, by mirror and the
+    /// first platform missing.
+    pub platform_misses: IntCounterVec,
 }
 
 impl RegistryMetrics {
@@ -36,10 +40,18 @@ impl RegistryMetrics {
             ),
             &["result"],
         )?;
+        let platform_misses = IntCounterVec::new(
+            Opts::new(
+                "mirrorswap_registry_platform_misses_total",
+                "Candidates the mirror has but not for a platform --require-platforms names, by mirror and platform.",
+            ),
+            &["registry", "platform"],
+        )?;
         registry.register(Box::new(checks.clone()))?;
+        registry.register(Box::new(platform_misses.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(cache.clone()))?;
         let (cache_hit, cache_miss) = (cache.with_label_values(&["hit"]), cache.with_label_values(&["miss"]));
-        Ok(Self { checks, duration, cache_hit, cache_miss })
+        Ok(Self { checks, duration, cache_hit, cache_miss, platform_misses })
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! - [`args`]: the shared flags ([`CheckArgs`]).
 //! - [`auth_file`]: `--registry-auth`, a Docker config JSON.
-//! - [`client`]: one manifest lookup or read ([`Checker`], [`Answer`], [`client::Manifest`]);
+//! - [`client`]: one manifest lookup or read ([`Checker`], [`Answer`], [`client::Manifest`]),
+//!   and what a present answer learned ([`found`]: the digest; [`platform`]: the platforms);
 //!   [`session`]: authenticated requests to registries (credentials, challenges, tokens of
 //!   [`token`], TLS of [`tls`]) over [`http`]'s transport; [`error`]: why a request gave no
 //!   answer ([`CheckError`]).
@@ -19,9 +20,11 @@ pub mod auth_file;
 pub mod cache;
 pub mod client;
 pub mod error;
+pub mod found;
 pub mod hosts;
 pub mod http;
 pub mod metrics;
+pub mod platform;
 pub mod policy;
 pub mod session;
 pub mod tls;
@@ -31,7 +34,9 @@ pub mod verdict;
 pub use args::{CheckArgs, OnCheckError, PolicyArgs, SwapPolicy};
 pub use auth_file::{AuthFile, AuthFileError};
 pub use cache::CheckCache;
-pub use client::{Answer, Checker, ClientSettings};
+pub use client::{Answer, Checker, ClientSettings, Depth};
 pub use error::{CheckError, NotAsked};
+pub use found::{Digest, Found};
 pub use metrics::RegistryMetrics;
-pub use policy::{CheckSettings, Choice, Resolution, Resolved, Resolver, ResolverError, Tried, Verdict};
+pub use platform::{Platform, Platforms};
+pub use policy::{CheckSettings, Choice, Pin, Pinning, Resolution, Resolved, Resolver, ResolverError, Tried, Verdict};

@@ -14,6 +14,9 @@
 //! - A host whose registry failed is not asked for `--check-backoff` ([`super::hosts`]);
 //!   only a lookup that had its full `--check-timeout` can time its host out.
 //! - `--on-check-error` says what a failed lookup means when no candidate is present.
+//! - `--pin-digest` ([`Pinning`]): a taken candidate is pinned to the digest its check gave
+//!   (cached with the answer); `--require-platforms`: a present candidate whose index or
+//!   config lacks a required platform is `absent: lacks os/arch`, and the next is tried.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,11 +33,12 @@ use tracing::{info, warn};
 use super::args::{CheckArgs, OnCheckError};
 use super::auth_file::AuthFile;
 use super::cache::CheckCache;
-use super::client::{Answer, CheckError, Checker, ClientError, ClientSettings, NotAsked};
+use super::client::{Answer, CheckError, Checker, ClientError, ClientSettings, Depth, Found, NotAsked};
 use super::hosts::{Host, Hosts, Pass};
 use super::metrics::RegistryMetrics;
+use super::platform::Platform;
 use super::verdict::ImageResolution;
-pub use super::verdict::{Choice, Resolution, Resolved, Tried, Verdict};
+pub use super::verdict::{Choice, Pin, Resolution, Resolved, Tried, Verdict};
 use crate::credentials::RegistryInfo;
 use crate::rewrite::{Candidate, Decision, RuleSet, mirrored, reference};
 
@@ -50,6 +54,30 @@ pub struct CheckSettings {
     pub max_lookups: usize,
 }
 
+/// What the resolver learns of, and asks of, a present candidate.
+#[derive(Clone, Debug, Default)]
+pub struct Pinning {
+    /// `--pin-digest`: a taken candidate is pinned to its digest.
+    pub pin: bool,
+    /// Learn each present candidate's digest even without pinning (`audit --check-source`).
+    pub digests: bool,
+    /// `--require-platforms`: a candidate is present only when it covers each of these.
+    pub platforms: Vec<Platform>,
+}
+
+impl Pinning {
+    /// How much a lookup must learn for these settings.
+    pub fn depth(&self) -> Depth {
+        if !self.platforms.is_empty() {
+            Depth::Platforms
+        } else if self.pin || self.digests {
+            Depth::Digest
+        } else {
+            Depth::Presence
+        }
+    }
+}
+
 /// Decides, with the registries' help, which candidate each image gets. Cheap to share.
 pub struct Resolver {
     checker: ArcSwap<Checker>,
@@ -60,6 +88,9 @@ pub struct Resolver {
     hosts: Hosts,
     settings: CheckSettings,
     metrics: Option<RegistryMetrics>,
+    pinning: Pinning,
+    /// What lookups learn ([`Pinning::depth`]).
+    depth: Depth,
 }
 
 /// A resolver that could not be built.
@@ -111,7 +142,23 @@ impl Resolver {
             hosts: Hosts::new(usize::from(args.check_host_concurrency), args.check_backoff, args.check_timeout),
             settings,
             metrics,
+            pinning: Pinning::default(),
+            depth: Depth::Presence,
         })
+    }
+
+    /// The resolver pinning and requiring platforms as `pinning` says. Set before the first
+    /// lookup: cached answers hold what lookups learned.
+    pub fn with_pinning(mut self, pinning: Pinning) -> Self {
+        self.depth = pinning.depth();
+        self.pinning = pinning;
+        self
+    }
+
+    /// Whether taken candidates are pinned, or platforms required: the warm path then reads
+    /// the cached value, not only its presence.
+    fn reads_values(&self) -> bool {
+        self.pinning.pin || !self.pinning.platforms.is_empty()
     }
 
     /// Swaps in new credentials (a reloaded `--registry-auth`); cached answers are dropped.
@@ -176,18 +223,29 @@ impl Resolver {
             same
         });
         let mut warm_hits = 0_usize;
+        let reads_values = self.reads_values();
         for (image, _, known) in &mut by_image {
             // The warm path: the first candidate is rewrite()'s answer, and a cached "present"
-            // for it decides at once, without listing the other candidates.
-            if let Decision::Rewritten { image: first, rule } = rules.rewrite(image)
-                && self.cache.is_present(&first)
-            {
-                warm_hits += 1;
-                let registry = mirror_label(rule.target.as_str());
-                let tried =
-                    smallvec![Tried { image: first, rule, registry, outcome: Ok(Answer::Present), cached: true }];
-                *known = Some(Resolution { verdict: Verdict::Take(0), tried });
-            }
+            // for it decides at once, without listing the other candidates. Without pinning or
+            // platforms only its presence is read (no shared write); with them, its value.
+            let Decision::Rewritten { image: first, rule } = rules.rewrite(image) else { continue };
+            let found = if reads_values {
+                match self.cache.found(&first).await {
+                    Some(found) if self.missing_platform(&found).is_none() => found,
+                    // Absent, or lacking a platform: the cold path asks the other candidates.
+                    _ => continue,
+                }
+            } else if self.cache.is_present(&first) {
+                Found::default()
+            } else {
+                continue;
+            };
+            warm_hits += 1;
+            let registry = mirror_label(rule.target.as_str());
+            let pin = self.pin_of(&first, Some(&found));
+            let outcome = Ok(Answer::Present(found));
+            let tried = smallvec![Tried { image: first, rule, registry, outcome, cached: true }];
+            *known = Some(Resolution { verdict: Verdict::Take(0), tried, pin });
         }
         // Counted once per request: the counter is shared by every worker.
         if let (Some(metrics), 1..) = (&self.metrics, warm_hits) {
@@ -230,7 +288,8 @@ impl Resolver {
                 budget_left -= 1;
             } else if !candidates.iter().any(|candidate| self.cache.knows(&candidate.image)) {
                 self.count(mirror_label(first.rule.target.as_str()), "limit");
-                by_image[slot].2 = Some(Resolution { verdict: Verdict::Unasked, tried: SmallVec::new() });
+                by_image[slot].2 =
+                    Some(Resolution { verdict: Verdict::Unasked, tried: SmallVec::new(), pin: Pin::Off });
                 unasked += 1;
                 continue;
             }
@@ -259,7 +318,9 @@ impl Resolver {
     /// asks only images pulled from their rule's target). The metrics label is the registry.
     pub async fn presence(&self, image: &str) -> Result<Answer, CheckError> {
         let deadline = Deadline::now() + self.settings.timeout;
-        self.check(&registry_host(image), image, deadline).await.0
+        let label = registry_host(image);
+        let (outcome, _) = self.check(&label, image, deadline).await;
+        outcome.map(|answer| self.settle(&label, answer))
     }
 
     /// One image: its candidates in rule order, the first present one taken as soon as every
@@ -321,7 +382,50 @@ impl Resolver {
             Verdict::Keep(_) => Verdict::Keep(reasons(&tried)),
             other => other,
         };
-        Resolution { verdict, tried }
+        let pin = match &verdict {
+            Verdict::Take(index) => tried.get(*index).map_or(Pin::Off, |taken| {
+                self.pin_of(&taken.image, taken.outcome.as_ref().ok().and_then(Answer::found))
+            }),
+            Verdict::Keep(_) | Verdict::Unasked => Pin::Off,
+        };
+        Resolution { verdict, tried, pin }
+    }
+
+    /// The pin of a taken `candidate` whose check learned `found` (`None`: taken on a failed
+    /// lookup). A candidate that names a digest itself is left as it is.
+    fn pin_of(&self, candidate: &str, found: Option<&Found>) -> Pin {
+        if !self.pinning.pin || candidate.contains('@') {
+            return Pin::Off;
+        }
+        match found.and_then(|found| found.digest) {
+            Some(digest) => Pin::To(digest),
+            None => Pin::Unknown,
+        }
+    }
+
+    /// The first required platform a present answer does not cover (all of them when its
+    /// platforms were not read).
+    fn missing_platform<'p>(&'p self, found: &Found) -> Option<&'p Platform> {
+        let required = self.pinning.platforms.as_slice();
+        match &found.platforms {
+            Some(platforms) => platforms.first_missing(required),
+            None => required.first(),
+        }
+    }
+
+    /// A present answer judged against `--require-platforms`: [`Answer::Lacks`] the first
+    /// platform it does not cover (counted for the mirror `label`), else as it is.
+    fn settle(&self, label: &str, answer: Answer) -> Answer {
+        let Answer::Present(found) = &answer else { return answer };
+        match self.missing_platform(found) {
+            None => answer,
+            Some(platform) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.platform_misses.with_label_values(&[label, &platform.to_string()]).inc();
+                }
+                Answer::Lacks(platform.clone())
+            }
+        }
     }
 
     /// One candidate of a request: never when the image chose its registry, from the cache
@@ -341,13 +445,14 @@ impl Resolver {
         }
         if let Some(answer) = self.cache.cached(image).await {
             self.hit();
-            return (Ok(answer), true);
+            return (Ok(self.settle(label, answer)), true);
         }
         if budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1)).is_err() {
             self.count(label, "limit");
             return (Err(CheckError::NotAsked(NotAsked::Limit(self.settings.max_lookups))), false);
         }
-        self.check(label, image, deadline).await
+        let (outcome, cached) = self.check(label, image, deadline).await;
+        (outcome.map(|answer| self.settle(label, answer)), cached)
     }
 
     /// One candidate: the cache, else a lookup (shared with concurrent requests for the same
@@ -387,7 +492,7 @@ impl Resolver {
         deadline: Deadline,
     ) -> impl Future<Output = Result<Answer, CheckError>> + use<> {
         let checker = self.checker.load_full();
-        let (timeout, metrics) = (self.settings.timeout, self.metrics.clone());
+        let (timeout, metrics, depth) = (self.settings.timeout, self.metrics.clone(), self.depth);
         async move {
             let count = |result: &str| {
                 if let Some(metrics) = &metrics {
@@ -413,15 +518,15 @@ impl Resolver {
             let task = tokio::spawn(async move {
                 let _slot = slot;
                 let started = Instant::now();
-                let outcome = match tokio::time::timeout(timeout, checker.check(&image)).await {
+                let outcome = match tokio::time::timeout(timeout, checker.look(&image, depth)).await {
                     Ok(Err(CheckError::Timeout(_))) | Err(_) => Err(CheckError::Timeout(timeout)),
                     Ok(outcome) => outcome,
                 };
                 pass.record(&outcome, Instant::now());
                 let took = started.elapsed();
                 let result = match &outcome {
-                    Ok(Answer::Present) => "present",
-                    Ok(Answer::Absent(_)) => "absent",
+                    Ok(Answer::Present(_)) => "present",
+                    Ok(Answer::Absent(_) | Answer::Lacks(_)) => "absent",
                     Err(error) => error.label(),
                 };
                 if let Some(metrics) = &metrics {
@@ -461,7 +566,7 @@ fn decide(
     for (index, outcome) in outcomes.iter().enumerate() {
         match outcome {
             None => return None,
-            Some((Ok(Answer::Present), _)) => return Some(Verdict::Take(index)),
+            Some((Ok(Answer::Present(_)), _)) => return Some(Verdict::Take(index)),
             Some(_) => {}
         }
     }
@@ -519,7 +624,8 @@ fn reasons(tried: &[Tried<'_>]) -> String {
         .iter()
         .map(|tried| match &tried.outcome {
             Ok(Answer::Absent(status)) => format!("not in {} ({status})", tried.registry),
-            Ok(Answer::Present) => format!("in {}", tried.registry),
+            Ok(Answer::Lacks(platform)) => format!("{} lacks {platform}", tried.registry),
+            Ok(Answer::Present(_)) => format!("in {}", tried.registry),
             Err(error) => format!("mirror {}: {error}", tried.registry),
         })
         .collect();
@@ -575,16 +681,17 @@ mod tests {
             Decision::Unchanged(reason) => panic!("{image} not rewritten: {reason:?}"),
         };
         let cache = resolver.cache();
-        let (present, _) = cache.get_or_check(&target("nginx:1"), async { Ok(Answer::Present) }).await;
+        let present = Answer::Present(Found::default());
+        let (cached, _) = cache.get_or_check(&target("nginx:1"), async { Ok(present.clone()) }).await;
         let (absent, _) = cache.get_or_check(&target("redis:7"), async { Ok(Answer::Absent(404)) }).await;
-        assert_eq!((present, absent), (Ok(Answer::Present), Ok(Answer::Absent(404))));
+        assert_eq!((cached, absent), (Ok(present), Ok(Answer::Absent(404))));
 
         let images = ["nginx:1", "redis:7", "nginx:1", "quay.io/left/alone:1"];
         let mut resolved = resolver.resolve(&rules, &images).await;
         let present = target("nginx:1");
         for _ in 0..2 {
             match resolved.choose("nginx:1") {
-                Some(Choice::Take(image, rule)) => {
+                Some(Choice::Take(image, rule, Pin::Off)) => {
                     assert_eq!((image.as_str(), &*rule.source), (present.as_str(), "docker.io"))
                 }
                 other => panic!("nginx:1 taken, got {other:?}"),
@@ -594,5 +701,135 @@ mod tests {
         assert!(matches!(resolved.choose("redis:7"), Some(Choice::Keep(why)) if why.contains("(404)")));
         assert_eq!(resolved.choose("quay.io/left/alone:1"), None, "no rule: not resolved");
         assert!(resolved.get("nginx:1").is_some_and(|resolution| resolution.verdict == Verdict::Take(0)));
+    }
+}
+
+#[cfg(test)]
+mod pinning {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::registry::client::Digest;
+    use crate::registry::platform::Platforms;
+    use crate::rewrite::{Options, compile_maps};
+
+    const RULES: &str = "src.invalid/team::mirror.invalid/specific\nsrc.invalid::mirror.invalid/general\n";
+
+    fn resolver(pinning: Pinning, on_error: OnCheckError) -> Resolver {
+        let args = CheckArgs {
+            registry_auth: None,
+            registry_ca: None,
+            insecure_registries: Vec::new(),
+            check_timeout: Duration::from_millis(200),
+            check_cache_ttl: Duration::from_secs(3600),
+            check_negative_ttl: Duration::from_secs(3600),
+            check_cache_entries: 100,
+            check_backoff: Duration::from_secs(5),
+            check_host_concurrency: 16,
+        };
+        Resolver::new(&args, on_error, 32, None).expect("resolver").with_pinning(pinning)
+    }
+
+    fn platforms(list: &[&str]) -> Vec<Platform> {
+        list.iter().map(|text| Platform::parse(text).unwrap()).collect()
+    }
+
+    fn found(digest: &[u8], covers: &[&str]) -> Answer {
+        let platforms: Platforms = platforms(covers).into_iter().collect();
+        Answer::Present(Found { digest: Some(Digest::of(digest)), platforms: Some(platforms) })
+    }
+
+    /// (pinning, answers cached for `specific` and `general`, on error, what `team/app:1`
+    /// becomes or why it is kept)
+    #[tokio::test]
+    async fn candidates_are_pinned_to_their_digest_and_must_cover_the_platforms() {
+        let both = ["linux/amd64", "linux/arm64"];
+        let pin = Pinning { pin: true, ..Pinning::default() };
+        let pin_both = Pinning { pin: true, digests: false, platforms: platforms(&both) };
+        let general = format!("mirror.invalid/general/team/app:1@{}", Digest::of(b"general"));
+        let specific = format!("mirror.invalid/specific/app:1@{}", Digest::of(b"specific"));
+        let lacks = "mirror.invalid/specific lacks linux/arm64; mirror.invalid/general lacks linux/arm64";
+        type Case<'a> = (Pinning, Option<Answer>, Option<Answer>, OnCheckError, Result<&'a str, &'a str>);
+        let table: Vec<Case<'_>> = vec![
+            // The warm path pins too.
+            (pin.clone(), Some(found(b"specific", &[])), None, OnCheckError::Keep, Ok(&specific)),
+            // Without pinning, nothing is appended.
+            (
+                Pinning::default(),
+                Some(found(b"specific", &[])),
+                None,
+                OnCheckError::Keep,
+                Ok("mirror.invalid/specific/app:1"),
+            ),
+            // A single-platform candidate is skipped for the fallback that has both.
+            (
+                pin_both.clone(),
+                Some(found(b"specific", &["linux/amd64"])),
+                Some(found(b"general", &both)),
+                OnCheckError::Keep,
+                Ok(&general),
+            ),
+            // None has arm64: kept, the reason names the platform.
+            (
+                pin_both.clone(),
+                Some(found(b"specific", &["linux/amd64"])),
+                Some(found(b"general", &["linux/amd64", "linux/arm/v7"])),
+                OnCheckError::Keep,
+                Err(lacks),
+            ),
+            // `swap` takes a failed candidate, never one lacking a platform.
+            (
+                pin_both,
+                Some(found(b"specific", &["linux/amd64"])),
+                Some(found(b"general", &["linux/amd64"])),
+                OnCheckError::Swap,
+                Err(lacks),
+            ),
+        ];
+        let rules = compile_maps(RULES, Options::default()).expect("rules").rules;
+        for (pinning, specific_answer, general_answer, on_error, expected) in table {
+            let resolver = resolver(pinning.clone(), on_error);
+            for (image, answer) in [
+                ("mirror.invalid/specific/app:1", specific_answer),
+                ("mirror.invalid/general/team/app:1", general_answer),
+            ] {
+                if let Some(answer) = answer {
+                    let (cached, _) = resolver.cache().get_or_check(image, async { Ok(answer.clone()) }).await;
+                    assert_eq!(cached, Ok(answer));
+                }
+            }
+            let mut resolved = resolver.resolve(&rules, &["src.invalid/team/app:1"]).await;
+            let got = match resolved.choose("src.invalid/team/app:1") {
+                Some(Choice::Take(image, _, _)) => Ok(image),
+                Some(Choice::Keep(why)) => Err(why.to_owned()),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got.as_deref().map_err(String::as_str), expected, "{pinning:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_digest_reference_stays_and_a_failed_lookup_is_taken_unpinned() {
+        let rules = compile_maps(RULES, Options::default()).expect("rules").rules;
+        let resolver = resolver(Pinning { pin: true, ..Pinning::default() }, OnCheckError::Swap);
+        let digest = Digest::of(b"by digest");
+        let image = format!("src.invalid/team/app@{digest}");
+        let candidate = format!("mirror.invalid/specific/app@{digest}");
+        let (cached, _) = resolver.cache().get_or_check(&candidate, async { Ok(found(b"other", &[])) }).await;
+        assert!(cached.is_ok());
+        let mut resolved = resolver.resolve(&rules, &[image.as_str()]).await;
+        assert_eq!(
+            resolved
+                .choose(&image)
+                .map(|choice| matches!(choice, Choice::Take(taken, _, Pin::Off) if taken == candidate)),
+            Some(true)
+        );
+        // No registry answers for mirror.invalid: under `swap` the first candidate is taken,
+        // and its digest is not known.
+        let mut resolved = resolver.resolve(&rules, &["src.invalid/team/other:1"]).await;
+        match resolved.choose("src.invalid/team/other:1") {
+            Some(Choice::Take(image, _, Pin::Unknown)) => assert_eq!(image, "mirror.invalid/specific/other:1"),
+            other => panic!("{other:?}"),
+        }
     }
 }

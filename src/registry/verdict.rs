@@ -1,11 +1,11 @@
 //! What the `exists` policy decided for the images of one request: per image the verdict
 //! (take a candidate, keep the original and why, or kept unasked over the request's lookup
-//! limit) and every candidate asked on the way, as `/mutate`, `rewrite --explain` and the
-//! tests read them.
+//! limit), the digest a taken candidate is pinned to (`--pin-digest`), and every candidate
+//! asked on the way, as `/mutate`, `rewrite --explain` and the tests read them.
 
 use smallvec::SmallVec;
 
-use super::client::{Answer, CheckError};
+use super::client::{Answer, CheckError, Digest};
 use crate::rewrite::Rule;
 
 /// What to do with one image.
@@ -38,15 +38,31 @@ pub struct Tried<'r> {
 
 impl Tried<'_> {
     /// What the mirror said, as `rewrite --explain` and `audit` show it: `present`,
-    /// `absent (404)` or `error: …`, with `, cached` when the answer was.
+    /// `absent (404)`, `absent: lacks linux/arm64` or `error: …`, with `, cached` when the
+    /// answer was.
     pub fn answer(&self) -> String {
         let answer = match &self.outcome {
-            Ok(Answer::Present) => "present".to_owned(),
+            Ok(Answer::Present(_)) => "present".to_owned(),
             Ok(Answer::Absent(status)) => format!("absent ({status})"),
+            Ok(Answer::Lacks(platform)) => format!("absent: lacks {platform}"),
             Err(error) => format!("error: {error}"),
         };
         if self.cached { format!("{answer}, cached") } else { answer }
     }
+}
+
+/// What `--pin-digest` did to a taken candidate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pin {
+    /// Nothing: pinning is off, no candidate was taken, or the candidate names its digest
+    /// itself (a reference with a digest is left as it is).
+    #[default]
+    Off,
+    /// Pinned to the digest the mirror gave for the candidate in its check.
+    To(Digest),
+    /// Pinning is on but the digest is not known: the candidate was taken on a failed lookup
+    /// (`--on-check-error swap`), so it is rewritten unpinned.
+    Unknown,
 }
 
 /// The verdict for one image and the candidates tried on the way (held inline when it is one,
@@ -55,6 +71,8 @@ impl Tried<'_> {
 pub struct Resolution<'r> {
     pub verdict: Verdict,
     pub tried: SmallVec<[Tried<'r>; 1]>,
+    /// The taken candidate's pin.
+    pub pin: Pin,
 }
 
 impl<'r> Resolution<'r> {
@@ -64,6 +82,16 @@ impl<'r> Resolution<'r> {
             Verdict::Take(index) => self.tried.get(index),
             Verdict::Keep(_) | Verdict::Unasked => None,
         }
+    }
+
+    /// The image the original becomes: the taken candidate, `@sha256:…` appended when it is
+    /// pinned (`None` when the original is kept).
+    pub fn target(&self) -> Option<String> {
+        let mut image = self.taken()?.image.clone();
+        if let Pin::To(digest) = self.pin {
+            digest.pin(&mut image);
+        }
+        Some(image)
     }
 }
 
@@ -89,8 +117,9 @@ pub(super) struct ImageResolution<'r> {
 /// What one image field becomes, as [`Resolved::choose`] says.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Choice<'a, 'r> {
-    /// The taken candidate's image, and the rule that made it.
-    Take(String, &'r Rule),
+    /// The taken candidate's image (pinned when its [`Pin`] says so), the rule that made it,
+    /// and the pin.
+    Take(String, &'r Rule, Pin),
     /// The original stays, for this reason.
     Keep(&'a str),
     /// The original stays, unasked: [`Resolved::limit_warning`] speaks for all such images.
@@ -103,8 +132,9 @@ impl<'r> Resolved<'r> {
         self.position(image).map(|found| &self.by_image[found].resolution)
     }
 
-    /// What one field with `image` becomes. The taken image is copied for each field but the
-    /// last of those given to [`Resolver::resolve`], which gets it moved. `None` for an image
+    /// What one field with `image` becomes. The taken image (pinned when the resolution says
+    /// so) is copied for each field but the last of those given to [`Resolver::resolve`], which
+    /// gets it moved. `None` for an image
     /// not resolved (the rules leave it alone), and for a field beyond those given, whose
     /// image was moved already: the caller answers those as the rules alone would. Once moved,
     /// the taken candidate's image in [`Resolved::get`]'s answer is empty.
@@ -115,10 +145,14 @@ impl<'r> Resolved<'r> {
             Verdict::Keep(why) => Some(Choice::Keep(why)),
             Verdict::Unasked => Some(Choice::Unasked),
             Verdict::Take(index) => {
+                let pin = entry.resolution.pin;
                 let taken = entry.resolution.tried.get_mut(*index)?;
                 entry.uses = entry.uses.checked_sub(1)?;
-                let image = if entry.uses == 0 { std::mem::take(&mut taken.image) } else { taken.image.clone() };
-                Some(Choice::Take(image, taken.rule))
+                let mut image = if entry.uses == 0 { std::mem::take(&mut taken.image) } else { taken.image.clone() };
+                if let Pin::To(digest) = pin {
+                    digest.pin(&mut image);
+                }
+                Some(Choice::Take(image, taken.rule, pin))
             }
         }
     }

@@ -23,6 +23,10 @@
 //!   `quay.io::mirror.example.org` is `mirror.example.org:25502/x`; `mirror.example.org:6666/x`
 //!   is "already under" `mirror.example.org`): only exactly the target's `host[:port]` is the
 //!   mirror ([`pulls_from_target`]).
+//!
+//! A pinned reference (`MIRROR/team/app:1@sha256:…`, as `--pin-digest` writes it) is under its
+//! rule's target like its tag alone, so it is mirrored; [`Verdict::from_mirror`] and
+//! [`pinned`] tell `/validate --require-digest` which mirror images are pulled by tag only.
 
 use super::engine::{Decision, RuleSet, Unchanged};
 use super::reference::{self, DOCKER_HUB, DOCKER_HUB_ALIASES, Reference};
@@ -214,6 +218,18 @@ impl<'r> Verdict<'r, '_> {
     pub fn rule(&self) -> Option<&'r Rule> {
         self.decision.rule()
     }
+
+    /// True when the image, as it is, is pulled from a mirror: under a rule's target, from
+    /// exactly the registry the target names.
+    pub fn from_mirror(&self) -> bool {
+        matches!(self.decision, Decision::Unchanged(Unchanged::AlreadyMirrored(_))) && self.outside.is_none()
+    }
+}
+
+/// Whether `image` names a digest (`@sha256:…`, after a tag or not): what is pulled is exactly
+/// those bytes.
+pub fn pinned(image: &str) -> bool {
+    reference::parse(image).is_ok_and(|parsed| parsed.suffix.contains('@'))
 }
 
 /// Decisions that leave an image where it is without the rules meaning to.
@@ -410,6 +426,31 @@ mod tests {
             ("Not An Image", "invalid", true, true),
         ];
         assert_verdicts(&rules, &allowed, &table);
+    }
+
+    #[test]
+    fn a_pinned_mirror_reference_is_mirrored_and_says_so() {
+        let rules = compiled(RULES);
+        let digest = "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        // (image, reason, pulled from a mirror, pinned)
+        let table = [
+            (format!("m.example.org/hub/nginx:1.27{digest}"), "mirrored", true, true),
+            (format!("m.example.org/hub/nginx{digest}"), "mirrored", true, true),
+            ("m.example.org/hub/nginx:1.27".to_owned(), "mirrored", true, false),
+            (format!("m.example.org:6666/hub/nginx:1.27{digest}"), "foreign_port", false, true),
+            (format!("nginx:1.27{digest}"), "rewritten", false, true),
+            ("ghcr.io/org/app:1".to_owned(), "opted_out", false, false),
+            ("Not An Image@sha256:x".to_owned(), "invalid", false, false),
+        ];
+        for (image, reason, from_mirror, is_pinned) in table {
+            let verdict = judge(&rules, &[], &image);
+            assert_eq!(verdict.reason(), reason, "{image}");
+            assert_eq!(verdict.from_mirror(), from_mirror, "{image}");
+            assert_eq!(pinned(&image), is_pinned, "{image}");
+            if from_mirror {
+                assert!(!verdict.unmirrored(Stage::Admitted), "{image}");
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! is not a valid admission.k8s.io/v1 review gets a 400 with a one-line
 //! reason; a valid review whose object cannot be read is admitted unchanged
 //! with a warning, because a webhook problem must never block a cluster.
+//!
+//! With `--pin-digest`, a taken candidate arrives pinned (`TARGET:TAG@sha256:…`), and on
+//! UPDATE an image whose rewrite is the old image without its digest keeps the old pinned
+//! reference ([`Changes::kept_pin`]): a GitOps tool re-applying the tag restarts nothing.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +23,7 @@ use crate::k8s::pointer::pointer;
 use crate::k8s::review::{Metadata, Object, Request, Review, envelope_problem};
 use crate::k8s::update::{Changes, Verdict};
 use crate::k8s::workload::{self, ImageField, ORIGINAL_IMAGES_ANNOTATION};
-use crate::registry::{Choice, Resolved};
+use crate::registry::{Choice, Pin, Resolved};
 use crate::rewrite::{Decision, Explanation, RuleSet, Unchanged, excerpt};
 
 /// Behaviour switches of the admission handler.
@@ -33,6 +37,9 @@ pub struct Settings {
     /// (registry, secret): images rewritten to the registry need the secret in
     /// `spec.imagePullSecrets`.
     pub pull_secrets: std::sync::Arc<[(String, String)]>,
+    /// `--pin-digest`: on UPDATE, keep an old pinned reference whose tag the new image's
+    /// rewrite names ([`Changes::kept_pin`]). (The pins themselves come with the resolution.)
+    pub pin_digest: bool,
 }
 
 /// What to send back, and how to count it.
@@ -83,8 +90,9 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
 /// The images of a parsed request that the webhook would decide on (none for a request it
 /// ignores): what `--swap-policy exists` asks the registries about before [`answer_request`].
 /// One per field, in the fields `decide` walks, so that [`Resolved::choose`] can move each
-/// taken image into the patch at its last field.
-pub fn images_to_check<'r>(request: &'r Request<'_>) -> Vec<&'r str> {
+/// taken image into the patch at its last field. A field that keeps its old pin
+/// ([`Changes::kept_pin`]) is not asked about.
+pub fn images_to_check<'r>(request: &'r Request<'_>, rules: &RuleSet, settings: &Settings) -> Vec<&'r str> {
     let known = workload::known_kind(&request.kind.group, &request.kind.kind);
     let Some(changes) = known.and_then(|known| Changes::of(request, known)) else {
         return Vec::new();
@@ -92,7 +100,11 @@ pub fn images_to_check<'r>(request: &'r Request<'_>) -> Vec<&'r str> {
     if workload::opted_out(&changes.object.metadata) {
         return Vec::new();
     }
-    changes.to_decide().map(|field| field.image).collect()
+    changes
+        .to_decide()
+        .filter(|field| !settings.pin_digest || changes.kept_pin(rules, field).is_none())
+        .map(|field| field.image)
+        .collect()
 }
 
 /// Answers one admission request body; with `resolved` (`--swap-policy exists`), each image
@@ -200,9 +212,25 @@ fn decide(
             metrics.unchanged.with_label_values(&[reason]).inc();
             continue;
         }
+        if let Some(old) = changes.kept_pin(rules, &field).filter(|_| settings.pin_digest) {
+            debug!(uid = %request.uid, %container, %image, %old, "pinned image kept on update");
+            metrics.pinned.with_label_values(&["kept_on_update"]).inc();
+            if !settings.pull_secrets.is_empty() {
+                secrets_needed.extend(secrets_for(&settings.pull_secrets, old));
+            }
+            operations.push(PatchOperation::replace(field.pointer(), Value::String(old.to_owned())));
+            continue;
+        }
         let decision = match resolved.as_deref_mut().and_then(|resolved| resolved.choose(image)) {
             None => rules.rewrite(image),
-            Some(Choice::Take(image, rule)) => Decision::Rewritten { image, rule },
+            Some(Choice::Take(image, rule, pin)) => {
+                match pin {
+                    Pin::To(_) => metrics.pinned.with_label_values(&["pinned"]).inc(),
+                    Pin::Unknown => metrics.pinned.with_label_values(&["no_digest"]).inc(),
+                    Pin::Off => {}
+                }
+                Decision::Rewritten { image, rule }
+            }
             Some(Choice::Keep(why)) => {
                 debug!(uid = %request.uid, %container, %image, "image kept: {why}");
                 if kept < MAX_KEPT_WARNINGS {

@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::logging::LogFormat;
 use crate::k8s::api::{ObjectKind, ObjectSource};
+use crate::registry::args::PinArgs;
 use crate::registry::{CheckArgs, PolicyArgs, SwapPolicy};
 use crate::rules_file::Format;
 use crate::rules_file::args::EngineArgs;
@@ -71,6 +72,8 @@ pub struct ServeArgs {
     pub engine: EngineArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub pin: PinArgs,
     #[command(flatten)]
     pub check: CheckArgs,
     /// Accept a reload that yields no rules while rules are in force. By default such a reload
@@ -156,6 +159,7 @@ impl ServeArgs {
                 self.max_inflight_body_bytes, self.max_body_bytes
             )));
         }
+        self.pin.check(self.policy.swap_policy).map_err(ConflictingFlags)?;
         let check = self.check.check_timeout;
         if self.policy.swap_policy == SwapPolicy::Exists && check >= self.request_timeout {
             return Err(ConflictingFlags(format!(
@@ -223,7 +227,7 @@ mod tests {
     #[test]
     fn contradicting_flags_are_refused_naming_both() {
         // (flags, the refusal's text or "" when they are consistent)
-        let table: [(&[&str], &str); 8] = [
+        let table: [(&[&str], &str); 11] = [
             (&[], ""),
             (&["--swap-policy=exists"], ""),
             (&["--swap-policy=exists", "--check-timeout=4s"], ""),
@@ -242,6 +246,10 @@ mod tests {
                 &["--max-body-bytes=2000", "--max-inflight-body-bytes=1000"],
                 "--max-inflight-body-bytes (1000) must be at least",
             ),
+            // Pinning needs the mirror's answer.
+            (&["--swap-policy=exists", "--pin-digest", "--require-platforms=linux/amd64,linux/arm64"], ""),
+            (&["--pin-digest"], "--pin-digest needs --swap-policy exists"),
+            (&["--require-platforms=linux/arm64"], "--require-platforms needs --swap-policy exists"),
         ];
         for (flags, refused) in table {
             let args = Serve::try_parse_from(["serve"].iter().chain(flags)).expect("parses").args;

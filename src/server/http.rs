@@ -108,7 +108,7 @@ async fn respond(state: &Arc<State>, is_json: bool, body: Bytes, work: Work) -> 
         let large = body.len() > INLINE_BODY_LIMIT;
         match cpu_bound(large, || admission::parse(&body)) {
             Ok(request) => {
-                let images = cpu_bound(large, || admission::images_to_check(&request));
+                let images = cpu_bound(large, || admission::images_to_check(&request, &rules, &state.settings));
                 let mut resolved = resolver.resolve(&rules, &images).await;
                 cpu_bound(large, || {
                     admission::answer_request(&request, &rules, &state.settings, &state.metrics, Some(&mut resolved))

@@ -45,6 +45,11 @@ pub struct Metrics {
     pub inflight_body_bytes: IntGauge,
     /// Unmirrored images `/validate` found, by the action taken (`allow`, `warn`, `deny`).
     pub unmirrored: IntCounterVec,
+    /// Mirror images without a digest that `/validate --require-digest` refused.
+    pub unpinned: IntCounter,
+    /// `--pin-digest`: images pinned (`pinned`), old pins kept on UPDATE (`kept_on_update`),
+    /// and images taken without a known digest (`no_digest`, `--on-check-error swap`).
+    pub pinned: IntCounterVec,
 }
 
 impl Metrics {
@@ -117,6 +122,18 @@ impl Metrics {
             ),
             &["action"],
         )?;
+        let unpinned = IntCounter::new(
+            "mirrorswap_unpinned_images_total",
+            "Mirror images without a digest that /validate refused under --require-digest.",
+        )?;
+        let pinned = IntCounterVec::new(
+            Opts::new(
+                "mirrorswap_images_pinned_total",
+                "--pin-digest: images pinned to the mirror's digest, old pins kept on UPDATE, and images taken without \
+                 a known digest, by result.",
+            ),
+            &["result"],
+        )?;
         let last_reload_successful = IntGaugeVec::new(
             Opts::new("mirrorswap_last_reload_successful", "1 when the last load succeeded, 0 when it failed."),
             &["what"],
@@ -143,6 +160,8 @@ impl Metrics {
         registry.register(Box::new(requests_shed.clone()))?;
         registry.register(Box::new(inflight_body_bytes.clone()))?;
         registry.register(Box::new(unmirrored.clone()))?;
+        registry.register(Box::new(pinned.clone()))?;
+        registry.register(Box::new(unpinned.clone()))?;
         registry.register(Box::new(build_info))?;
         // Every reload series exists from the start at 0, so the first failure after start-up is
         // an increase that `increase()`/`rate()` see (a series born at 1 shows none).
@@ -154,6 +173,9 @@ impl Metrics {
         // Likewise the leak guard's: the first denied image is an increase the alert sees.
         for action in ["allow", "warn", "deny"] {
             unmirrored.with_label_values(&[action]);
+        }
+        for result in ["pinned", "kept_on_update", "no_digest"] {
+            pinned.with_label_values(&[result]);
         }
         Ok(Self {
             registry,
@@ -174,6 +196,8 @@ impl Metrics {
             requests_shed,
             inflight_body_bytes,
             unmirrored,
+            unpinned,
+            pinned,
         })
     }
 

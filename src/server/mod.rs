@@ -98,6 +98,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         annotate_original: args.annotate_original,
         rules_origin: rules_origin.into(),
         pull_secrets: args.pull_secrets.clone().into(),
+        pin_digest: args.pin.pin_digest,
     };
     let resolver = resolver(&args, &metrics)?;
     let state =
@@ -240,12 +241,15 @@ fn resolver(args: &ServeArgs, metrics: &metrics::Metrics) -> anyhow::Result<Opti
         return Ok(None);
     }
     let registry_metrics = RegistryMetrics::new(metrics.registry()).context("creating registry metrics")?;
-    let resolver = Arc::new(Resolver::new(
-        &args.check,
-        args.policy.on_check_error,
-        usize::from(args.policy.check_max_lookups),
-        Some(registry_metrics),
-    )?);
+    let resolver = Arc::new(
+        Resolver::new(
+            &args.check,
+            args.policy.on_check_error,
+            usize::from(args.policy.check_max_lookups),
+            Some(registry_metrics),
+        )?
+        .with_pinning(args.pin.pinning()),
+    );
     if let Some(rules) = &args.rules {
         // A `registry-secret.yaml` manifest as the rules file names the mirror too.
         resolver.set_palette(palette_of_rules_file(rules));
@@ -261,9 +265,12 @@ fn resolver(args: &ServeArgs, metrics: &metrics::Metrics) -> anyhow::Result<Opti
             Err(error) => error!(%error, "registry credentials reload failed; keeping the current ones"),
         })?;
     }
+    let platforms: Vec<String> = args.pin.require_platforms.iter().map(ToString::to_string).collect();
     info!(
         timeout = ?args.check.check_timeout,
         on_check_error = ?args.policy.on_check_error,
+        pin_digest = args.pin.pin_digest,
+        require_platforms = %platforms.join(","),
         "swap policy `exists`: images are rewritten only to targets the mirror has"
     );
     Ok(Some(resolver))

@@ -10,6 +10,11 @@
 //! `--unmirrored allow` only counts them, `warn` admits with one warning per image, `deny`
 //! refuses the object (403) naming each image, container and reason.
 //!
+//! A pinned mirror reference (`MIRROR/team/app:1@sha256:…`, as `--pin-digest` writes it) is
+//! mirrored like its tag alone. `--require-digest` (off by default) also refuses an object that
+//! would pull a mirror image by tag only, whatever `--unmirrored` says, for clusters that must
+//! prove what runs: only a digest names the bytes a node runs.
+//!
 //! Only what the request changes is judged, with `/mutate`'s own matching
 //! ([`crate::k8s::update::Changes`]): on UPDATE the images that are new or changed against
 //! `oldObject` (an unrelated update — a label, `rollout restart`, a finalizer — of an object
@@ -83,6 +88,11 @@ pub struct ValidationArgs {
     /// default: a Pod author sets those, so exemptions come from the webhook's namespaceSelector.
     #[arg(long, env = "MIRRORSWAP_GUARD_HONORS_OBJECT_OPT_OUT")]
     pub guard_honors_object_opt_out: bool,
+    /// Refuse (403) an object that would pull a mirror image without a digest
+    /// (`MIRROR/x:1` rather than `MIRROR/x:1@sha256:…`, which `--pin-digest` writes), whatever
+    /// --unmirrored says: for clusters that must prove what runs.
+    #[arg(long, env = "MIRRORSWAP_REQUIRE_DIGEST")]
+    pub require_digest: bool,
 }
 
 impl ValidationArgs {
@@ -92,6 +102,7 @@ impl ValidationArgs {
             mode: self.unmirrored,
             allowed: self.allow_registries.clone().into(),
             honors_object_opt_out: self.guard_honors_object_opt_out,
+            require_digest: self.require_digest,
         }
     }
 }
@@ -105,6 +116,8 @@ pub struct Settings {
     pub allowed: Arc<[AllowedPrefix]>,
     /// An object's own opt-out label or annotation exempts it.
     pub honors_object_opt_out: bool,
+    /// Mirror images must be pinned (`--require-digest`).
+    pub require_digest: bool,
 }
 
 /// The `/validate` route: a JSON `AdmissionReview` in, the verdict out.
@@ -134,13 +147,19 @@ pub async fn route(Shared(state): Shared<Arc<State>>, headers: HeaderMap, body: 
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
 }
 
-/// One unmirrored image of an object.
+/// One unmirrored, or (`--require-digest`) unpinned, image of an object.
 struct Finding<'a> {
     list: &'static str,
     container: &'a str,
     image: &'a str,
     why: String,
+    /// A mirror image without a digest: refused under `--require-digest`, whatever the mode.
+    unpinned: bool,
 }
+
+/// Why a mirror image without a digest is refused.
+const UNPINNED: &str = "pulled from the mirror by tag, without a digest: --require-digest wants \
+                        `IMAGE:TAG@sha256:…` (serve --pin-digest writes it)";
 
 /// Answers one validation request body: the HTTP status and the body.
 pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metrics) -> (StatusCode, Vec<u8>) {
@@ -174,48 +193,64 @@ pub fn answer(body: &[u8], rules: &RuleSet, settings: &Settings, metrics: &Metri
         .to_decide()
         .filter_map(|field| {
             let verdict = mirrored::judge(rules, &settings.allowed, field.image);
-            verdict.unmirrored(Stage::Admitted).then(|| Finding {
+            let finding = |why: String, unpinned| Finding {
                 list: field.list,
                 container: field.container,
                 image: field.image,
-                why: verdict.why(Stage::Admitted),
-            })
+                why,
+                unpinned,
+            };
+            if verdict.unmirrored(Stage::Admitted) {
+                Some(finding(verdict.why(Stage::Admitted), false))
+            } else if settings.require_digest && verdict.from_mirror() && !mirrored::pinned(field.image) {
+                Some(finding(UNPINNED.to_owned(), true))
+            } else {
+                None
+            }
         })
         .collect();
     if findings.is_empty() {
         return respond(uid, true, &[], None);
     }
     let mode = settings.mode;
-    metrics.unmirrored.with_label_values(&[mode.label()]).inc_by(findings.len() as u64);
+    let (unpinned, unmirrored): (Vec<&Finding<'_>>, Vec<&Finding<'_>>) =
+        findings.iter().partition(|finding| finding.unpinned);
+    metrics.unmirrored.with_label_values(&[mode.label()]).inc_by(unmirrored.len() as u64);
+    metrics.unpinned.inc_by(unpinned.len() as u64);
     let namespace = request.namespace.as_deref().unwrap_or("-");
     let name = admission::object_name(&request, object);
     for finding in &findings {
+        let action = if finding.unpinned { "deny" } else { mode.label() };
+        let what = if finding.unpinned { "unpinned" } else { "unmirrored" };
         info!(%uid, %kind, %namespace, %name, container = %finding.container, image = %finding.image,
-              action = mode.label(), "unmirrored image: {}", finding.why);
+              %action, "{what} image: {}", finding.why);
     }
-    let describe = |finding: &Finding<'_>| {
+    let describe = |finding: &&Finding<'_>| {
         format!("{} `{}` image `{}`: {}", finding.list, display(finding.container), finding.image, finding.why)
     };
-    match mode {
-        Mode::Allow => respond(uid, true, &[], None),
+    let warnings: Vec<String> = match mode {
         Mode::Warn => {
-            let warnings: Vec<String> =
-                findings.iter().map(|finding| format!("mirrorswap: unmirrored image: {}", describe(finding))).collect();
-            respond(uid, true, &warnings, None)
+            unmirrored.iter().map(|finding| format!("mirrorswap: unmirrored image: {}", describe(finding))).collect()
         }
-        Mode::Deny => {
-            let list: Vec<String> = findings.iter().map(describe).collect();
-            let mut message = format!(
-                "mirrorswap: {kind} {namespace}/{name} would pull {} image(s) from outside the mirrors: {}",
-                findings.len(),
-                list.join("; ")
-            );
-            if opted_out {
-                message.push_str(OPT_OUT_IGNORED);
-            }
-            respond(uid, false, &[], Some(&message))
-        }
+        Mode::Allow | Mode::Deny => Vec::new(),
+    };
+    let mut refusals = Vec::new();
+    if mode == Mode::Deny && !unmirrored.is_empty() {
+        let list: Vec<String> = unmirrored.iter().map(describe).collect();
+        refusals.push(format!("{} image(s) from outside the mirrors: {}", unmirrored.len(), list.join("; ")));
     }
+    if !unpinned.is_empty() {
+        let list: Vec<String> = unpinned.iter().map(describe).collect();
+        refusals.push(format!("{} mirror image(s) without a digest: {}", unpinned.len(), list.join("; ")));
+    }
+    if refusals.is_empty() {
+        return respond(uid, true, &warnings, None);
+    }
+    let mut message = format!("mirrorswap: {kind} {namespace}/{name} would pull {}", refusals.join("; and "));
+    if opted_out {
+        message.push_str(OPT_OUT_IGNORED);
+    }
+    respond(uid, false, &warnings, Some(&message))
 }
 
 /// Said after a refusal of an object that opts out: why that did not exempt it.

@@ -25,6 +25,7 @@ pub mod chart;
 pub mod components;
 pub mod control_plane;
 pub mod hostile;
+pub mod images;
 pub mod k8s_update;
 pub mod kube_objects;
 pub mod kube_pki;

@@ -111,6 +111,9 @@ registryAuth.existingSecret and registryCa, never into args, env or NOTES. A val
 {{- define "mirrorswap.registryCheckArgs" -}}
 {{- $check := .Values.registryCheck }}
 {{- $palette := include "mirrorswap.paletteRegistryCheck" . | fromJson }}
+{{- if and (ne $check.swapPolicy "exists") (or $check.pinDigest $check.requirePlatforms) }}
+{{- fail "registryCheck.pinDigest and registryCheck.requirePlatforms need registryCheck.swapPolicy exists: the digest and the platforms come from the mirror's answer, and with always no registry is asked" }}
+{{- end }}
 {{- /* always is the server's default: no flag, so the rendered args stay what they were. */ -}}
 {{- if eq $check.swapPolicy "exists" }}
 - --swap-policy=exists
@@ -122,6 +125,12 @@ registryAuth.existingSecret and registryCa, never into args, env or NOTES. A val
 - --check-backoff={{ $check.backoff }}
 - --check-max-lookups={{ int64 $check.maxLookups }}
 - --check-host-concurrency={{ int64 $check.hostConcurrency }}
+{{- if $check.pinDigest }}
+- --pin-digest
+{{- end }}
+{{- with $check.requirePlatforms }}
+- --require-platforms={{ join "," . }}
+{{- end }}
 {{- end }}
 {{- if or .Values.registryAuth.existingSecret $palette.auth }}
 - --registry-auth=/etc/mirrorswap/registry-auth/.dockerconfigjson

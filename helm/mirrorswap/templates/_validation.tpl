@@ -59,5 +59,8 @@ webhooks:
 {{- if .Values.validation.honorObjectOptOut }}
 - --guard-honors-object-opt-out
 {{- end }}
+{{- if .Values.validation.requireDigest }}
+- --require-digest
+{{- end }}
 {{- end }}
 {{- end }}
