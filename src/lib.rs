@@ -28,3 +28,4 @@ pub mod registry;
 pub mod rewrite;
 pub mod rules_file;
 pub mod server;
+pub mod sync;

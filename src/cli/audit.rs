@@ -193,14 +193,16 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         format: args.format,
         options: args.engine.options(),
         files: args.files.clone(),
+        images: None,
         kubeconfig: args.kubeconfig.clone(),
         namespaces: args.namespaces.clone(),
         page_size: args.page_size,
         allow_registries: args.allow_registries.clone(),
         mirror,
+        palette: false,
     };
     let rows = match plan::run(&plan)? {
-        Ok(rows) => rows,
+        Ok(audited) => audited.rows,
         Err(Reported) => return Ok(ExitCode::from(2)),
     };
     let stdout = std::io::stdout();
