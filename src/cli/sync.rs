@@ -137,8 +137,9 @@ fn sync(args: &SyncArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         };
-        let source = RemoteSource::new(sources, usize::from(args.copy.host_connections));
-        let engine = Engine::new(source, RemoteMirror::new(mirror), args.copy.settings(args.dry_run));
+        let timeout = args.copy.timeout;
+        let source = RemoteSource::new(sources, usize::from(args.copy.host_connections), timeout);
+        let engine = Engine::new(source, RemoteMirror::new(mirror, timeout), args.copy.settings(args.dry_run));
         let progress = super::sync_progress::for_stderr(jobs.len());
         let reports = runtime.block_on(engine.run(&jobs, std::sync::Arc::clone(&progress)));
         drop(progress);

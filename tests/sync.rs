@@ -1,0 +1,309 @@
+//! `mirrorswap sync` between two real registries on loopback (Debian's docker-registry, TLS
+//! from a test CA each, htpasswd logins), images pushed to the source by skopeo: a
+//! two-platform index sharing a base layer, an image referenced by digest only, a cosign-style
+//! signature tag. What the mirror holds afterwards is read back with skopeo and pulled by a
+//! real containerd; what was sent is counted in the mirror's access log.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::components::require_all;
+use common::registry::{Auth, Layout, Logged, PASSWORD, Registry, USER};
+use serde_json::{Value, json};
+
+/// The source's images, as the tests pushed them.
+struct Source {
+    registry: Registry,
+    /// `src/app:1`: the index, and its two platform manifests' digests.
+    index: String,
+    children: Vec<String>,
+    /// `src/tool`, referenced by digest only.
+    tool: String,
+    /// The signature tag of the index, and its digest.
+    signature_tag: String,
+    signature: String,
+}
+
+fn digest_of(descriptor: &Value) -> String {
+    descriptor["digest"].as_str().unwrap().to_owned()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    format!("sha256:{}", digest.as_ref().iter().map(|byte| format!("{byte:02x}")).collect::<String>())
+}
+
+impl Source {
+    async fn start(dir: &Path) -> Option<Self> {
+        let registry = Registry::start(Auth::Basic).await?;
+        let layout = Layout::new(&dir.join("layout"));
+        let base = layout.layer("base.txt", b"a base layer both platforms share");
+        let amd64 = layout.image("linux", "amd64", &[base.clone(), layout.layer("app", b"amd64 binary")]);
+        let arm64 = layout.image("linux", "arm64", &[base, layout.layer("app", b"arm64 binary")]);
+        let index = layout.index(&[amd64.clone(), arm64.clone()]);
+        layout.tag("app", &index);
+        let tool = layout.image("linux", "amd64", &[layout.layer("tool", b"a tool pinned by digest")]);
+        layout.tag("tool", &tool);
+        // A cosign-style signature of the index: `sha256-HEX.sig`, a manifest whose layer is
+        // the signed payload.
+        let payload = json!({"critical": {"image": {"docker-manifest-digest": digest_of(&index)}}});
+        let signed = layout.blob("application/vnd.dev.cosign.simplesigning.v1+json", payload.to_string().as_bytes());
+        let config = layout.blob("application/vnd.oci.image.config.v1+json", b"{}");
+        let signature = layout.manifest(&json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config, "layers": [signed],
+        }));
+        layout.tag("sig", &signature);
+        let signature_tag = format!("{}.sig", digest_of(&index).replace(':', "-"));
+        for (tag, reference) in [
+            ("app", "src/app:1".to_owned()),
+            ("tool", "src/tool:pushed".to_owned()),
+            ("sig", format!("src/app:{signature_tag}")),
+        ] {
+            registry.push_layout(&layout.dir, tag, &reference).await;
+        }
+        Some(Self {
+            registry,
+            index: digest_of(&index),
+            children: vec![digest_of(&amd64), digest_of(&arm64)],
+            tool: digest_of(&tool),
+            signature_tag,
+            signature: digest_of(&signature),
+        })
+    }
+}
+
+/// Files a run of `sync` reads: the rules, both logins, both CAs.
+struct Setup {
+    dir: tempfile::TempDir,
+    rules: PathBuf,
+    source_auth: PathBuf,
+    mirror_auth: PathBuf,
+}
+
+impl Setup {
+    fn new(source: &Registry, mirror: &Registry) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let rules = write("rules.conf", &format!("{}::{}/copies\n", source.host(), mirror.host()));
+        let source_auth = write("source.json", &source.docker_config());
+        let mirror_auth = write("mirror.json", &mirror.docker_config());
+        Self { dir, rules, source_auth, mirror_auth }
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The flags every run takes: rules, logins, both CAs.
+    fn args(&self, source: &Registry, mirror: &Registry) -> Vec<String> {
+        let path = |path: &Path| path.display().to_string();
+        vec![
+            "sync".into(),
+            "--rules".into(),
+            path(&self.rules),
+            "--source-auth".into(),
+            path(&self.source_auth),
+            "--registry-auth".into(),
+            path(&self.mirror_auth),
+            "--registry-ca".into(),
+            path(&source.ca_path()),
+            "--registry-ca".into(),
+            path(&mirror.ca_path()),
+        ]
+    }
+}
+
+/// Runs `mirrorswap ARGS` off the runtime (the hostile sources answer on it).
+async fn mirrorswap(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || Command::new(env!("CARGO_BIN_EXE_mirrorswap")).args(&args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn blob_writes(log: &[Logged]) -> Vec<&Logged> {
+    log.iter().filter(|logged| logged.is_blob_write()).collect()
+}
+
+#[tokio::test]
+async fn sync_copies_the_sources_bytes_and_a_rerun_sends_nothing() {
+    let Some([containerd, ctr]) = require_all(["containerd", "ctr"]) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(source) = Source::start(dir.path()).await else { return };
+    let Some(mirror) = Registry::start(Auth::Basic).await else { return };
+    let setup = Setup::new(&source.registry, &mirror);
+    let (src, dst) = (source.registry.host(), mirror.host());
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app, namespace: team}}\nspec:\n  template:\n    spec:\n      \
+         containers:\n      - {{name: app, image: \"{src}/src/app:1\"}}\n      initContainers:\n      - {{name: tool, image: \
+         \"{src}/src/tool@{}\"}}\n",
+        source.tool
+    );
+    let manifests = setup.write("deploy.yaml", &deployment);
+    let mut args = setup.args(&source.registry, &mirror);
+    args.extend(["-f".into(), manifests.display().to_string()]);
+
+    // A dry run lists what would move and writes nothing.
+    let mut dry = args.clone();
+    dry.push("--dry-run".into());
+    let output = mirrorswap(dry).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).matches("would copy").count(), 3, "{}", text(&output));
+    let log = mirror.access_log();
+    assert!(blob_writes(&log).is_empty() && !log.iter().any(|logged| logged.method == "PUT"), "{log:?}");
+
+    let output = mirrorswap(args.clone()).await;
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).matches(" copied ").count(), 2, "{report}");
+
+    // Byte for byte: the index, both platforms, the signature tag, the pinned image and its anchor.
+    let anchor = source.tool.replace(':', "-");
+    let pairs = [
+        ("src/app:1".to_owned(), "copies/src/app:1".to_owned()),
+        (format!("src/app@{}", source.children[0]), format!("copies/src/app@{}", source.children[0])),
+        (format!("src/app@{}", source.children[1]), format!("copies/src/app@{}", source.children[1])),
+        (format!("src/app:{}", source.signature_tag), format!("copies/src/app:{}", source.signature_tag)),
+        (format!("src/tool@{}", source.tool), format!("copies/src/tool@{}", source.tool)),
+        (format!("src/tool@{}", source.tool), format!("copies/src/tool:{anchor}")),
+    ];
+    for (at_source, at_mirror) in &pairs {
+        let expected = source.registry.raw(at_source).await.unwrap_or_else(|| panic!("{at_source} at the source"));
+        let copied = mirror.raw(at_mirror).await.unwrap_or_else(|| panic!("{at_mirror} is not at the mirror"));
+        assert_eq!(sha256(&copied), sha256(&expected), "{at_mirror}");
+    }
+    assert_eq!(sha256(&mirror.raw("copies/src/app:1").await.unwrap()), source.index);
+    assert_eq!(
+        sha256(&mirror.raw(&format!("copies/src/app:{}", source.signature_tag)).await.unwrap()),
+        source.signature
+    );
+    // The base layer both platforms share was sent once.
+    let first = mirror.access_log();
+    let commits: Vec<&Logged> = blob_writes(&first).into_iter().filter(|logged| logged.method == "PUT").collect();
+    let mut committed: Vec<&str> =
+        commits.iter().map(|logged| logged.path.rsplit("sha256").next().unwrap_or("")).collect();
+    let all = committed.len();
+    committed.sort_unstable();
+    committed.dedup();
+    assert_eq!(committed.len(), all, "a blob was committed twice: {commits:?}");
+
+    // A second run sends nothing and costs about one HEAD per image.
+    let output = mirrorswap(args.clone()).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).matches(" present ").count(), 2, "{}", text(&output));
+    let second = &mirror.access_log()[first.len()..];
+    assert!(blob_writes(second).is_empty(), "the rerun sent blobs: {second:?}");
+    let heads = second.iter().filter(|logged| logged.method == "HEAD").count();
+    eprintln!("rerun at the mirror: {} requests, {heads} HEAD, for 2 images and 1 signature tag", second.len());
+    assert!(second.iter().all(|logged| logged.method == "HEAD") && heads <= 3, "{second:?}");
+
+    // A real containerd pulls the pinned copy by digest from the mirror.
+    let daemon_dir = tempfile::tempdir().unwrap();
+    let d = daemon_dir.path().display();
+    let config = daemon_dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n[grpc]\n  address = \"{d}/ctd.sock\"\n"),
+    )
+    .unwrap();
+    let mut daemon = Command::new(&containerd)
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(daemon_dir.path().join("containerd.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let socket = daemon_dir.path().join("ctd.sock");
+    let started = std::time::Instant::now();
+    while !socket.exists() && started.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // containerd speaks plain http to a loopback registry unless its hosts.toml says https.
+    let hosts = daemon_dir.path().join("certs.d").join(&dst);
+    std::fs::create_dir_all(&hosts).unwrap();
+    let ca = mirror.ca_path().display().to_string();
+    std::fs::write(
+        hosts.join("hosts.toml"),
+        format!("server = \"https://{dst}\"\n[host.\"https://{dst}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{ca}\"\n"),
+    )
+    .unwrap();
+    let image = format!("{dst}/copies/src/tool@{}", source.tool);
+    let fetched = Command::new(&ctr)
+        .arg("--address")
+        .arg(&socket)
+        .args(["-n", "mirrorswap-sync", "content", "fetch", "--hosts-dir"])
+        .arg(daemon_dir.path().join("certs.d"))
+        .args(["--user", &format!("{USER}:{PASSWORD}"), &image])
+        .output()
+        .unwrap();
+    let listed = Command::new(&ctr)
+        .arg("--address")
+        .arg(&socket)
+        .args(["-n", "mirrorswap-sync", "content", "ls", "-q"])
+        .output()
+        .unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(fetched.status.success(), "ctr content fetch {image}: {}", text(&fetched));
+    assert!(String::from_utf8_lossy(&listed.stdout).lines().any(|line| line == source.tool), "{}", text(&listed));
+}
+
+#[tokio::test]
+async fn a_second_target_mounts_and_platforms_pick_a_subset() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(source) = Source::start(dir.path()).await else { return };
+    let Some(mirror) = Registry::start(Auth::Basic).await else { return };
+    let setup = Setup::new(&source.registry, &mirror);
+    let (src, dst) = (source.registry.host(), mirror.host());
+    // `audit -o copy-list --copy-list-node-paths` lines: one source, two targets.
+    let list = setup
+        .write("copy-list.txt", &format!("{src}/src/app:1 {dst}/hub/app:1\n{src}/src/app:1 {dst}/hub/library/app:1\n"));
+    let mut args = setup.args(&source.registry, &mirror);
+    args.extend(["--images".into(), list.display().to_string(), "-o".into(), "json".into()]);
+    let output = mirrorswap(args).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let reports: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(reports.as_array().unwrap().len(), 1, "{reports}");
+    assert_eq!(reports[0]["also"], json!([format!("{dst}/hub/library/app:1")]));
+    // The images' config ×2, base, amd64 and arm64 layers; the signature's config and payload.
+    assert_eq!(reports[0]["mounted"], 7, "{reports}");
+    let log = mirror.access_log();
+    let second_path =
+        blob_writes(&log).into_iter().filter(|logged| logged.path.starts_with("/v2/hub/library/")).collect::<Vec<_>>();
+    assert!(
+        second_path.iter().all(|logged| logged.method == "POST" && logged.path.contains("mount=")),
+        "{second_path:?}"
+    );
+    for target in ["hub/app:1", "hub/library/app:1"] {
+        assert_eq!(sha256(&mirror.raw(target).await.unwrap()), source.index, "{target}");
+    }
+
+    // --platform: a new index of linux/amd64 alone; refused for a digest reference.
+    let list = setup.write(
+        "one.txt",
+        &format!("{src}/src/app:1 {dst}/amd64/app:1\n{src}/src/tool@{0} {dst}/amd64/tool@{0}\n", source.tool),
+    );
+    let mut args = setup.args(&source.registry, &mirror);
+    args.extend(["--images".into(), list.display().to_string(), "--platform".into(), "linux/amd64".into()]);
+    let output = mirrorswap(args).await;
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(report.contains(&format!("the index's digest changes from {}", source.index)), "{report}");
+    assert!(report.contains("failed: referenced by digest: --platform would change the digest"), "{report}");
+    let copied: Value = serde_json::from_slice(&mirror.raw("amd64/app:1").await.unwrap()).unwrap();
+    assert_eq!(copied["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(copied["manifests"][0]["digest"], source.children[0].as_str());
+    assert!(mirror.raw(&format!("amd64/app@{}", source.children[1])).await.is_none(), "arm64 stayed behind");
+}
