@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::components::require_all;
-use common::registry::{Auth, Layout, Logged, PASSWORD, Registry, USER};
+use common::registry::{Auth, Layout, Logged, PASSWORD, Registry, USER, docker_config};
 use serde_json::{Value, json};
 
 /// The source's images, as the tests pushed them.
@@ -306,4 +306,234 @@ async fn a_second_target_mounts_and_platforms_pick_a_subset() {
     assert_eq!(copied["manifests"].as_array().unwrap().len(), 1);
     assert_eq!(copied["manifests"][0]["digest"], source.children[0].as_str());
     assert!(mirror.raw(&format!("amd64/app@{}", source.children[1])).await.is_none(), "arm64 stayed behind");
+}
+
+/// A small image as a hostile source serves it: its manifest, config and layer.
+struct Served {
+    manifest: Vec<u8>,
+    digest: String,
+    config: (String, Vec<u8>),
+    layer: (String, Vec<u8>),
+}
+
+impl Served {
+    fn new(layer: &[u8]) -> Self {
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+        let (config_digest, layer_digest) = (sha256(&config), sha256(layer));
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+        })
+        .to_string()
+        .into_bytes();
+        Self {
+            digest: sha256(&manifest),
+            manifest,
+            config: (config_digest, config),
+            layer: (layer_digest, layer.to_vec()),
+        }
+    }
+
+    /// The answer to a manifest or config request of `app`, if it is one (`None`: the caller's).
+    fn answer(&self, path: &str) -> Option<Reply> {
+        if path == "/v2/app/manifests/1" || path == format!("/v2/app/manifests/{}", self.digest) {
+            return Some(
+                Reply::status(200)
+                    .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                    .header("docker-content-digest", &self.digest)
+                    .body(self.manifest.clone()),
+            );
+        }
+        (path == format!("/v2/app/blobs/{}", self.config.0)).then(|| Reply::status(200).body(self.config.1.clone()))
+    }
+}
+
+use common::hostile::{Hostile, Reply};
+
+#[tokio::test]
+async fn failures_are_said_and_leave_nothing_under_the_tag() {
+    let Some(mirror) = Registry::start(Auth::Basic).await else { return };
+    let Some(real) = Registry::start(Auth::Basic).await else { return };
+    real.push("app", "1").await;
+    let ca = mirrorswap::certs::issue("hostile source CA", &["127.0.0.1".into()], 1).unwrap();
+    let good = Served::new(b"the layer as its manifest says");
+    let served = std::sync::Arc::new(Served::new(b"the layer as its manifest says"));
+    let layer_path = format!("/v2/app/blobs/{}", good.layer.0);
+    let script = |layer: Reply| {
+        let (served, layer_path) = (std::sync::Arc::clone(&served), layer_path.clone());
+        move |seen: &common::hostile::Seen| match served.answer(&seen.path) {
+            Some(reply) => reply,
+            None if seen.path == layer_path => layer.clone(),
+            None => Reply::status(404),
+        }
+    };
+    let limited = Hostile::start(Some(&ca), |_| Reply::status(429).header("retry-after", "1")).await;
+    let stalled = Hostile::start(Some(&ca), |_| Reply::stall()).await;
+    let trickling =
+        Hostile::start(Some(&ca), script(Reply::status(200).trickled(64 << 10, std::time::Duration::from_secs(5))))
+            .await;
+    let mismatched =
+        Hostile::start(Some(&ca), script(Reply::status(200).body(&b"the layer NOT as its manifest says"[..30]))).await;
+
+    let setup = Setup::new(&real, &mirror);
+    let hostile_ca = setup.write("hostile-ca.pem", &ca.ca_pem);
+    let wrong = |host: &str| docker_config(host, USER, "wrong password");
+    let wrong_source = setup.write("wrong-source.json", &wrong(&real.host()));
+    let wrong_mirror = setup.write("wrong-mirror.json", &wrong(&mirror.host()));
+    let real_host = real.host();
+    // (case, source registry, extra flags, what the failed line says)
+    let cases: [(&str, String, Vec<String>, String); 6] = [
+        (
+            "source-login",
+            real_host.clone(),
+            vec!["--source-auth".into(), wrong_source.display().to_string()],
+            format!("failed: source {real_host}: unauthorized (401): credentials for {real_host} rejected"),
+        ),
+        (
+            "mirror-login",
+            real_host.clone(),
+            vec!["--registry-auth".into(), wrong_mirror.display().to_string()],
+            format!("failed: mirror {0}: unauthorized (401): credentials for {0} rejected", mirror.host()),
+        ),
+        (
+            "rate-limited",
+            limited.host(),
+            vec!["--retries".into(), "1".into()],
+            "rate limited (429), retry after 1s".into(),
+        ),
+        (
+            "stalled",
+            stalled.host(),
+            vec!["--timeout".into(), "1s".into(), "--retries".into(), "0".into()],
+            "timeout after 1s".into(),
+        ),
+        (
+            "stalled-blob",
+            trickling.host(),
+            vec!["--timeout".into(), "1s".into(), "--retries".into(), "0".into()],
+            format!("failed: source {}: timeout after 1s", trickling.host()),
+        ),
+        (
+            "mismatch",
+            mismatched.host(),
+            Vec::new(),
+            format!("failed: blob {}: the source sent bytes whose digest is", good.layer.0),
+        ),
+    ];
+    for (case, host, extra, says) in cases {
+        let list =
+            setup.write(&format!("{case}.txt"), &format!("{host}/app:1 {}/copies/{case}/app:1\n", mirror.host()));
+        let mut args = setup.args(&real, &mirror);
+        // A case's login replaces the good one.
+        if let Some(at) = args.iter().position(|arg| extra.first() == Some(arg)) {
+            args.drain(at..at + 2);
+        }
+        args.extend([
+            "--registry-ca".into(),
+            hostile_ca.display().to_string(),
+            "--images".into(),
+            list.display().to_string(),
+        ]);
+        args.extend(extra);
+        let output = mirrorswap(args).await;
+        let report = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{case}: {report}");
+        assert!(report.contains(&says), "{case}: expected `{says}` in:\n{report}");
+        assert!(!report.contains(PASSWORD) && !report.contains("wrong password"), "{case}: a secret in:\n{report}");
+        assert!(mirror.raw(&format!("copies/{case}/app:1")).await.is_none(), "{case}: something is under the tag");
+    }
+    // The mismatched layer was never committed.
+    let authorization = format!("Basic {}", base64_login());
+    let (status, _) =
+        mirror.get(&format!("/v2/copies/mismatch/app/blobs/{}", good.layer.0), Some(&authorization)).await.unwrap();
+    assert_eq!(status, 404, "the blob whose digest did not match is at the mirror");
+    assert!(!mirror.access_log().iter().any(|logged| logged.commits(&good.layer.0["sha256:".len()..])));
+}
+
+fn base64_login() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+}
+
+/// docker-registry 2.8 does not serve the OCI 1.1 referrers API (`GET /v2/NAME/referrers/
+/// DIGEST` is 404 there), so the referrers path is tested against a small loopback fake
+/// source that serves one image and that endpoint; the mirror is the real registry.
+#[tokio::test]
+async fn referrers_come_along_from_a_source_that_lists_them() {
+    let Some(mirror) = Registry::start(Auth::Basic).await else { return };
+    let ca = mirrorswap::certs::issue("referrers source CA", &["127.0.0.1".into()], 1).unwrap();
+    let image = std::sync::Arc::new(Served::new(b"an image with an SBOM"));
+    let sbom = b"{\"spdxVersion\":\"SPDX-2.3\"}".to_vec();
+    let config = b"{}".to_vec();
+    let referrer = json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/spdx+json", "digest": sha256(&sbom), "size": sbom.len()}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image.digest, "size": image.manifest.len()},
+    })
+    .to_string()
+    .into_bytes();
+    let referrer_digest = sha256(&referrer);
+    let listed = json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": referrer_digest,
+                       "size": referrer.len(), "artifactType": "application/spdx+json"}],
+    })
+    .to_string();
+    let script = {
+        let image = std::sync::Arc::clone(&image);
+        let referrer_digest = referrer_digest.clone();
+        move |seen: &common::hostile::Seen| {
+            let path = seen.path.as_str();
+            if let Some(reply) = image.answer(path) {
+                return reply;
+            }
+            let blob = |bytes: &[u8]| Reply::status(200).body(bytes.to_vec());
+            match path {
+                _ if path == format!("/v2/app/blobs/{}", image.layer.0) => blob(&image.layer.1),
+                _ if path == format!("/v2/app/referrers/{}", image.digest) => Reply::status(200)
+                    .header("content-type", "application/vnd.oci.image.index.v1+json")
+                    .body(listed.clone()),
+                _ if path == format!("/v2/app/manifests/{referrer_digest}") => Reply::status(200)
+                    .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                    .body(referrer.clone()),
+                _ if path == format!("/v2/app/blobs/{}", sha256(b"{}")) => blob(b"{}"),
+                _ if path == format!("/v2/app/blobs/{}", sha256(b"{\"spdxVersion\":\"SPDX-2.3\"}")) => {
+                    blob(b"{\"spdxVersion\":\"SPDX-2.3\"}")
+                }
+                _ => Reply::status(404),
+            }
+        }
+    };
+    let source = Hostile::start(Some(&ca), script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let list = write("list.txt", &format!("{}/app:1 {}/copies/app:1\n", source.host(), mirror.host()));
+    let args = [
+        "sync".to_owned(),
+        "--images".into(),
+        list,
+        "--registry-auth".into(),
+        write("mirror.json", &mirror.docker_config()),
+        "--registry-ca".into(),
+        write("ca.pem", &ca.ca_pem),
+        "--registry-ca".into(),
+        mirror.ca_path().display().to_string(),
+    ];
+    let output = mirrorswap(args.to_vec()).await;
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    assert!(report.contains("does not serve the OCI referrers API"), "{report}");
+    let copied = mirror.raw(&format!("copies/app@{referrer_digest}")).await.expect("the referrer is at the mirror");
+    assert_eq!(sha256(&copied), referrer_digest);
+    assert_eq!(sha256(&mirror.raw("copies/app:1").await.unwrap()), image.digest);
+    let asked = source.seen();
+    assert!(asked.iter().any(|seen| seen.path == format!("/v2/app/referrers/{}", image.digest)), "{asked:?}");
+    assert!(asked.iter().all(|seen| seen.authorization.is_none()), "the mirror's login went to the source: {asked:?}");
 }

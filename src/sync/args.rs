@@ -118,7 +118,10 @@ impl CopyArgs {
         })?;
         let sources = Registries::new(&client, source_auth, false)?;
         let mut mirror_auth = settings::auth(self.registry_auth.as_deref())?;
+        // The mirror answers an upload once all of it is sent: its client waits for an answer
+        // as long as a blob may take (the engine bounds lookups and stalled uploads itself).
         let mut mirror_client = client;
+        mirror_client.timeout = self.blob_timeout;
         if let Some(palette) = palette {
             settings::with_palette(&mut mirror_auth, &mut mirror_client, palette);
         }

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::TryStreamExt;
 
@@ -330,13 +331,28 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
         Ok(())
     }
 
-    /// One attempt at sending `blob` from the source to `target`.
+    /// One attempt at sending `blob` from the source to `target`. The upload may last as long
+    /// as the blob needs, but not stand still: a source that stops sending fails on its read
+    /// timeout, a destination that stops reading (or answering once all is sent) after the
+    /// lookup timeout and a second.
     async fn stream_blob(&self, source: &Image, target: &Image, blob: &Descriptor) -> Result<(), SyncError> {
         let stream = self.engine.source.blob(source, blob).await?;
         let (progress, id) = (Arc::clone(&self.progress), self.id);
-        let (stream, failure) =
+        let (stream, failure, watch) =
             verify::verified(stream, &blob.digest, blob.size, move |bytes| progress.moved(id, bytes));
-        let sent = self.engine.destination.put_blob(target, blob, stream).await;
+        let limit = self.engine.settings.lookup_timeout + Duration::from_secs(1);
+        let stalled = async {
+            loop {
+                tokio::time::sleep(limit / 4).await;
+                if watch.idle() > limit {
+                    return SyncError::Timeout { what: "blob upload, nothing moved", after: limit };
+                }
+            }
+        };
+        let sent = tokio::select! {
+            sent = self.engine.destination.put_blob(target, blob, stream) => sent,
+            stalled = stalled => Err(stalled),
+        };
         // The stream's own failure (a digest mismatch, the source's error) is the cause; the
         // destination only saw its request break.
         let cause = lock(&failure).take();

@@ -2,11 +2,14 @@
 //! chunk by chunk (`ring`), the length held to the manifest's, and the last chunk held back
 //! until both are known good. A blob whose bytes are not its digest ends in an error before
 //! its last chunk is passed on, so the destination never receives it whole and never commits
-//! it. Memory: one chunk held, whatever the blob's size.
+//! it. Memory: one chunk held, whatever the blob's size. The stream also says when it last
+//! moved ([`Watch`]): an upload that stops moving is a stalled peer, whatever its length.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::Stream;
@@ -18,15 +21,39 @@ use super::store::BlobStream;
 /// while this holds the cause.
 pub type Failure = Arc<Mutex<Option<SyncError>>>;
 
+/// When a stream last moved.
+pub struct Watch {
+    start: Instant,
+    /// Milliseconds from `start` to the last chunk (or the stream's start or end).
+    last: AtomicU64,
+}
+
+impl Watch {
+    fn new() -> Self {
+        Self { start: Instant::now(), last: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// How long since the stream last moved.
+    pub fn idle(&self) -> Duration {
+        self.start.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)))
+    }
+}
+
 /// `inner`, checked to be `size` bytes whose SHA-256 is `digest`; `moved` is told each chunk's
-/// length as it is passed on.
+/// length as it is passed on; the [`Watch`] says when it last moved.
 pub fn verified(
     inner: BlobStream,
     digest: &str,
     size: u64,
     moved: impl Fn(u64) + Send + 'static,
-) -> (BlobStream, Failure) {
+) -> (BlobStream, Failure, Arc<Watch>) {
     let failure = Failure::default();
+    let watch = Arc::new(Watch::new());
     let stream = Verified {
         inner,
         context: ring::digest::Context::new(&ring::digest::SHA256),
@@ -37,8 +64,9 @@ pub fn verified(
         done: false,
         moved: Box::new(moved),
         failure: Arc::clone(&failure),
+        watch: Arc::clone(&watch),
     };
-    (Box::pin(stream), failure)
+    (Box::pin(stream), failure, watch)
 }
 
 struct Verified {
@@ -51,6 +79,7 @@ struct Verified {
     done: bool,
     moved: Box<dyn Fn(u64) + Send>,
     failure: Failure,
+    watch: Arc<Watch>,
 }
 
 impl Verified {
@@ -62,6 +91,7 @@ impl Verified {
     }
 
     fn pass(&mut self, chunk: Bytes) -> Poll<Option<Result<Bytes, SyncError>>> {
+        self.watch.touch();
         (self.moved)(chunk.len() as u64);
         Poll::Ready(Some(Ok(chunk)))
     }
@@ -107,6 +137,7 @@ impl Stream for Verified {
                         return this.fail(SyncError::BlobDigest { digest: this.digest.clone(), got });
                     }
                     this.done = true;
+                    this.watch.touch();
                     return match this.held.take() {
                         Some(last) => this.pass(last),
                         None => Poll::Ready(None),
@@ -147,7 +178,7 @@ mod tests {
     ) -> (Vec<Result<Bytes, SyncError>>, u64, Option<SyncError>) {
         let moved = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&moved);
-        let (stream, failure) = verified(chunks(parts), digest, size, move |n| {
+        let (stream, failure, _) = verified(chunks(parts), digest, size, move |n| {
             counter.fetch_add(n, Ordering::SeqCst);
         });
         let items: Vec<_> = stream.collect().await;
