@@ -537,3 +537,113 @@ async fn referrers_come_along_from_a_source_that_lists_them() {
     assert!(asked.iter().any(|seen| seen.path == format!("/v2/app/referrers/{}", image.digest)), "{asked:?}");
     assert!(asked.iter().all(|seen| seen.authorization.is_none()), "the mirror's login went to the source: {asked:?}");
 }
+
+/// A TCP proxy to `upstream` (TLS passes through) that forwards answers at most `rate` bytes
+/// a second (0: as they come) and counts what it forwarded.
+struct Throttle {
+    addr: std::net::SocketAddr,
+    forwarded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    rate: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Throttle {
+    async fn start(upstream: std::net::SocketAddr, rate: u64) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let forwarded = std::sync::Arc::new(AtomicU64::new(0));
+        let rate = std::sync::Arc::new(AtomicU64::new(rate));
+        let (counter, limit) = (std::sync::Arc::clone(&forwarded), std::sync::Arc::clone(&rate));
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (counter, limit) = (std::sync::Arc::clone(&counter), std::sync::Arc::clone(&limit));
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                        let _ = server_write.shutdown().await;
+                    });
+                    let mut buffer = vec![0; 16 * 1024];
+                    while let Ok(read) = server_read.read(&mut buffer).await {
+                        if read == 0 || client_write.write_all(&buffer[..read]).await.is_err() {
+                            break;
+                        }
+                        counter.fetch_add(read as u64, Ordering::SeqCst);
+                        let rate = limit.load(Ordering::SeqCst);
+                        if rate > 0 {
+                            tokio::time::sleep(std::time::Duration::from_secs_f64(read as f64 / rate as f64)).await;
+                        }
+                    }
+                    up.abort();
+                });
+            }
+        });
+        Self { addr, forwarded, rate, task }
+    }
+}
+
+impl Drop for Throttle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sync_resumes_without_sending_finished_blobs_again() {
+    use std::sync::atomic::Ordering;
+    let Some(source) = Registry::start(Auth::Basic).await else { return };
+    let Some(mirror) = Registry::start(Auth::Basic).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(&dir.path().join("layout"));
+    const BIG: usize = 48 << 20;
+    let small = layout.layer("small", b"a small layer sent before the kill");
+    let big = layout.layer("big", &common::registry::noise(7, BIG));
+    let image = layout.image("linux", "amd64", &[small.clone(), big.clone()]);
+    layout.tag("big", &image);
+    source.push_layout(&layout.dir, "big", "src/big:1").await;
+    let config: Value = serde_json::from_slice(&layout.read(&image)).unwrap();
+    let hex = |descriptor: &Value| descriptor["digest"].as_str().unwrap()["sha256:".len()..].to_owned();
+    let (config_hex, small_hex, big_hex) = (hex(&config["config"]), hex(&small), hex(&big));
+
+    let proxy = Throttle::start(source.addr(), 8 << 20).await;
+    let setup = Setup::new(&source, &mirror);
+    let via = proxy.addr.to_string();
+    std::fs::write(&setup.source_auth, docker_config(&via, USER, PASSWORD)).unwrap();
+    let list = setup.write("list.txt", &format!("{via}/src/big:1 {}/copies/big:1\n", mirror.host()));
+    let mut args = setup.args(&source, &mirror);
+    args.extend(["--images".into(), list.display().to_string(), "--report-peak-memory".into()]);
+
+    let mut first =
+        Command::new(env!("CARGO_BIN_EXE_mirrorswap")).args(&args).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while proxy.forwarded.load(Ordering::SeqCst) < (BIG / 3) as u64 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the big layer never streamed");
+        assert!(first.try_wait().unwrap().is_none(), "sync ended before it was killed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let killed = mirror.access_log();
+    let committed = |log: &[Logged], hex: &str| log.iter().filter(|logged| logged.commits(hex)).count();
+    assert_eq!((committed(&killed, &config_hex), committed(&killed, &small_hex)), (1, 1), "{killed:?}");
+    assert_eq!(committed(&killed, &big_hex), 0, "the big layer was committed before the kill");
+    assert!(mirror.raw("copies/big:1").await.is_none(), "the tag is there before the image is");
+
+    proxy.rate.store(0, Ordering::SeqCst);
+    let output = mirrorswap(args).await;
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    let log = mirror.access_log();
+    for hex in [&config_hex, &small_hex, &big_hex] {
+        assert_eq!(committed(&log, hex), 1, "{hex} committed again or never: {report}");
+    }
+    assert_eq!(sha256(&mirror.raw("copies/big:1").await.unwrap()), sha256(&layout.read(&image)));
+    let peak = report.lines().find(|line| line.starts_with("peak memory")).unwrap_or("peak memory: unknown");
+    eprintln!("copying a {} MiB layer: {peak}", BIG >> 20);
+    let kib: u64 = peak.split_whitespace().rev().nth(1).and_then(|value| value.parse().ok()).unwrap_or(u64::MAX);
+    assert!(kib < 64 * 1024, "{peak}: the layer was held in memory");
+}
