@@ -271,7 +271,20 @@ fn merge(pairs: Vec<(String, String)>) -> Result<Vec<Job>, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    #[test]
+    fn every_flag_has_its_variable_and_help() {
+        let command = crate::cli::Cli::command();
+        let sync = command.find_subcommand("sync").unwrap();
+        for arg in sync.get_arguments().filter(|arg| !matches!(arg.get_id().as_str(), "help")) {
+            let env = arg.get_env().map(|env| env.to_string_lossy().into_owned()).unwrap_or_default();
+            assert!(env.starts_with("MIRRORSWAP_"), "--{}: no MIRRORSWAP_ variable", arg.get_id());
+            assert!(arg.get_help().is_some() || arg.is_hide_set(), "--{}: no help", arg.get_id());
+        }
+    }
 
     #[test]
     fn jobs_gather_each_sources_targets() {
