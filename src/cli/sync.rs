@@ -156,10 +156,13 @@ fn sync(args: &SyncArgs) -> anyhow::Result<ExitCode> {
     Ok(if all_ok(&reports) { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// The jobs, and the mirror settings of Palette's registry-info.
+type Found = (Vec<Job>, Option<RegistryInfo>);
+
 /// The jobs: each source image once, with every target it goes to, in input order; and the
 /// mirror settings of Palette's registry-info when the rules came with them. Input problems
 /// are written to stderr and give exit code 2.
-fn jobs(args: &SyncArgs) -> anyhow::Result<Result<(Vec<Job>, Option<RegistryInfo>), ExitCode>> {
+fn jobs(args: &SyncArgs) -> anyhow::Result<Result<Found, ExitCode>> {
     let usage = |message: String| {
         eprintln!("error: {message}");
         Ok(Err(ExitCode::from(2)))

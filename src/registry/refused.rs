@@ -44,7 +44,7 @@ impl PushError {
 /// [`Registries::status_error`] says them; another 4xx with the first error code of its body.
 pub async fn refused(registries: &Registries, repo: &Repo<'_>, response: Response) -> PushError {
     let status = response.status().as_u16();
-    if matches!(status, 401 | 403 | 429) || status >= 500 || status < 400 {
+    if matches!(status, 401 | 403 | 429) || !(400..500).contains(&status) {
         return PushError::Check(registries.status_error(repo, &response));
     }
     let body = read_capped(response, MAX_ERROR_BYTES, "error answer").await.unwrap_or_default();

@@ -229,7 +229,7 @@ mod tests {
     fn platforms_pick_index_entries() {
         let amd64 = Platform::parse("linux/amd64").unwrap();
         let arm64 = Platform::parse("linux/arm64").unwrap();
-        let (bytes, kept) = only_platforms(index().as_bytes(), &[amd64.clone()]).unwrap();
+        let (bytes, kept) = only_platforms(index().as_bytes(), std::slice::from_ref(&amd64)).unwrap();
         assert_eq!(kept, 1);
         let parsed = parse(&bytes, "sha256:x", "").unwrap();
         assert!(matches!(&parsed.kind, Kind::Index(entries) if entries[0].digest == digest('a')));

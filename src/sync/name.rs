@@ -86,7 +86,8 @@ mod tests {
         let pinned = format!("m.io:5000/team/app:1@{digest}");
         let by_digest = format!("nginx@{digest}");
         // (image, registry, repository, tag, digest, reference)
-        let table: [(&str, &str, &str, Option<&str>, Option<&str>, &str); 4] = [
+        type Row<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>, &'a str);
+        let table: [Row; 4] = [
             ("nginx", "docker.io", "library/nginx", Some("latest"), None, "latest"),
             ("quay.io/a/b:2", "quay.io", "a/b", Some("2"), None, "2"),
             (&pinned, "m.io:5000", "team/app", Some("1"), Some(&digest), &digest),

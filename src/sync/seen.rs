@@ -12,10 +12,13 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 /// Blobs remembered at once.
 pub const MAX_BLOBS: usize = 1 << 20;
 
+/// Where one blob was last put (a repository), behind the lock its copies take.
+type Entry = Arc<AsyncMutex<Option<String>>>;
+
 /// The repository a blob was last put in, by registry and digest.
 #[derive(Default)]
 pub struct Seen {
-    blobs: Mutex<HashMap<(String, String), Arc<AsyncMutex<Option<String>>>>>,
+    blobs: Mutex<HashMap<(String, String), Entry>>,
 }
 
 /// A blob held for one image: where it is known to be (a repository of the same registry).
