@@ -4,7 +4,8 @@
 //! images through the same plan (and [`input`]'s image lists) and copies what
 //! [`output::copy_targets`] says each row needs.
 //!
-//! - [`plan`]: one audit as the command line hands it over, carried out
+//! - [`plan`]: one audit as the command line hands it over, carried out; [`args`]: where the
+//!   rules come from, as `audit` and `sync` take them
 //! - [`input`]: manifests from files, directories and stdin, Pods and pod templates through
 //!   the Kubernetes API page by page, image lists
 //! - [`stream`]: YAML documents, one at a time, `List` items one at a time
@@ -15,6 +16,7 @@
 //! Memory grows with the distinct images and their locations, never with the input: a
 //! document is dropped once its images are recorded.
 
+pub mod args;
 pub mod input;
 pub mod json;
 pub mod mirror;

@@ -13,13 +13,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
+use crate::audit::args::RulesSourceArgs;
 use crate::audit::input::{self, ListedImage};
 use crate::audit::output::copy_targets;
-use crate::audit::plan::{self, Plan, Reported, RulesFrom};
+use crate::audit::plan::{self, Plan, Reported};
 use crate::credentials::RegistryInfo;
-use crate::k8s::api::{ObjectKind, ObjectSource};
-use crate::rules_file::Format;
-use crate::rules_file::args::EngineArgs;
 use crate::sync::args::CopyArgs;
 use crate::sync::engine::all_ok;
 use crate::sync::{Engine, Job, RemoteMirror, RemoteSource, report};
@@ -27,24 +25,9 @@ use crate::sync::{Engine, Job, RemoteMirror, RemoteSource, report};
 /// Arguments of `mirrorswap sync`.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
-    /// Rules file (maps or YAML). Needed unless every --images line names its TARGET.
-    #[arg(long, env = "MIRRORSWAP_RULES", value_name = "FILE", group = "rules_source")]
-    pub rules: Option<PathBuf>,
-    /// Rules (and, from Palette's registry-info, the mirror's credentials, CA and INSECURE)
-    /// from a Secret, read once through the Kubernetes API: NAMESPACE/NAME[:KEY], KEY
-    /// defaulting to MIRROR_REGISTRIES.
-    #[arg(long, env = "MIRRORSWAP_RULES_SECRET", value_name = "NAMESPACE/NAME[:KEY]", group = "rules_source",
-          value_parser = |value: &str| ObjectSource::parse(ObjectKind::Secret, value))]
-    pub rules_secret: Option<ObjectSource>,
-    /// As --rules-secret, from a ConfigMap.
-    #[arg(long, env = "MIRRORSWAP_RULES_CONFIGMAP", value_name = "NAMESPACE/NAME[:KEY]", group = "rules_source",
-          value_parser = |value: &str| ObjectSource::parse(ObjectKind::ConfigMap, value))]
-    pub rules_configmap: Option<ObjectSource>,
-    /// Rules format; by default .yaml/.yml files (and keys) are yaml and anything else is maps.
-    #[arg(long, env = "MIRRORSWAP_FORMAT", value_enum)]
-    pub format: Option<Format>,
+    /// The rules (needed unless every --images line names its TARGET).
     #[command(flatten)]
-    pub engine: EngineArgs,
+    pub source: RulesSourceArgs,
     /// Manifests whose images to copy (repeatable): a file, a directory (its .yaml, .yml and
     /// .json files, recursively) or `-` for stdin, as `audit -f` reads them. Without -f or
     /// --images, the live cluster's workloads are read.
@@ -178,11 +161,7 @@ fn jobs(args: &SyncArgs) -> anyhow::Result<Result<Found, ExitCode>> {
         listed.clone().unwrap_or_default().into_iter().partition(|image| image.target.is_some());
     let mut pairs: Vec<(String, String)> =
         given.into_iter().filter_map(|image| Some((image.source, image.target?))).collect();
-    let rules = args
-        .rules
-        .clone()
-        .map(RulesFrom::File)
-        .or_else(|| args.rules_secret.clone().or_else(|| args.rules_configmap.clone()).map(RulesFrom::Object));
+    let rules = args.source.rules_from();
     let mut palette = None;
     match rules {
         None if listed.is_none() || !placed.is_empty() => {
@@ -199,8 +178,8 @@ fn jobs(args: &SyncArgs) -> anyhow::Result<Result<Found, ExitCode>> {
             let origin = args.images.as_ref().map(|path| path.display().to_string()).unwrap_or_default();
             let plan = Plan {
                 rules,
-                format: args.format,
-                options: args.engine.options(),
+                format: args.source.format,
+                options: args.source.engine.options(),
                 files: args.files.clone(),
                 images: listed.is_some().then(|| {
                     placed.iter().map(|image| (image.source.clone(), format!("{origin}:{}", image.line))).collect()

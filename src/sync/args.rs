@@ -12,6 +12,7 @@ use clap::{ArgAction, Args};
 use super::engine::Settings;
 use super::manifest::Platform;
 use crate::credentials::RegistryInfo;
+use crate::registry::args::at_most;
 use crate::registry::session::{ClientError, Registries};
 use crate::registry::settings::{self, SettingsError};
 
@@ -128,16 +129,4 @@ impl CopyArgs {
         let mirror = Registries::new(&mirror_client, mirror_auth, false)?;
         Ok((sources, mirror))
     }
-}
-
-/// A duration of at most `max` (said as `limit`).
-fn at_most(value: &str, max: Duration, limit: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(value).map_err(|error| error.to_string())?;
-    if duration > max {
-        return Err(format!("at most {limit}"));
-    }
-    if duration.is_zero() {
-        return Err("more than 0".into());
-    }
-    Ok(duration)
 }

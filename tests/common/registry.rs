@@ -230,32 +230,9 @@ impl Registry {
     pub async fn push(&self, repo: &str, tag: &str) -> String {
         let layout = self.dir.path().join(format!("layout-{}-{tag}", repo.replace('/', "_")));
         write_oci_layout(&layout, &format!("{repo}:{tag}"), tag);
-        let target = format!("docker://{}/{repo}:{tag}", self.host());
-        let source = format!("oci:{}:{tag}", layout.display());
-        let cert_dir = self.dir.path().join("certs.d");
-        let ca = self.ca_path();
-        let creds = format!("{USER}:{PASSWORD}");
-        tokio::task::spawn_blocking(move || {
-            let output = Command::new("skopeo")
-                .env("SSL_CERT_FILE", &ca)
-                .args(["copy", "--quiet", "--preserve-digests", "--dest-cert-dir"])
-                .arg(&cert_dir)
-                .args(["--dest-creds", &creds, &source, &target])
-                .output()
-                .unwrap();
-            assert!(output.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&output.stderr));
-            let output = Command::new("skopeo")
-                .env("SSL_CERT_FILE", &ca)
-                .args(["inspect", "--raw", "--cert-dir"])
-                .arg(&cert_dir)
-                .args(["--creds", &creds, &target])
-                .output()
-                .unwrap();
-            assert!(output.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&output.stderr));
-            format!("sha256:{}", hex(ring::digest::digest(&ring::digest::SHA256, &output.stdout).as_ref()))
-        })
-        .await
-        .unwrap()
+        self.push_layout(&layout, tag, &format!("{repo}:{tag}")).await;
+        let raw = self.raw(&format!("{repo}:{tag}")).await.unwrap_or_else(|| panic!("skopeo inspect {repo}:{tag}"));
+        sha256(&raw)
     }
 }
 
