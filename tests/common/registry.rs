@@ -304,43 +304,9 @@ fn hex(bytes: &[u8]) -> String {
 /// Writes a minimal OCI image layout at `dir` holding one image tagged `tag`: one small
 /// uncompressed tar layer (a file whose content is `content`), its config and its manifest.
 pub fn write_oci_layout(dir: &Path, content: &str, tag: &str) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let blob = |bytes: &[u8]| -> (String, usize) {
-        let digest = sha256(bytes);
-        std::fs::write(blobs.join(&digest["sha256:".len()..]), bytes).unwrap();
-        (digest, bytes.len())
-    };
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_ustar();
-    header.set_size(content.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_cksum();
-    tar.append_data(&mut header, "image.txt", content.as_bytes()).unwrap();
-    let layer = tar.into_inner().unwrap();
-    let (layer_digest, layer_size) = blob(&layer);
-    let config = json!({
-        "architecture": "amd64", "os": "linux", "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-    });
-    let (config_digest, config_size) = blob(config.to_string().as_bytes());
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}],
-    });
-    let (manifest_digest, manifest_size) = blob(manifest.to_string().as_bytes());
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest_size,
-            "annotations": {"org.opencontainers.image.ref.name": tag},
-        }],
-    });
-    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let layout = Layout::new(dir);
+    let image = layout.image("linux", "amd64", &[layout.layer("image.txt", content.as_bytes())]);
+    layout.tag(tag, &image);
 }
 
 /// One HTTPS GET trusting `ca_pem` (HTTP/1.1, a fresh connection).
