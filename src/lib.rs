@@ -12,6 +12,7 @@
 //! - [`credentials`]: registry credentials from Palette's documents.
 //! - [`registry`]: asking registries whether they have an image (`--swap-policy exists`).
 //! - [`k8s`]: the Kubernetes object model and API access the server and `audit` share.
+//! - [`sync`]: the copy engine: images copied byte for byte from a source to a mirror.
 //! - [`server`]: `mirrorswap serve`, the HTTPS admission webhook.
 //! - [`audit`]: `mirrorswap audit`, the rules applied to manifests or a live cluster.
 //! - [`cli`]: the `mirrorswap` command line.
@@ -28,3 +29,4 @@ pub mod registry;
 pub mod rewrite;
 pub mod rules_file;
 pub mod server;
+pub mod sync;

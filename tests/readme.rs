@@ -159,6 +159,9 @@ fn every_readme_command_runs_as_pasted_from_the_repository_root() {
         if matches!(command.as_str(), "serve" | "rewrite" | "audit") {
             inputs.extend(values_of(&args, &["--registry-auth", "--registry-ca"]));
         }
+        if command == "sync" {
+            inputs.extend(values_of(&args, &["--registry-auth", "--registry-ca", "--source-auth", "--images"]));
+        }
         if command == "k3s" {
             inputs.extend(values_of(&args, &["--registry-auth"]));
         }
@@ -169,7 +172,8 @@ fn every_readme_command_runs_as_pasted_from_the_repository_root() {
         let needs_cluster = args.iter().any(|arg| arg == "--rules-secret" || arg == "--rules-configmap")
             || (command == "audit" && !args.iter().any(|arg| arg == "-f" || arg == "--filename"));
         let asks_registry = args.windows(2).any(|pair| pair[0] == "--swap-policy" && pair[1] == "exists")
-            || args.iter().any(|arg| arg == "--check-mirror");
+            || args.iter().any(|arg| arg == "--check-mirror")
+            || command == "sync";
         if needs_cluster || asks_registry {
             continue;
         }

@@ -1,9 +1,11 @@
 //! `mirrorswap audit`'s shell: workloads from manifests or a live cluster, the images in
 //! them gathered per distinct image, and each judged by the rules without changing anything.
-//! `cli/audit.rs` parses the flags into a [`plan::Plan`] and prints the rows; the coming
-//! `sync` shares the [`input`] readers.
+//! `cli/audit.rs` parses the flags into a [`plan::Plan`] and prints the rows; `sync` reads its
+//! images through the same plan (and [`input`]'s image lists) and copies what
+//! [`output::copy_targets`] says each row needs.
 //!
-//! - [`plan`]: one audit as the command line hands it over, carried out
+//! - [`plan`]: one audit as the command line hands it over, carried out; [`args`]: where the
+//!   rules come from, as `audit` and `sync` take them
 //! - [`input`]: manifests from files, directories and stdin, Pods and pod templates through
 //!   the Kubernetes API page by page, image lists
 //! - [`stream`]: YAML documents, one at a time, `List` items one at a time
@@ -15,6 +17,7 @@
 //! Memory grows with the distinct images and their locations, never with the input: a
 //! document is dropped once its images are recorded.
 
+pub mod args;
 pub mod input;
 pub mod json;
 pub mod mirror;
@@ -208,6 +211,13 @@ impl Inventory {
             usage.rewritable |= !opted_out;
         }
         Ok(())
+    }
+
+    /// Records an image of an image list, used at `location` (`FILE:LINE`).
+    pub fn record_image(&mut self, image: &str, location: String) {
+        let usage = self.images.entry(image.to_owned()).or_default();
+        usage.locations.push(location);
+        usage.rewritable = true;
     }
 
     /// Number of distinct images.
@@ -448,7 +458,8 @@ pub struct Row {
 }
 
 impl Row {
-    /// The copy-list line's SOURCE: the image fully qualified as a pull resolves it.
+    /// The copy-list line's SOURCE (and `sync`'s): the image fully qualified as a pull
+    /// resolves it.
     pub fn source(&self) -> String {
         mirrored::fully_qualified(&self.image).unwrap_or_else(|| self.image.clone())
     }

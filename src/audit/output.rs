@@ -202,16 +202,23 @@ pub fn json(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
 /// run serves the webhook's rewrites and the node-level mirrors.
 pub fn copy_list(out: &mut impl Write, rows: &[Row], missing_only: bool, node_paths: bool) -> std::io::Result<()> {
     for row in rows {
-        let Some(target) = row.target().filter(|_| !row.unmirrored) else { continue };
         if missing_only && row.mirror != Some(MirrorState::Absent) {
             continue;
         }
-        writeln!(out, "{} {target}", row.source())?;
-        if let Some(node) = row.node_pull.as_ref().filter(|_| node_paths) {
-            writeln!(out, "{} {node}", row.source())?;
+        for target in copy_targets(row, node_paths) {
+            writeln!(out, "{} {target}", row.source())?;
         }
     }
     Ok(())
+}
+
+/// Where `row`'s image must be in the mirrors, what the copy list and `sync` copy it to: the
+/// rules' rewrite into a mirror (none for an image left alone, or rewritten to a registry it
+/// chose itself: `unmirrored`), and with `node_paths` the other path a node pulls it from.
+pub fn copy_targets(row: &Row, node_paths: bool) -> Vec<&str> {
+    let Some(target) = row.target().filter(|_| !row.unmirrored) else { return Vec::new() };
+    let node = row.node_pull.as_deref().filter(|_| node_paths);
+    std::iter::once(target).chain(node).collect()
 }
 
 fn mirror_label(state: MirrorState) -> &'static str {

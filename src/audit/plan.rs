@@ -1,7 +1,8 @@
-//! One audit carried out: the [`Plan`] `cli/audit.rs` hands over (where the rules and the
-//! workloads come from, what to ask the mirrors), and [`run`], which reads the rules, records
-//! the workloads ([`super::input`]), asks the mirrors ([`super::mirror`]) and judges each
-//! distinct image. Rule warnings, notes and failed lookups are said on stderr on the way.
+//! One audit carried out: the [`Plan`] `cli/audit.rs` (and `cli/sync.rs`) hands over (where
+//! the rules and the workloads or images come from, what to ask the mirrors), and [`run`],
+//! which reads the rules, records the workloads ([`super::input`]), asks the mirrors
+//! ([`super::mirror`]) and judges each distinct image. Rule warnings, notes and failed
+//! lookups are said on stderr on the way.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,8 +36,12 @@ pub struct Plan {
     pub format: Option<Format>,
     /// Engine options.
     pub options: Options,
-    /// Manifests (`-f`): files, directories, `-` for stdin. None: the live cluster is read.
+    /// Manifests (`-f`): files, directories, `-` for stdin. None (and no `images`): the live
+    /// cluster is read.
     pub files: Vec<PathBuf>,
+    /// Images listed (`sync --images`), each judged as if a workload used it at `FILE:LINE`;
+    /// when given, neither manifests nor the cluster are read.
+    pub images: Option<Vec<(String, String)>>,
     /// `--kubeconfig`, for the live cluster and the rules object.
     pub kubeconfig: Option<PathBuf>,
     /// Namespaces read from the live cluster; all when empty.
@@ -47,6 +52,17 @@ pub struct Plan {
     pub allow_registries: Vec<AllowedPrefix>,
     /// How the mirrors are asked; `None`: they are not, the rules alone decide.
     pub mirror: Option<MirrorCheck>,
+    /// Read the mirror settings of Palette's `registry-info` from the rules' source even when
+    /// the mirrors are not asked (`sync` writes to them).
+    pub palette: bool,
+}
+
+/// What an audit found: a row per distinct image, sorted by image, and the mirror settings of
+/// Palette's `registry-info` when the rules came with them (and were asked for).
+#[derive(Debug)]
+pub struct Audited {
+    pub rows: Vec<Row>,
+    pub palette: Option<RegistryInfo>,
 }
 
 /// The audit stopped on a problem it has already written to stderr: rules that do not load,
@@ -57,9 +73,10 @@ pub struct Reported;
 /// Carries out `plan`: one row per distinct image, sorted by image. An `Err` is a failure to
 /// report as it is (the API, the runtime, the registry client); `Ok(Err(Reported))` one
 /// already written out.
-pub fn run(plan: &Plan) -> anyhow::Result<Result<Vec<Row>, Reported>> {
+pub fn run(plan: &Plan) -> anyhow::Result<Result<Audited, Reported>> {
     let swap = plan.mirror.as_ref().and_then(|mirror| mirror.swap);
-    let needs_api = plan.files.is_empty() || matches!(plan.rules, RulesFrom::Object(_));
+    let reads_cluster = plan.files.is_empty() && plan.images.is_none();
+    let needs_api = reads_cluster || matches!(plan.rules, RulesFrom::Object(_));
     let runtime = if needs_api || plan.mirror.is_some() {
         Some(tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?)
     } else {
@@ -76,14 +93,21 @@ pub fn run(plan: &Plan) -> anyhow::Result<Result<Vec<Row>, Reported>> {
         (RulesFrom::Object(_), ..) => unreachable!("a rules object needs the API: the runtime and client were made"),
         (RulesFrom::File(path), ..) => match load_file(plan, path) {
             // Reading the file again for its mirror settings is only worth it when asking the mirror.
-            Ok(loaded) => (loaded, plan.mirror.as_ref().and_then(|_| credentials::palette_of_rules_file(path))),
+            Ok(loaded) => {
+                let wanted = plan.mirror.is_some() || plan.palette;
+                (loaded, wanted.then(|| credentials::palette_of_rules_file(path)).flatten())
+            }
             Err(reported) => return Ok(Err(reported)),
         },
     };
     loaded.messages().for_each(|message| eprintln!("{message}"));
 
     let mut inventory = Inventory::default();
-    if plan.files.is_empty() {
+    if let Some(images) = &plan.images {
+        for (image, location) in images {
+            inventory.record_image(image, location.clone());
+        }
+    } else if plan.files.is_empty() {
         if let (Some(runtime), Some(client)) = (&runtime, &client) {
             runtime.block_on(input::record_cluster(client, &plan.namespaces, plan.page_size, &mut inventory))?;
         }
@@ -108,7 +132,13 @@ pub fn run(plan: &Plan) -> anyhow::Result<Result<Vec<Row>, Reported>> {
             let swaps = match swap {
                 Some(on_check_error) => {
                     let images = inventory.rewritten_images(&loaded.rules);
-                    runtime.block_on(mirror::swap_decisions(asked, on_check_error, palette, &loaded, &images))?
+                    runtime.block_on(mirror::swap_decisions(
+                        asked,
+                        on_check_error,
+                        palette.clone(),
+                        &loaded,
+                        &images,
+                    ))?
                 }
                 None => HashMap::new(),
             };
@@ -126,7 +156,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Result<Vec<Row>, Reported>> {
     if let (Some(runtime), Some(MirrorCheck { sources: Some(sources), concurrency, .. })) = (&runtime, &plan.mirror) {
         runtime.block_on(mirror::check_sources(sources, *concurrency, &mut rows))?;
     }
-    Ok(Ok(rows))
+    Ok(Ok(Audited { rows, palette }))
 }
 
 /// The rules file; its problems are written to stderr.

@@ -8,37 +8,20 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
+use crate::audit::args::RulesSourceArgs;
 use crate::audit::mirror::MirrorCheck;
 use crate::audit::output::{self, Columns};
-use crate::audit::plan::{self, Plan, Reported, RulesFrom};
-use crate::k8s::api::{ObjectKind, ObjectSource};
+use crate::audit::plan::{self, Plan, Reported};
 use crate::registry::args::PinArgs;
 use crate::registry::{CheckArgs, OnCheckError, SwapPolicy};
 use crate::rewrite::mirrored::AllowedPrefix;
-use crate::rules_file::Format;
-use crate::rules_file::args::EngineArgs;
 
 /// Arguments of `mirrorswap audit`.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("rules_source").required(true)))]
 pub struct AuditArgs {
-    /// Rules file (maps or YAML).
-    #[arg(long, env = "MIRRORSWAP_RULES", value_name = "FILE", group = "rules_source")]
-    pub rules: Option<PathBuf>,
-    /// Rules from a Secret, read once through the Kubernetes API: NAMESPACE/NAME[:KEY], KEY
-    /// defaulting to MIRROR_REGISTRIES (Palette's `jet-system/registry-info`).
-    #[arg(long, env = "MIRRORSWAP_RULES_SECRET", value_name = "NAMESPACE/NAME[:KEY]", group = "rules_source",
-          value_parser = |value: &str| ObjectSource::parse(ObjectKind::Secret, value))]
-    pub rules_secret: Option<ObjectSource>,
-    /// As --rules-secret, from a ConfigMap.
-    #[arg(long, env = "MIRRORSWAP_RULES_CONFIGMAP", value_name = "NAMESPACE/NAME[:KEY]", group = "rules_source",
-          value_parser = |value: &str| ObjectSource::parse(ObjectKind::ConfigMap, value))]
-    pub rules_configmap: Option<ObjectSource>,
-    /// Rules format; by default .yaml/.yml files (and keys) are yaml and anything else is maps.
-    #[arg(long, env = "MIRRORSWAP_FORMAT", value_enum)]
-    pub format: Option<Format>,
     #[command(flatten)]
-    pub engine: EngineArgs,
+    pub source: RulesSourceArgs,
     /// Manifests to audit (repeatable): a file, a directory (its .yaml, .yml and .json files,
     /// recursively) or `-` for stdin; YAML streams or JSON as `helm template`, `kustomize build`
     /// or `kubectl get -o yaml|json` write them. Without -f, the live cluster is read.
@@ -218,12 +201,7 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: --copy-list-node-paths adds lines to the copy list: give --output copy-list with it");
         return Ok(ExitCode::from(2));
     }
-    let Some(rules) = args
-        .rules
-        .clone()
-        .map(RulesFrom::File)
-        .or_else(|| args.rules_secret.clone().or_else(|| args.rules_configmap.clone()).map(RulesFrom::Object))
-    else {
+    let Some(rules) = args.source.rules_from() else {
         eprintln!("error: give the rules: --rules FILE, --rules-secret or --rules-configmap NAMESPACE/NAME[:KEY]");
         return Ok(ExitCode::from(2));
     };
@@ -236,17 +214,19 @@ fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     });
     let plan = Plan {
         rules,
-        format: args.format,
-        options: args.engine.options(),
+        format: args.source.format,
+        options: args.source.engine.options(),
         files: args.files.clone(),
+        images: None,
         kubeconfig: args.kubeconfig.clone(),
         namespaces: args.namespaces.clone(),
         page_size: args.page_size,
         allow_registries: args.allow_registries.clone(),
         mirror,
+        palette: false,
     };
     let rows = match plan::run(&plan)? {
-        Ok(rows) => rows,
+        Ok(audited) => audited.rows,
         Err(Reported) => return Ok(ExitCode::from(2)),
     };
     let stdout = std::io::stdout();

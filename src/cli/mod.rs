@@ -10,6 +10,8 @@ mod manual;
 mod node;
 mod pull_secret;
 mod rewrite;
+mod sync;
+mod sync_progress;
 mod terminal;
 
 use std::path::PathBuf;
@@ -80,6 +82,12 @@ pub enum Command {
     /// whether it is pulled from outside the mirrors. Exit 1 with --fail-on hits, 2 on errors.
     #[command(after_help = FORMATS_HELP)]
     Audit(Box<audit::AuditArgs>),
+    /// Make the mirrors hold the images the rules send there, exactly as their sources have
+    /// them (every digest the same), copying only what is missing: images from manifests
+    /// (-f), the live cluster, or a list (--images, `audit -o copy-list`). Exit 0 when every
+    /// image is at its mirror afterwards, 1 when any failed, 2 on usage or input errors.
+    #[command(after_help = FORMATS_HELP)]
+    Sync(Box<sync::SyncArgs>),
     /// Serve the HTTPS admission webhook (rules and certificate reloaded when they change).
     #[command(after_help = FORMATS_HELP)]
     Serve(Box<crate::server::ServeArgs>),
@@ -138,6 +146,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rewrite(args) => rewrite::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Audit(args) => audit::run(&args),
+        Command::Sync(args) => sync::run(&args),
         Command::Certs(args) => certs::run(&args),
         Command::Containerd(args) => containerd::run(&args),
         Command::Crio(args) => crio::run(&args),

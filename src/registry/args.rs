@@ -147,7 +147,7 @@ pub struct CheckArgs {
 
 /// A duration of at most `max` (said as `limit`): longer ones mean nothing here, and
 /// `Instant + Duration` or moka's time to live would overflow on the absurd ones.
-fn at_most(value: &str, max: Duration, limit: &str) -> Result<Duration, String> {
+pub fn at_most(value: &str, max: Duration, limit: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(value).map_err(|error| error.to_string())?;
     if duration > max {
         return Err(format!("at most {limit}"));

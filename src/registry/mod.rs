@@ -14,19 +14,27 @@
 //! - [`policy`]: deadlines, limits and the candidate taken per image ([`Resolver`]), whose
 //!   results are [`verdict`]'s types.
 //! - [`metrics`]: the `mirrorswap_registry_*` metrics.
+//! - For copies (`sync`): [`manifests`] (`HEAD`, capped `GET`, `PUT`, the referrers list),
+//!   [`blob`] (`HEAD`, streamed `GET`, uploads and cross-repository mounts), [`refused`] (why
+//!   a write was refused), [`settings`] (the clients' settings from the flags and Palette's
+//!   `registry-info`).
 
 pub mod args;
 pub mod auth_file;
+pub mod blob;
 pub mod cache;
 pub mod client;
 pub mod error;
 pub mod found;
 pub mod hosts;
 pub mod http;
+pub mod manifests;
 pub mod metrics;
 pub mod platform;
 pub mod policy;
+pub mod refused;
 pub mod session;
+pub mod settings;
 pub mod tls;
 pub mod token;
 pub mod verdict;

@@ -230,32 +230,9 @@ impl Registry {
     pub async fn push(&self, repo: &str, tag: &str) -> String {
         let layout = self.dir.path().join(format!("layout-{}-{tag}", repo.replace('/', "_")));
         write_oci_layout(&layout, &format!("{repo}:{tag}"), tag);
-        let target = format!("docker://{}/{repo}:{tag}", self.host());
-        let source = format!("oci:{}:{tag}", layout.display());
-        let cert_dir = self.dir.path().join("certs.d");
-        let ca = self.ca_path();
-        let creds = format!("{USER}:{PASSWORD}");
-        tokio::task::spawn_blocking(move || {
-            let output = Command::new("skopeo")
-                .env("SSL_CERT_FILE", &ca)
-                .args(["copy", "--quiet", "--preserve-digests", "--dest-cert-dir"])
-                .arg(&cert_dir)
-                .args(["--dest-creds", &creds, &source, &target])
-                .output()
-                .unwrap();
-            assert!(output.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&output.stderr));
-            let output = Command::new("skopeo")
-                .env("SSL_CERT_FILE", &ca)
-                .args(["inspect", "--raw", "--cert-dir"])
-                .arg(&cert_dir)
-                .args(["--creds", &creds, &target])
-                .output()
-                .unwrap();
-            assert!(output.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&output.stderr));
-            format!("sha256:{}", hex(ring::digest::digest(&ring::digest::SHA256, &output.stdout).as_ref()))
-        })
-        .await
-        .unwrap()
+        self.push_layout(&layout, tag, &format!("{repo}:{tag}")).await;
+        let raw = self.raw(&format!("{repo}:{tag}")).await.unwrap_or_else(|| panic!("skopeo inspect {repo}:{tag}"));
+        sha256(&raw)
     }
 }
 
@@ -327,43 +304,9 @@ fn hex(bytes: &[u8]) -> String {
 /// Writes a minimal OCI image layout at `dir` holding one image tagged `tag`: one small
 /// uncompressed tar layer (a file whose content is `content`), its config and its manifest.
 pub fn write_oci_layout(dir: &Path, content: &str, tag: &str) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let blob = |bytes: &[u8]| -> (String, usize) {
-        let digest = sha256(bytes);
-        std::fs::write(blobs.join(&digest["sha256:".len()..]), bytes).unwrap();
-        (digest, bytes.len())
-    };
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_ustar();
-    header.set_size(content.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_cksum();
-    tar.append_data(&mut header, "image.txt", content.as_bytes()).unwrap();
-    let layer = tar.into_inner().unwrap();
-    let (layer_digest, layer_size) = blob(&layer);
-    let config = json!({
-        "architecture": "amd64", "os": "linux", "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-    });
-    let (config_digest, config_size) = blob(config.to_string().as_bytes());
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}],
-    });
-    let (manifest_digest, manifest_size) = blob(manifest.to_string().as_bytes());
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest_size,
-            "annotations": {"org.opencontainers.image.ref.name": tag},
-        }],
-    });
-    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let layout = Layout::new(dir);
+    let image = layout.image("linux", "amd64", &[layout.layer("image.txt", content.as_bytes())]);
+    layout.tag(tag, &image);
 }
 
 /// One HTTPS GET trusting `ca_pem` (HTTP/1.1, a fresh connection).
@@ -549,4 +492,180 @@ fn percent_decode(value: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One request of a registry's access log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logged {
+    pub method: String,
+    /// Path and query, as logged.
+    pub path: String,
+    pub status: u16,
+}
+
+impl Logged {
+    /// A blob write: an upload started, sent or committed, or a mount (`POST`, `PATCH`, `PUT`
+    /// under `/blobs/uploads/`).
+    pub fn is_blob_write(&self) -> bool {
+        matches!(self.method.as_str(), "POST" | "PATCH" | "PUT") && self.path.contains("/blobs/uploads/")
+    }
+
+    /// A committed upload of the blob with hex digest `hex` (`PUT …?digest=sha256:HEX`, 201).
+    pub fn commits(&self, hex: &str) -> bool {
+        self.method == "PUT" && self.path.contains("/blobs/uploads/") && self.path.contains(hex) && self.status == 201
+    }
+}
+
+impl Registry {
+    /// Every request of every run's access log but those answered 401 (auth challenges).
+    pub fn access_log(&self) -> Vec<Logged> {
+        (1..=self.runs)
+            .flat_map(|run| {
+                let text = std::fs::read_to_string(self.log_path(run)).unwrap_or_default();
+                text.lines().filter_map(logged).collect::<Vec<_>>()
+            })
+            .filter(|logged| logged.status != 401)
+            .collect()
+    }
+
+    /// `skopeo copy --all --preserve-digests oci:LAYOUT:TAG docker://HOST/REFERENCE`.
+    pub async fn push_layout(&self, layout: &Path, tag: &str, reference: &str) {
+        let source = format!("oci:{}:{tag}", layout.display());
+        let target = format!("docker://{}/{reference}", self.host());
+        let (cert_dir, ca, creds) = (self.dir.path().join("certs.d"), self.ca_path(), format!("{USER}:{PASSWORD}"));
+        tokio::task::spawn_blocking(move || {
+            let output = Command::new("skopeo")
+                .env("SSL_CERT_FILE", &ca)
+                .args(["copy", "--quiet", "--all", "--preserve-digests", "--dest-cert-dir"])
+                .arg(&cert_dir)
+                .args(["--dest-creds", &creds, &source, &target])
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "skopeo copy {source}: {}", String::from_utf8_lossy(&output.stderr));
+        })
+        .await
+        .unwrap();
+    }
+
+    /// `skopeo inspect --raw docker://HOST/REFERENCE`: the manifest's bytes, or `None`.
+    pub async fn raw(&self, reference: &str) -> Option<Vec<u8>> {
+        let target = format!("docker://{}/{reference}", self.host());
+        let (cert_dir, ca, creds) = (self.dir.path().join("certs.d"), self.ca_path(), format!("{USER}:{PASSWORD}"));
+        tokio::task::spawn_blocking(move || {
+            let output = Command::new("skopeo")
+                .env("SSL_CERT_FILE", &ca)
+                .args(["inspect", "--raw", "--cert-dir"])
+                .arg(&cert_dir)
+                .args(["--creds", &creds, &target])
+                .output()
+                .unwrap();
+            output.status.success().then_some(output.stdout)
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// An access-log line (combined format), read.
+fn logged(line: &str) -> Option<Logged> {
+    let (_, rest) = line.split_once('"')?;
+    let (request, after) = rest.split_once('"')?;
+    let mut words = request.split(' ');
+    let (method, path) = (words.next()?.to_owned(), words.next()?.to_owned());
+    let status = after.split_whitespace().next()?.parse().ok()?;
+    Some(Logged { method, path, status })
+}
+
+/// An OCI image layout written for the tests, image by image, pushed with
+/// [`Registry::push_layout`]: uncompressed tar layers, configs, manifests, indexes, and
+/// manifests of any shape (a signature, a referrer with a `subject`).
+pub struct Layout {
+    pub dir: PathBuf,
+    tags: std::sync::Mutex<Vec<serde_json::Value>>,
+}
+
+impl Layout {
+    pub fn new(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Self { dir: dir.to_path_buf(), tags: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    /// Stores `bytes` as a blob: a descriptor of `media_type`.
+    pub fn blob(&self, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+        let digest = sha256(bytes);
+        std::fs::write(self.dir.join("blobs/sha256").join(&digest["sha256:".len()..]), bytes).unwrap();
+        json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
+    }
+
+    /// A layer: a tar holding one file `name` with `content`.
+    pub fn layer(&self, name: &str, content: &[u8]) -> serde_json::Value {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        tar.append_data(&mut header, name, content).unwrap();
+        self.blob("application/vnd.oci.image.layer.v1.tar", &tar.into_inner().unwrap())
+    }
+
+    /// An image manifest for `os/arch` with `layers`.
+    pub fn image(&self, os: &str, arch: &str, layers: &[serde_json::Value]) -> serde_json::Value {
+        let config = json!({
+            "architecture": arch, "os": os, "config": {},
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|layer| layer["digest"].clone()).collect::<Vec<_>>()},
+        });
+        let config = self.blob("application/vnd.oci.image.config.v1+json", config.to_string().as_bytes());
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config, "layers": layers,
+        });
+        let mut descriptor = self.manifest(&manifest);
+        descriptor["platform"] = json!({"os": os, "architecture": arch});
+        descriptor
+    }
+
+    /// An index of `manifests`.
+    pub fn index(&self, manifests: &[serde_json::Value]) -> serde_json::Value {
+        let index =
+            json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+        self.manifest(&index)
+    }
+
+    /// Any manifest, stored as a blob; its descriptor takes its `mediaType`.
+    pub fn manifest(&self, manifest: &serde_json::Value) -> serde_json::Value {
+        let media_type = manifest["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json");
+        self.blob(media_type, manifest.to_string().as_bytes())
+    }
+
+    /// Names `descriptor` `tag` in the layout's index.json.
+    pub fn tag(&self, tag: &str, descriptor: &serde_json::Value) {
+        let mut entry = descriptor.clone();
+        entry.as_object_mut().unwrap().remove("platform");
+        entry["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+        let mut tags = self.tags.lock().unwrap();
+        tags.push(entry);
+        let index = json!({"schemaVersion": 2, "manifests": *tags});
+        std::fs::write(self.dir.join("index.json"), index.to_string()).unwrap();
+    }
+
+    /// A blob's bytes.
+    pub fn read(&self, descriptor: &serde_json::Value) -> Vec<u8> {
+        let digest = descriptor["digest"].as_str().unwrap();
+        std::fs::read(self.dir.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap()
+    }
+}
+
+/// `count` bytes that do not compress, the same for the same `seed`.
+pub fn noise(seed: u64, count: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
 }

@@ -1,0 +1,370 @@
+//! One image copied: the digest its source names now, whether each target already holds it
+//! (one `HEAD` per target: a tag at the source's digest is everything, since a tag is pushed
+//! last), and otherwise its manifests walked from the top (an index's children, each image's
+//! config and layers) and written bottom up: blobs first (present: skipped after a `HEAD`;
+//! put by this run in another repository of the same registry: mounted; else streamed and
+//! verified), then child manifests by digest, then the top under its tag (a digest-only
+//! reference under its anchor tag `sha256-HEX`). Bytes are unchanged throughout, so every
+//! digest is the source's; `--platform` alone makes a new index, and says so.
+//!
+//! Bounded against a hostile source: indexes nest at most [`MAX_DEPTH`] deep, a job reads at
+//! most [`MAX_MANIFESTS`] manifests, each at most 4 MiB.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+
+use super::engine::{Engine, Job};
+use super::error::SyncError;
+use super::manifest::{self, Descriptor, Kind, Parsed};
+use super::name::{Image, anchor_tag};
+use super::progress::Progress;
+use super::report::{Outcome, Report};
+use super::retry::{retried, within};
+use super::store::{Destination, Source};
+use super::verify;
+use crate::registry::client::{Manifest, sha256};
+
+/// How deep indexes may nest (an index of indexes of images).
+pub const MAX_DEPTH: usize = 2;
+/// The most manifests one job reads from its source.
+pub const MAX_MANIFESTS: usize = 1024;
+
+/// One job's copy in progress, and its counts.
+pub struct Copier<'e, S, D> {
+    pub(super) engine: &'e Engine<S, D>,
+    pub(super) id: usize,
+    pub(super) progress: Arc<dyn Progress>,
+    /// Manifests read from the source, by digest.
+    fetched: Mutex<HashMap<String, Manifest>>,
+    /// Digests of the manifests written or found, whose referrers come along.
+    pub(super) walked: Mutex<Vec<String>>,
+    pub(super) notes: Mutex<Vec<String>>,
+    wrote: AtomicBool,
+    bytes: AtomicU64,
+    uploaded: AtomicUsize,
+    mounted: AtomicUsize,
+    present: AtomicUsize,
+    manifests: AtomicUsize,
+    pub(super) referrers: AtomicUsize,
+}
+
+type Step<'a> = Pin<Box<dyn Future<Output = Result<(), SyncError>> + Send + 'a>>;
+
+impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
+    pub fn new(engine: &'e Engine<S, D>, id: usize, progress: Arc<dyn Progress>) -> Self {
+        Self {
+            engine,
+            id,
+            progress,
+            fetched: Mutex::new(HashMap::new()),
+            walked: Mutex::new(Vec::new()),
+            notes: Mutex::new(Vec::new()),
+            wrote: AtomicBool::new(false),
+            bytes: AtomicU64::new(0),
+            uploaded: AtomicUsize::new(0),
+            mounted: AtomicUsize::new(0),
+            present: AtomicUsize::new(0),
+            manifests: AtomicUsize::new(0),
+            referrers: AtomicUsize::new(0),
+        }
+    }
+
+    /// The report of `job` whose copy came to `result`.
+    pub fn report(&self, job: &Job, result: Result<(), SyncError>) -> Report {
+        let outcome = match result {
+            Err(error) => Outcome::Failed(error.to_string()),
+            Ok(()) if !self.wrote.load(Ordering::SeqCst) => Outcome::Present,
+            Ok(()) if self.engine.settings.dry_run => Outcome::WouldCopy,
+            Ok(()) => Outcome::Copied,
+        };
+        Report {
+            image: job.source.clone(),
+            target: job.targets.first().cloned().unwrap_or_default(),
+            also: job.targets.iter().skip(1).cloned().collect(),
+            reason: match &outcome {
+                Outcome::Failed(why) => Some(why.clone()),
+                _ => None,
+            },
+            outcome,
+            bytes: self.bytes.load(Ordering::SeqCst),
+            uploaded: self.uploaded.load(Ordering::SeqCst),
+            mounted: self.mounted.load(Ordering::SeqCst),
+            present: self.present.load(Ordering::SeqCst),
+            manifests: self.manifests.load(Ordering::SeqCst),
+            referrers: self.referrers.load(Ordering::SeqCst),
+            notes: std::mem::take(&mut *lock(&self.notes)),
+        }
+    }
+
+    pub(super) fn note(&self, note: String) {
+        let mut notes = lock(&self.notes);
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
+
+    /// Copies `job`.
+    pub async fn run(&self, job: &Job) -> Result<(), SyncError> {
+        let source = Image::parse(&job.source)?;
+        let targets = job.targets.iter().map(|target| Image::parse(target)).collect::<Result<Vec<_>, _>>()?;
+        if targets.is_empty() {
+            return Err(SyncError::Refused("no target".into()));
+        }
+        let settings = &self.engine.settings;
+        let filtering = !settings.platforms.is_empty();
+        if filtering && source.digest.is_some() {
+            return Err(SyncError::Refused(
+                "referenced by digest: --platform would change the digest it is pulled by; copy it whole \
+                 (without --platform)"
+                    .into(),
+            ));
+        }
+        let top = match &source.digest {
+            Some(digest) => digest.clone(),
+            None => self
+                .lookup("source lookup", || self.engine.source.resolve(&source, source.reference()))
+                .await?
+                .ok_or_else(|| SyncError::NotFound(source.written.clone()))?,
+        };
+        let mut pushed = None;
+        if filtering {
+            pushed = Some(self.only_platforms(&source, &top).await?);
+        }
+        let digest = pushed.as_ref().map_or(top.as_str(), |manifest| manifest.digest.as_str()).to_owned();
+        for target in &targets {
+            if let Some(named) = target.digest.as_ref().filter(|named| **named != digest) {
+                return Err(SyncError::Refused(format!(
+                    "the target {} names the digest {named}, the source's is {digest}",
+                    target.written
+                )));
+            }
+        }
+        let tag_of = |target: &Image| target.tag.clone().unwrap_or_else(|| anchor_tag(&digest));
+        let mut missing = Vec::new();
+        for target in &targets {
+            let tag = tag_of(target);
+            let held = self.lookup("mirror lookup", || self.engine.destination.manifest_digest(target, &tag)).await?;
+            if held.as_deref() != Some(digest.as_str()) {
+                missing.push(target);
+            }
+        }
+        if !filtering {
+            lock(&self.walked).push(top.clone());
+        }
+        if !missing.is_empty() {
+            let manifest = match pushed {
+                Some(manifest) => manifest,
+                None => self.fetch(&source, &top).await?,
+            };
+            // One target after the other: the first sends the blobs, the next ones mount them.
+            for target in missing {
+                self.put_tree(&source, target, &manifest, 0).await?;
+                self.put_manifest(target, &tag_of(target), &manifest).await?;
+            }
+        }
+        if settings.referrers {
+            for target in &targets {
+                self.copy_referrers(&source, target).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The index `top` with only `--platform`'s entries (an image manifest as it is).
+    async fn only_platforms(&self, source: &Image, top: &str) -> Result<Manifest, SyncError> {
+        let manifest = self.fetch(source, top).await?;
+        let parsed = manifest::parse(&manifest.bytes, top, &manifest.media_type)?;
+        if !matches!(parsed.kind, Kind::Index(_)) {
+            return Ok(manifest);
+        }
+        let platforms = &self.engine.settings.platforms;
+        let asked = platforms.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        let (bytes, kept) = manifest::only_platforms(&manifest.bytes, platforms)
+            .map_err(|why| SyncError::Manifest { digest: top.to_owned(), why })?;
+        if kept == 0 {
+            return Err(SyncError::Refused(format!("no entry of its index is for --platform {asked}")));
+        }
+        let digest = sha256(&bytes);
+        self.note(format!("--platform {asked}: the index's digest changes from {top} to {digest}"));
+        Ok(Manifest { bytes, media_type: parsed.media_type, digest })
+    }
+
+    /// `step` within the lookup timeout, retried as the settings say.
+    pub(super) async fn lookup<T, F, Fut>(&self, what: &'static str, step: F) -> Result<T, SyncError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, SyncError>>,
+    {
+        let settings = &self.engine.settings;
+        retried(settings.retries, || within(settings.lookup_timeout, what, step())).await
+    }
+
+    /// The manifest `digest` of `source`'s repository (read once per job).
+    pub(super) async fn fetch(&self, source: &Image, digest: &str) -> Result<Manifest, SyncError> {
+        if let Some(known) = lock(&self.fetched).get(digest) {
+            return Ok(known.clone());
+        }
+        if lock(&self.fetched).len() >= MAX_MANIFESTS {
+            return Err(SyncError::Refused(format!("more than {MAX_MANIFESTS} manifests in one image")));
+        }
+        let manifest = self
+            .lookup("source manifest", || self.engine.source.manifest(source, digest))
+            .await?
+            .ok_or_else(|| SyncError::NotFound(format!("{}/{}@{digest}", source.host(), source.repository())))?;
+        lock(&self.fetched).insert(digest.to_owned(), manifest.clone());
+        Ok(manifest)
+    }
+
+    /// Writes what `manifest` points at into `target`: an image's blobs, an index's child
+    /// manifests (each after what it points at). Not the manifest itself.
+    pub(super) fn put_tree<'a>(
+        &'a self,
+        source: &'a Image,
+        target: &'a Image,
+        manifest: &'a Manifest,
+        depth: usize,
+    ) -> Step<'a> {
+        Box::pin(async move {
+            let Parsed { kind, .. } = manifest::parse(&manifest.bytes, &manifest.digest, &manifest.media_type)?;
+            match kind {
+                Kind::Image(blobs) => {
+                    futures::stream::iter(blobs.iter().map(Ok))
+                        .try_for_each_concurrent(self.engine.settings.blobs.max(1), |blob| {
+                            self.put_blob(source, target, blob)
+                        })
+                        .await
+                }
+                Kind::Index(_) if depth >= MAX_DEPTH => Err(SyncError::Manifest {
+                    digest: manifest.digest.clone(),
+                    why: format!("indexes nested more than {MAX_DEPTH} deep"),
+                }),
+                Kind::Index(children) => {
+                    for child in &children {
+                        lock(&self.walked).push(child.digest.clone());
+                        let held = self
+                            .lookup("mirror lookup", || self.engine.destination.manifest_digest(target, &child.digest))
+                            .await?;
+                        if held.is_some() {
+                            continue;
+                        }
+                        let bytes = self.fetch(source, &child.digest).await?;
+                        if bytes.bytes.len() as u64 != child.size {
+                            return Err(SyncError::Manifest {
+                                digest: child.digest.clone(),
+                                why: format!("{} bytes where its index says {}", bytes.bytes.len(), child.size),
+                            });
+                        }
+                        self.put_tree(source, target, &bytes, depth + 1).await?;
+                        self.put_manifest(target, &child.digest, &bytes).await?;
+                    }
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    /// Writes `manifest` under `reference` (or, with `--dry-run`, counts it).
+    pub(super) async fn put_manifest(
+        &self,
+        target: &Image,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<(), SyncError> {
+        self.wrote.store(true, Ordering::SeqCst);
+        self.manifests.fetch_add(1, Ordering::SeqCst);
+        if self.engine.settings.dry_run {
+            return Ok(());
+        }
+        let pushed =
+            self.lookup("manifest push", || self.engine.destination.put_manifest(target, reference, manifest)).await?;
+        let subject = manifest::parse(&manifest.bytes, &manifest.digest, &manifest.media_type)
+            .map(|parsed| parsed.subject.is_some())
+            .unwrap_or(false);
+        if subject && !pushed.subject_indexed {
+            self.note(format!(
+                "{} does not serve the OCI referrers API (no OCI-Subject): referrers are there by digest",
+                target.host()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes `target` hold `blob`: present (a `HEAD`), mounted from where this run put it, or
+    /// streamed from the source with its digest checked on the way.
+    async fn put_blob(&self, source: &Image, target: &Image, blob: &Descriptor) -> Result<(), SyncError> {
+        if blob.non_distributable() {
+            return Ok(());
+        }
+        let engine = self.engine;
+        let mut held = engine.seen.hold(target.host(), &blob.digest).await;
+        let here = target.repository().to_owned();
+        if self.lookup("mirror blob lookup", || engine.destination.has_blob(target, &blob.digest)).await? {
+            self.present.fetch_add(1, Ordering::SeqCst);
+            *held = Some(here);
+            return Ok(());
+        }
+        self.wrote.store(true, Ordering::SeqCst);
+        if let Some(from) = held.clone().filter(|from| *from != here) {
+            let mounted = engine.settings.dry_run
+                || self.lookup("mount", || engine.destination.mount_blob(target, &blob.digest, &from)).await?;
+            if mounted {
+                self.mounted.fetch_add(1, Ordering::SeqCst);
+                *held = Some(here);
+                return Ok(());
+            }
+        }
+        self.progress.planned(self.id, blob.size);
+        if !engine.settings.dry_run {
+            let settings = &engine.settings;
+            retried(settings.retries, || within(settings.blob_timeout, "blob", self.stream_blob(source, target, blob)))
+                .await?;
+            self.uploaded.fetch_add(1, Ordering::SeqCst);
+        }
+        self.bytes.fetch_add(blob.size, Ordering::SeqCst);
+        *held = Some(here);
+        Ok(())
+    }
+
+    /// One attempt at sending `blob` from the source to `target`. The upload may last as long
+    /// as the blob needs, but not stand still: a source that stops sending fails on its read
+    /// timeout, a destination that stops reading (or answering once all is sent) after the
+    /// lookup timeout and a second.
+    async fn stream_blob(&self, source: &Image, target: &Image, blob: &Descriptor) -> Result<(), SyncError> {
+        let stream = self.engine.source.blob(source, blob).await?;
+        let (progress, id) = (Arc::clone(&self.progress), self.id);
+        let (stream, failure, watch) =
+            verify::verified(stream, &blob.digest, blob.size, move |bytes| progress.moved(id, bytes));
+        let limit = self.engine.settings.lookup_timeout + Duration::from_secs(1);
+        let stalled = async {
+            loop {
+                tokio::time::sleep(limit / 4).await;
+                if watch.idle() > limit {
+                    return SyncError::Timeout { what: "blob upload, nothing moved", after: limit };
+                }
+            }
+        };
+        let sent = tokio::select! {
+            sent = self.engine.destination.put_blob(target, blob, stream) => sent,
+            stalled = stalled => Err(stalled),
+        };
+        // The stream's own failure (a digest mismatch, the source's error) is the cause; the
+        // destination only saw its request break.
+        let cause = lock(&failure).take();
+        match (sent, cause) {
+            (Ok(()), None) => Ok(()),
+            (_, Some(cause)) => Err(cause),
+            (Err(error), None) => Err(error),
+        }
+    }
+}
+
+/// The value under `mutex`, poisoned or not.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,199 @@
+//! The [`Source`] and [`Destination`] of a copy between registries, over the registry room's
+//! session layer ([`crate::registry::session`]: credentials per `host[:port]`, challenges,
+//! tokens per scope, TLS, `--insecure-registry`) and its protocol operations
+//! ([`crate::registry::manifests`], [`crate::registry::blob`]). Each side has its own session
+//! and credentials: a source is never sent the mirror's. The clients have no whole-request
+//! timeout (a blob takes as long as its length); connecting and each read are bounded, and
+//! the engine bounds each step.
+//!
+//! At most `connections` requests are in flight to one source host; a blob's stream holds its
+//! slot until it ends. Built on the session layer rather than `oci-client`, which the project
+//! dropped: its auth flow and its unbounded reads did not fit a peer that controls every byte
+//! it answers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::Body;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::error::SyncError;
+use super::manifest::{self, Descriptor, Kind, MAX_ENTRIES};
+use super::name::Image;
+use super::store::{BlobStream, Destination, Source};
+use crate::registry::CheckError;
+use crate::registry::blob::{self, Started};
+use crate::registry::client::Manifest;
+use crate::registry::http::from_reqwest;
+use crate::registry::manifests::{self, Pushed};
+use crate::registry::refused::PushError;
+use crate::registry::session::{Access, Registries};
+
+/// A transport timeout (connecting, or waiting for a read) as the time it was given: the
+/// clients' own timeouts do not say it.
+fn timed(error: CheckError, after: Duration) -> CheckError {
+    match error {
+        CheckError::Timeout(zero) if zero.is_zero() => CheckError::Timeout(after),
+        other => other,
+    }
+}
+
+/// Registries copied from.
+pub struct RemoteSource {
+    registries: Registries,
+    connections: usize,
+    timeout: Duration,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl RemoteSource {
+    /// Over `registries` (the sources' credentials only, connecting and each read bounded by
+    /// `timeout`), `connections` requests per host.
+    pub fn new(registries: Registries, connections: usize, timeout: Duration) -> Self {
+        Self { registries, connections: connections.max(1), timeout, hosts: Mutex::new(HashMap::new()) }
+    }
+
+    fn failed(&self, image: &Image) -> impl Fn(CheckError) -> SyncError + use<> {
+        let (host, timeout) = (image.host().to_owned(), self.timeout);
+        move |error| SyncError::source(&host, timed(error, timeout))
+    }
+
+    async fn slot(&self, host: &str) -> OwnedSemaphorePermit {
+        let semaphore = {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            Arc::clone(hosts.entry(host.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.connections))))
+        };
+        // The semaphore is never closed.
+        match semaphore.acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => unreachable!("a host's semaphore is never closed"),
+        }
+    }
+}
+
+impl Source for RemoteSource {
+    async fn resolve(&self, image: &Image, reference: &str) -> Result<Option<String>, SyncError> {
+        let failed = self.failed(image);
+        let _slot = self.slot(image.host()).await;
+        let head = manifests::head(&self.registries, &image.repo, Access::Pull, reference).await.map_err(&failed)?;
+        match head {
+            None => Ok(None),
+            Some(manifests::Head { digest: Some(digest) }) => Ok(Some(digest)),
+            // No digest said: the bytes tell it.
+            Some(_) => Ok(manifests::get(&self.registries, &image.repo, Access::Pull, reference)
+                .await
+                .map_err(failed)?
+                .map(|manifest| manifest.digest)),
+        }
+    }
+
+    async fn manifest(&self, image: &Image, reference: &str) -> Result<Option<Manifest>, SyncError> {
+        let _slot = self.slot(image.host()).await;
+        manifests::get(&self.registries, &image.repo, Access::Pull, reference).await.map_err(self.failed(image))
+    }
+
+    async fn blob(&self, image: &Image, blob: &Descriptor) -> Result<BlobStream, SyncError> {
+        let slot = self.slot(image.host()).await;
+        let failed = self.failed(image);
+        let response = blob::open(&self.registries, &image.repo, &blob.digest).await.map_err(&failed)?;
+        let stream = response.bytes_stream().map(move |chunk| {
+            // The host's slot is held until the stream is dropped.
+            let _held = &slot;
+            chunk.map_err(|error| failed(from_reqwest(error)))
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn referrers(&self, image: &Image, digest: &str) -> Result<Vec<Descriptor>, SyncError> {
+        let failed = self.failed(image);
+        let pages = {
+            let _slot = self.slot(image.host()).await;
+            manifests::referrers(&self.registries, &image.repo, digest).await.map_err(failed)?
+        };
+        let mut found = Vec::new();
+        for page in pages.unwrap_or_default() {
+            let parsed = manifest::parse(&page, digest, manifest::OCI_INDEX)?;
+            if let Kind::Index(entries) = parsed.kind {
+                found.extend(entries);
+            }
+            if found.len() > MAX_ENTRIES {
+                return Err(SyncError::Manifest {
+                    digest: digest.to_owned(),
+                    why: format!("more than {MAX_ENTRIES} referrers"),
+                });
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The mirror registries copied to.
+pub struct RemoteMirror {
+    registries: Registries,
+    timeout: Duration,
+}
+
+impl RemoteMirror {
+    /// Over `registries` (the mirror's credentials only, connecting and each read bounded by
+    /// `timeout`).
+    pub fn new(registries: Registries, timeout: Duration) -> Self {
+        Self { registries, timeout }
+    }
+
+    fn failed(&self, image: &Image) -> impl Fn(PushError) -> SyncError + use<> {
+        let (host, timeout) = (image.host().to_owned(), self.timeout);
+        move |error| match error {
+            PushError::Check(error) => SyncError::mirror(&host, timed(error, timeout)),
+            other => SyncError::mirror(&host, other),
+        }
+    }
+}
+
+impl Destination for RemoteMirror {
+    async fn manifest_digest(&self, image: &Image, reference: &str) -> Result<Option<String>, SyncError> {
+        let failed = self.failed(image);
+        let head = manifests::head(&self.registries, &image.repo, Access::Pull, reference)
+            .await
+            .map_err(|error| failed(error.into()))?;
+        Ok(head.map(|head| head.digest.unwrap_or_default()))
+    }
+
+    async fn has_blob(&self, image: &Image, digest: &str) -> Result<bool, SyncError> {
+        let failed = self.failed(image);
+        blob::exists(&self.registries, &image.repo, Access::Pull, digest).await.map_err(|error| failed(error.into()))
+    }
+
+    async fn mount_blob(&self, image: &Image, digest: &str, from: &str) -> Result<bool, SyncError> {
+        let started =
+            blob::start(&self.registries, &image.repo, Some((digest, from))).await.map_err(self.failed(image))?;
+        match started {
+            Started::Mounted => Ok(true),
+            Started::Upload(upload) => {
+                blob::cancel(&self.registries, &image.repo, &upload).await;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn put_blob(&self, image: &Image, blob: &Descriptor, data: BlobStream) -> Result<(), SyncError> {
+        let failed = self.failed(image);
+        let upload = match blob::start(&self.registries, &image.repo, None).await.map_err(&failed)? {
+            Started::Upload(upload) => upload,
+            Started::Mounted => return Ok(()),
+        };
+        let body = Body::wrap_stream(data);
+        match blob::finish(&self.registries, &image.repo, &upload, &blob.digest, blob.size, body).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                blob::cancel(&self.registries, &image.repo, &upload).await;
+                Err(failed(error))
+            }
+        }
+    }
+
+    async fn put_manifest(&self, image: &Image, reference: &str, manifest: &Manifest) -> Result<Pushed, SyncError> {
+        manifests::put(&self.registries, &image.repo, reference, manifest).await.map_err(self.failed(image))
+    }
+}
