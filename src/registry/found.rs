@@ -65,18 +65,22 @@ impl Digest {
 
     /// Appends `@sha256:…` to `image`: the reference pinned to this digest.
     pub fn pin(&self, image: &mut String) {
-        image.reserve(1 + Self::TEXT_LEN);
         image.push('@');
         self.write_to(image);
     }
 
+    /// `sha256:` and the hex digits, written at once (a char at a time cost a pinned Pod
+    /// more than its cache lookups).
     fn write_to(&self, out: &mut String) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.push_str("sha256:");
-        for byte in self.0 {
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        let mut text = [0_u8; Self::TEXT_LEN];
+        text[..7].copy_from_slice(b"sha256:");
+        for (pair, byte) in text[7..].chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
         }
+        // Only ASCII was written.
+        out.push_str(std::str::from_utf8(&text).unwrap_or_default());
     }
 }
 

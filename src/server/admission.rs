@@ -214,7 +214,7 @@ fn decide(
         }
         if let Some(old) = changes.kept_pin(rules, &field).filter(|_| settings.pin_digest) {
             debug!(uid = %request.uid, %container, %image, %old, "pinned image kept on update");
-            metrics.pinned.with_label_values(&["kept_on_update"]).inc();
+            metrics.pins.kept_on_update.inc();
             if !settings.pull_secrets.is_empty() {
                 secrets_needed.extend(secrets_for(&settings.pull_secrets, old));
             }
@@ -225,8 +225,8 @@ fn decide(
             None => rules.rewrite(image),
             Some(Choice::Take(image, rule, pin)) => {
                 match pin {
-                    Pin::To(_) => metrics.pinned.with_label_values(&["pinned"]).inc(),
-                    Pin::Unknown => metrics.pinned.with_label_values(&["no_digest"]).inc(),
+                    Pin::To(_) => metrics.pins.pinned.inc(),
+                    Pin::Unknown => metrics.pins.no_digest.inc(),
                     Pin::Off => {}
                 }
                 Decision::Rewritten { image, rule }

@@ -48,8 +48,17 @@ pub struct Metrics {
     /// Mirror images without a digest that `/validate --require-digest` refused.
     pub unpinned: IntCounter,
     /// `--pin-digest`: images pinned (`pinned`), old pins kept on UPDATE (`kept_on_update`),
-    /// and images taken without a known digest (`no_digest`, `--on-check-error swap`).
-    pub pinned: IntCounterVec,
+    /// and images taken without a known digest (`no_digest`, `--on-check-error swap`); the
+    /// three children resolved once, since they are counted per image on the request path.
+    pub pins: Pins,
+}
+
+/// The children of `mirrorswap_images_pinned_total`, by result.
+#[derive(Clone)]
+pub struct Pins {
+    pub pinned: IntCounter,
+    pub kept_on_update: IntCounter,
+    pub no_digest: IntCounter,
 }
 
 impl Metrics {
@@ -174,9 +183,11 @@ impl Metrics {
         for action in ["allow", "warn", "deny"] {
             unmirrored.with_label_values(&[action]);
         }
-        for result in ["pinned", "kept_on_update", "no_digest"] {
-            pinned.with_label_values(&[result]);
-        }
+        let pins = Pins {
+            pinned: pinned.with_label_values(&["pinned"]),
+            kept_on_update: pinned.with_label_values(&["kept_on_update"]),
+            no_digest: pinned.with_label_values(&["no_digest"]),
+        };
         Ok(Self {
             registry,
             requests,
@@ -197,7 +208,7 @@ impl Metrics {
             inflight_body_bytes,
             unmirrored,
             unpinned,
-            pinned,
+            pins,
         })
     }
 
