@@ -65,8 +65,18 @@ impl Digest {
 
     /// Appends `@sha256:…` to `image`: the reference pinned to this digest.
     pub fn pin(&self, image: &mut String) {
+        image.reserve_exact(1 + Self::TEXT_LEN);
         image.push('@');
         self.write_to(image);
+    }
+
+    /// `image` pinned to this digest, as a new string of the exact length (one allocation).
+    pub fn pinned(&self, image: &str) -> String {
+        let mut out = String::with_capacity(image.len() + 1 + Self::TEXT_LEN);
+        out.push_str(image);
+        out.push('@');
+        self.write_to(&mut out);
+        out
     }
 
     /// `sha256:` and the hex digits, written at once (a char at a time cost a pinned Pod

@@ -87,11 +87,11 @@ impl<'r> Resolution<'r> {
     /// The image the original becomes: the taken candidate, `@sha256:…` appended when it is
     /// pinned (`None` when the original is kept).
     pub fn target(&self) -> Option<String> {
-        let mut image = self.taken()?.image.clone();
-        if let Pin::To(digest) = self.pin {
-            digest.pin(&mut image);
-        }
-        Some(image)
+        let image = &self.taken()?.image;
+        Some(match self.pin {
+            Pin::To(digest) => digest.pinned(image),
+            _ => image.clone(),
+        })
     }
 }
 
@@ -148,10 +148,11 @@ impl<'r> Resolved<'r> {
                 let pin = entry.resolution.pin;
                 let taken = entry.resolution.tried.get_mut(*index)?;
                 entry.uses = entry.uses.checked_sub(1)?;
-                let mut image = if entry.uses == 0 { std::mem::take(&mut taken.image) } else { taken.image.clone() };
-                if let Pin::To(digest) = pin {
-                    digest.pin(&mut image);
-                }
+                let image = match pin {
+                    Pin::To(digest) => digest.pinned(&taken.image),
+                    _ if entry.uses == 0 => std::mem::take(&mut taken.image),
+                    _ => taken.image.clone(),
+                };
                 Some(Choice::Take(image, taken.rule, pin))
             }
         }
