@@ -24,6 +24,7 @@ pub mod auth_file;
 pub mod blob;
 pub mod cache;
 pub mod client;
+pub mod egress;
 pub mod error;
 pub mod found;
 pub mod hosts;
