@@ -42,6 +42,7 @@ use crate::k8s;
 use crate::registry::{AuthFile, RegistryMetrics, Resolver, SwapPolicy};
 use crate::rewrite::RuleSet;
 use crate::rules_file::{self, Format, LoadError};
+use crate::sync::miss::{CopyMetrics, CopyOnMiss, MissSettings};
 use state::State;
 
 /// The example rule set served when no rules are given: Palette's mirror list.
@@ -101,8 +102,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         pin_digest: args.pin.pin_digest,
     };
     let resolver = resolver(&args, &metrics)?;
-    let state =
-        Arc::new(State::new(settings, metrics).with_resolver(resolver).with_validation(args.validation.settings()));
+    let copier = copier(&args, resolver.as_ref(), &metrics)?;
+    let state = Arc::new(
+        State::new(settings, metrics)
+            .with_resolver(resolver)
+            .with_copier(copier)
+            .with_validation(args.validation.settings()),
+    );
     if let Some(rules) = rules {
         state.install_rules(rules, started);
     }
@@ -274,6 +280,28 @@ fn resolver(args: &ServeArgs, metrics: &metrics::Metrics) -> anyhow::Result<Opti
         "swap policy `exists`: images are rewritten only to targets the mirror has"
     );
     Ok(Some(resolver))
+}
+
+/// With `--copy-on-miss` (and so `exists`), the copy queue and its worker, its metrics
+/// registered.
+fn copier(
+    args: &ServeArgs,
+    resolver: Option<&Arc<Resolver>>,
+    metrics: &metrics::Metrics,
+) -> anyhow::Result<Option<CopyOnMiss>> {
+    let (true, Some(resolver)) = (args.copy.copy_on_miss, resolver) else { return Ok(None) };
+    let settings = MissSettings::from_args(&args.copy).context("--source-auth")?;
+    let copy_metrics = CopyMetrics::new(metrics.registry()).context("creating copy metrics")?;
+    let allowed: Vec<String> = args.copy.copy_allow_sources.iter().map(ToString::to_string).collect();
+    info!(
+        queue = settings.queue,
+        concurrency = settings.concurrency,
+        max_bytes = settings.max_bytes,
+        timeout = ?settings.timeout,
+        allow_sources = %allowed.join(","),
+        "copy on miss: images no mirror has are copied from sources explicit rules name"
+    );
+    Ok(Some(CopyOnMiss::start(settings, Arc::clone(resolver), copy_metrics)))
 }
 
 fn watch_rules(path: PathBuf, args: &ServeArgs, state: Arc<State>) -> anyhow::Result<()> {

@@ -26,6 +26,7 @@ pub mod copy;
 pub mod engine;
 pub mod error;
 pub mod manifest;
+pub mod miss;
 pub mod name;
 pub mod progress;
 pub mod referrers;
