@@ -190,13 +190,13 @@ async fn a_miss_is_copied_and_a_later_pod_rewritten() {
     let image = format!("{src}/team/app:1");
     let target = format!("{dst}/src/team/app:1");
     let (images, warnings) = admit(&server, &pod(&[&image])).await;
-    assert_eq!(images, [image.clone()], "the first Pod keeps its image");
+    assert_eq!(images, [image.as_str()], "the first Pod keeps its image");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].ends_with(&format!("not in {dst}/src (404); copying it to {target}")), "{warnings:?}");
 
     let rewritten = eventually(Duration::from_secs(60), async || {
         let (images, _) = admit(&server, &pod(&[&image])).await;
-        if images == [target.clone()] {
+        if images == [target.as_str()] {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
