@@ -287,3 +287,98 @@ async fn work(mut queue: mpsc::Receiver<Miss>, shared: Arc<Shared>) {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::registry::args::{CheckArgs, OnCheckError};
+    use crate::registry::egress::AllowedSource;
+    use crate::registry::{Answer, Choice};
+    use crate::rewrite::{Options, compile_maps};
+
+    const RULES: &str = "src.example.org/team::mirror.invalid/team\n1.1.1.1::mirror.invalid/ip\n\
+                         127.0.0.1:5000::mirror.invalid/loop\ndefault::mirror.invalid/other\n";
+
+    fn resolver() -> Arc<Resolver> {
+        let args = CheckArgs {
+            registry_auth: None,
+            registry_ca: None,
+            insecure_registries: Vec::new(),
+            check_timeout: Duration::from_secs(1),
+            check_cache_ttl: Duration::from_secs(3600),
+            check_negative_ttl: Duration::from_secs(3600),
+            check_cache_entries: 100,
+            check_backoff: Duration::from_secs(5),
+            check_host_concurrency: 16,
+        };
+        Arc::new(Resolver::new(&args, OnCheckError::Keep, 32, None).expect("resolver"))
+    }
+
+    fn copier(allowed: &[&str], queue: usize) -> (CopyOnMiss, CopyMetrics) {
+        let allowed = allowed.iter().map(|entry| AllowedSource::parse(entry).unwrap()).collect();
+        let settings = MissSettings {
+            queue,
+            concurrency: 1,
+            max_bytes: 1 << 20,
+            timeout: Duration::from_secs(5),
+            egress: Arc::new(Egress::new(allowed)),
+            source_auth: AuthFile::default(),
+        };
+        let metrics = CopyMetrics::new(&prometheus::Registry::new()).unwrap();
+        (CopyOnMiss::start(settings, resolver(), metrics.clone()), metrics)
+    }
+
+    /// What each image's kept warning gained, offered in order (on this single-threaded
+    /// runtime the worker takes nothing from the queue until the test awaits).
+    async fn offered(copier: &CopyOnMiss, images: &[&str]) -> Vec<String> {
+        let rules = compile_maps(RULES, Options::default()).expect("rules").rules;
+        let resolver = &copier.shared.resolver;
+        for image in images {
+            for candidate in rules.candidates(image).targets {
+                let (answer, _) =
+                    resolver.cache().get_or_check(&candidate.image, async { Ok(Answer::Absent(404)) }).await;
+                assert_eq!(answer, Ok(Answer::Absent(404)));
+            }
+        }
+        let mut resolved = resolver.resolve(&rules, images).await;
+        copier.offer_misses(&mut resolved);
+        images
+            .iter()
+            .map(|image| match resolved.choose(image) {
+                Some(Choice::Keep(why)) => why.rsplit_once(" (404)").map_or(why, |(_, more)| more).to_owned(),
+                other => panic!("{image}: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn misses_are_queued_once_bounded_and_only_from_named_public_sources() {
+        let (copier, metrics) = copier(&["quay.io/allowed"], 1);
+        // (image, what its warning gains), offered one request after another.
+        let table = [
+            ("src.example.org/team/app:1", "; copying it to mirror.invalid/team/app:1"),
+            // Queued or running: not queued again.
+            ("src.example.org/team/app:1", "; a copy to mirror.invalid/team/app:1 is under way"),
+            ("src.example.org/team/other:1", "; not copied: the copy queue is full"),
+            ("quay.io/unnamed/app:1", "; not copied: no explicit rule names quay.io"),
+            // Listed: through `default` too (and the queue is still full).
+            ("quay.io/allowed/app:1", "; not copied: the copy queue is full"),
+            ("127.0.0.1:5000/x:1", "; not copied: 127.0.0.1: a loopback address, not listed in --copy-allow-source"),
+            ("1.1.1.1/x:1", "; not copied: the copy queue is full"),
+        ];
+        for (image, expected) in table {
+            assert_eq!(offered(&copier, &[image]).await, [expected], "{image}");
+        }
+        // Two images of one request: each gets its own word.
+        let said = offered(&copier, &["src.example.org/team/app:1", "quay.io/unnamed/app:1"]).await;
+        assert_eq!(
+            said,
+            ["; a copy to mirror.invalid/team/app:1 is under way", "; not copied: no explicit rule names quay.io"]
+        );
+        let count = |result: &str| metrics.copies.with_label_values(&[result]).get();
+        assert_eq!((count("dropped"), count("refused")), (3, 3));
+        assert_eq!(metrics.queue_depth.get(), 1);
+    }
+}
