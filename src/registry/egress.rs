@@ -368,6 +368,56 @@ mod tests {
         assert_eq!(AllowedSource::parse("GHCR.io:443/team/").unwrap().to_string(), "ghcr.io/team");
     }
 
+    /// A plain HTTP server answering every request with a redirect to `location`; counts the
+    /// connections it accepted.
+    async fn redirecting(location: String) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buffer = [0_u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let answer = format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        (port, accepted)
+    }
+
+    /// A redirect is held to the guard where it leads: an unlisted loopback port, by address
+    /// or by name, is never connected to; a listed one is.
+    #[tokio::test]
+    async fn redirects_are_held_to_the_guard() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (listed, listed_seen) = redirecting("http://127.0.0.1:1/never".into()).await;
+        let (unlisted, unlisted_seen) = redirecting("http://127.0.0.1:1/never".into()).await;
+        for (location, refused) in [
+            (format!("http://127.0.0.1:{unlisted}/blob"), true),
+            (format!("http://localhost:{unlisted}/blob"), true),
+            (format!("http://[::ffff:127.0.0.1]:{unlisted}/blob"), true),
+            (format!("http://127.0.0.1:{listed}/blob"), false),
+        ] {
+            let (source, _) = redirecting(location.clone()).await;
+            let guard = Arc::new(egress(&[&format!("127.0.0.1:{source}"), &format!("127.0.0.1:{listed}")]));
+            let timeout = std::time::Duration::from_secs(5);
+            let client =
+                crate::registry::http::client(crate::registry::tls::unverified(), timeout, Some(timeout), Some(guard))
+                    .unwrap();
+            let before = listed_seen.load(SeqCst);
+            let outcome = client.get(format!("http://127.0.0.1:{source}/v2/")).send().await;
+            if refused {
+                assert!(outcome.is_err(), "{location}: followed");
+            } else {
+                assert!(listed_seen.load(SeqCst) > before, "{location}: a listed host is reached");
+            }
+        }
+        assert_eq!(unlisted_seen.load(SeqCst), 0, "an unlisted loopback port was connected to");
+    }
+
     #[tokio::test]
     async fn the_resolver_hands_on_only_allowed_addresses() {
         let resolve = |entries: &[&str]| {
