@@ -153,6 +153,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     if let Some(path) = rules_file {
         watch_rules(path, &args, Arc::clone(&state))?;
     }
+    watch_source_auth(&args, &state)?;
     if let (Some(source), Some(client)) = (args.rules_object(), api_client) {
         info!(source = %source, "watching the rules object through the Kubernetes API");
         let reading = kube_rules::Reading {
@@ -301,7 +302,23 @@ fn copier(
         allow_sources = %allowed.join(","),
         "copy on miss: images no mirror has are copied from sources explicit rules name"
     );
-    Ok(Some(CopyOnMiss::start(settings, Arc::clone(resolver), copy_metrics)))
+    let copier = CopyOnMiss::start(settings, Arc::clone(resolver), copy_metrics);
+    Ok(Some(copier))
+}
+
+/// Reloads `--source-auth` into the copier when the file changes.
+fn watch_source_auth(args: &ServeArgs, state: &Arc<State>) -> anyhow::Result<()> {
+    let (Some(path), Some(_)) = (args.copy.source_auth.clone(), &state.copier) else { return Ok(()) };
+    let (file, state) = (path.clone(), Arc::clone(state));
+    watch::spawn("source-auth", vec![path], args.reload_poll, move || match AuthFile::load(&file) {
+        Ok(auth) => {
+            info!(file = %file.display(), registries = auth.len(), "source credentials reloaded");
+            if let Some(copier) = &state.copier {
+                copier.set_source_auth(auth);
+            }
+        }
+        Err(error) => error!(%error, "source credentials reload failed; keeping the current ones"),
+    })
 }
 
 fn watch_rules(path: PathBuf, args: &ServeArgs, state: Arc<State>) -> anyhow::Result<()> {

@@ -59,7 +59,7 @@ pub struct MissSettings {
     pub timeout: Duration,
     /// `--copy-allow-source`.
     pub egress: Arc<Egress>,
-    /// `--source-auth`: the sources' credentials only.
+    /// `--source-auth` as read at start: the sources' credentials only.
     pub source_auth: AuthFile,
 }
 
@@ -97,6 +97,8 @@ struct Shared {
     pending: Mutex<HashSet<String>>,
     /// Targets whose copy failed, and when.
     failed: Mutex<HashMap<String, Instant>>,
+    /// `--source-auth` as last read (reloaded by the server when the file changes).
+    source_auth: Mutex<AuthFile>,
 }
 
 /// The copy queue; dropping it ends its worker once the queued copies are started.
@@ -110,6 +112,7 @@ impl CopyOnMiss {
     pub fn start(settings: MissSettings, resolver: Arc<Resolver>, metrics: CopyMetrics) -> Self {
         let (queue, receiver) = mpsc::channel(settings.queue.max(1));
         let shared = Arc::new(Shared {
+            source_auth: Mutex::new(settings.source_auth.clone()),
             settings,
             resolver,
             metrics,
@@ -118,6 +121,11 @@ impl CopyOnMiss {
         });
         tokio::spawn(work(receiver, Arc::clone(&shared)));
         Self { queue, shared }
+    }
+
+    /// Uses `auth` (a reloaded `--source-auth`) for the copies that start from now on.
+    pub fn set_source_auth(&self, auth: AuthFile) {
+        *lock(&self.shared.source_auth) = auth;
     }
 
     /// Offers every image of `resolved` kept for being absent from every candidate, and adds
@@ -237,7 +245,7 @@ impl Shared {
         client.timeout = LOOKUP_TIMEOUT;
         let source = Registries::with_guard(
             &client,
-            self.settings.source_auth.clone(),
+            lock(&self.source_auth).clone(),
             false,
             Some(Arc::clone(&self.settings.egress)),
         );
