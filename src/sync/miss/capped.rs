@@ -70,3 +70,49 @@ impl<S: Source> Source for Capped<S> {
         self.inner.referrers(image, digest).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A source whose blobs are empty streams; counts the blobs opened.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl Source for Counting {
+        async fn resolve(&self, _: &Image, _: &str) -> Result<Option<String>, SyncError> {
+            Ok(None)
+        }
+        async fn manifest(&self, _: &Image, _: &str) -> Result<Option<Manifest>, SyncError> {
+            Ok(None)
+        }
+        async fn blob(&self, _: &Image, _: &Descriptor) -> Result<BlobStream, SyncError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::pin(futures::stream::empty()))
+        }
+        async fn referrers(&self, _: &Image, _: &str) -> Result<Vec<Descriptor>, SyncError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn blob(digest: &str, size: u64) -> Descriptor {
+        serde_json::from_value(serde_json::json!({"digest": digest, "size": size})).unwrap()
+    }
+
+    #[tokio::test]
+    async fn blobs_past_the_cap_are_refused_before_they_are_opened() {
+        let capped = Capped::new(Counting::default(), 100);
+        let image = Image::parse("src.example.org/app:1").unwrap();
+        assert!(capped.blob(&image, &blob("sha256:a", 60)).await.is_ok());
+        // Asked again (a retry): reserved once.
+        assert!(capped.blob(&image, &blob("sha256:a", 60)).await.is_ok());
+        assert!(capped.blob(&image, &blob("sha256:b", 40)).await.is_ok());
+        assert!(!capped.was_over());
+        let refused = capped.blob(&image, &blob("sha256:c", 1)).await.err().expect("over the cap");
+        assert!(refused.to_string().contains("over --copy-max-bytes (100 B)"), "{refused}");
+        assert!(capped.was_over());
+        assert_eq!(capped.inner.0.load(Ordering::SeqCst), 3, "the refused blob was never opened");
+    }
+}
