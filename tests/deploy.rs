@@ -186,7 +186,9 @@ fn assert_excludes(webhooks: &Yaml, namespace: &str, what: &str) {
         let names = strings(&excluded["values"]);
         assert!(names.contains(&namespace) && names.contains(&"kube-system"), "{what}: {names:?}");
         assert_eq!(strings(&webhook["admissionReviewVersions"]), ["v1"], "{what}");
-        assert_eq!(webhook["sideEffects"].as_str(), Some("None"), "{what}");
+        // Copies on a miss are side effects, which a dry run must not have.
+        let side_effects = if what.starts_with("copy-on-miss") { "NoneOnDryRun" } else { "None" };
+        assert_eq!(webhook["sideEffects"].as_str(), Some(side_effects), "{what}");
         assert_eq!(webhook["timeoutSeconds"].as_i64(), Some(5), "{what}");
     }
 }
@@ -545,6 +547,55 @@ fn pinning_and_platform_values_render_as_serve_flags() {
     }
     let error = render_with("default-values.yaml", &["registryCheck.requirePlatforms={linux}"]).expect_err("no arch");
     assert!(error.contains("/registryCheck/requirePlatforms/0"), "{error}");
+}
+
+#[test]
+fn copy_on_miss_values_render_as_serve_flags_a_source_login_mount_and_side_effects_on_dry_run_none() {
+    let documents = render("copy-on-miss-values.yaml");
+    let args = strings(&container(&documents)["args"]);
+    for flag in [
+        "--copy-on-miss",
+        "--copy-allow-source=quay.io/team",
+        "--copy-queue=32",
+        "--copy-concurrency=1",
+        "--copy-max-bytes=1GiB",
+        "--copy-timeout=10m",
+        "--source-auth=/etc/mirrorswap/source-auth/.dockerconfigjson",
+    ] {
+        assert!(args.contains(&flag), "{flag} in {args:?}");
+    }
+    let parsed = parsed_args(&documents);
+    parsed.check_consistent().expect("consistent flags");
+    assert!(parsed.copy.copy_on_miss);
+    assert_eq!((parsed.copy.copy_queue, parsed.copy.copy_concurrency, parsed.copy.copy_max_bytes), (32, 1, 1 << 30));
+    // The sources' login: its own read-only mount, never the mirror's.
+    let mounts = container(&documents)["volumeMounts"].as_vec().unwrap();
+    let mount = mounts.iter().find(|m| m["name"].as_str() == Some("source-auth")).expect("a source-auth mount");
+    assert_eq!(mount["readOnly"].as_bool(), Some(true));
+    let pod = &find(&documents, "Deployment")["spec"]["template"]["spec"];
+    let volume = pod["volumes"].as_vec().unwrap().iter().find(|v| v["name"].as_str() == Some("source-auth")).unwrap();
+    assert_eq!(volume["secret"]["secretName"].as_str(), Some("upstream-logins"));
+    let webhook = &find(&documents, "MutatingWebhookConfiguration")["webhooks"][0];
+    assert_eq!(webhook["sideEffects"].as_str(), Some("NoneOnDryRun"), "copies are side effects, never on a dry run");
+    let notes = notes("copy-on-miss-values.yaml", &[]);
+    assert!(notes.contains("Egress: the pod connects to those sources' registries"), "{notes}");
+    // Off by default: no flag, no mount, no side effects.
+    let default = render("default-values.yaml");
+    let args = strings(&container(&default)["args"]).join(" ");
+    assert!(!args.contains("--copy-") && !args.contains("--source-auth"), "{args}");
+    assert_eq!(find(&default, "MutatingWebhookConfiguration")["webhooks"][0]["sideEffects"].as_str(), Some("None"));
+    // Without exists nothing says what the mirror lacks: the render fails, as the server would.
+    let error = render_with("default-values.yaml", &["copyOnMiss.enabled=true"]).expect_err("without exists");
+    assert!(error.contains("copyOnMiss.enabled needs registryCheck.swapPolicy exists"), "{error}");
+    for (set, says) in [
+        ("copyOnMiss.queue=0", "/copyOnMiss/queue"),
+        ("copyOnMiss.maxBytes=lots", "/copyOnMiss/maxBytes"),
+        ("copyOnMiss.allowSources[0]=https://quay.io", "/copyOnMiss/allowSources/0"),
+        ("copyOnMiss.sourceAuth.existingSecret=Up_Stream", "/copyOnMiss/sourceAuth/existingSecret"),
+    ] {
+        let error = render_with("copy-on-miss-values.yaml", &[set]).expect_err(set);
+        assert!(error.contains(says), "{set}: {error}");
+    }
 }
 
 #[test]

@@ -98,6 +98,10 @@ pub struct Request<'a> {
     /// The subresource, such as `ephemeralcontainers`; absent for the object itself.
     #[serde(default, borrow)]
     pub sub_resource: Option<Cow<'a, str>>,
+    /// A dry run (`kubectl --dry-run=server`): nothing is persisted, and a webhook with side
+    /// effects (`serve --copy-on-miss`) must have none.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
 }
 
 /// `request.kind` without its version, which does not change where images are.

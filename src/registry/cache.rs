@@ -132,6 +132,12 @@ impl CheckCache {
         }
     }
 
+    /// Forgets the answer for `image` (it was just copied to its registry).
+    pub async fn forget(&self, image: &str) {
+        self.present.invalidate(image).await;
+        self.absent.invalidate(image).await;
+    }
+
     /// Forgets every answer (credentials changed).
     pub fn clear(&self) {
         self.present.invalidate_all();

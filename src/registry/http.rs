@@ -4,11 +4,13 @@
 //! up to a cap, `Retry-After`, and transport failures sorted into [`CheckError`]s whose
 //! messages hold no URL.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{CONTENT_LENGTH, HeaderMap, RETRY_AFTER};
 use reqwest::{Client, Response, redirect};
 
+use super::egress::{Egress, GuardedResolver};
 use super::error::CheckError;
 
 /// The longest `Retry-After` honoured: a registry cannot shut itself out for longer.
@@ -19,14 +21,24 @@ pub const MAX_REDIRECTS: usize = 5;
 /// A client with `tls`: connections time out after `connect`; each request as a whole after
 /// `whole_request` when given (a check), else each read after `connect` (a blob stream,
 /// whose length is the blob's).
+///
+/// With `guard` ([`super::egress`]), names resolve only to the addresses it allows, every
+/// redirect is checked by it, and no proxy is used.
 pub fn client(
     tls: rustls::ClientConfig,
     connect: Duration,
     whole_request: Option<Duration>,
+    guard: Option<Arc<Egress>>,
 ) -> Result<Client, reqwest::Error> {
-    let builder = Client::builder()
-        .use_preconfigured_tls(tls)
-        .redirect(redirect_policy())
+    let mut builder = Client::builder().use_preconfigured_tls(tls);
+    builder = match guard {
+        Some(egress) => builder
+            .dns_resolver(GuardedResolver::new(Arc::clone(&egress)))
+            .redirect(guarded_redirect_policy(egress))
+            .no_proxy(),
+        None => builder.redirect(redirect_policy()),
+    };
+    let builder = builder
         .connect_timeout(connect)
         .pool_max_idle_per_host(16)
         .pool_idle_timeout(Duration::from_secs(60))
@@ -49,6 +61,23 @@ pub fn redirect_policy() -> redirect::Policy {
             attempt.error("too many redirects")
         } else if downgrade {
             attempt.error("a redirect from https to plain http")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// [`redirect_policy`], and each redirect's URL allowed by `egress`.
+fn guarded_redirect_policy(egress: Arc<Egress>) -> redirect::Policy {
+    redirect::Policy::custom(move |attempt| {
+        let downgrade =
+            attempt.previous().last().is_some_and(|from| from.scheme() == "https") && attempt.url().scheme() != "https";
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else if downgrade {
+            attempt.error("a redirect from https to plain http")
+        } else if let Err(refused) = egress.check_url(attempt.url()) {
+            attempt.error(format!("a redirect refused: {refused}"))
         } else {
             attempt.follow()
         }

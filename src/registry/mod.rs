@@ -17,13 +17,15 @@
 //! - For copies (`sync`): [`manifests`] (`HEAD`, capped `GET`, `PUT`, the referrers list),
 //!   [`blob`] (`HEAD`, streamed `GET`, uploads and cross-repository mounts), [`refused`] (why
 //!   a write was refused), [`settings`] (the clients' settings from the flags and Palette's
-//!   `registry-info`).
+//!   `registry-info`); [`egress`]: the guard of a session whose hosts a Pod names (`serve
+//!   --copy-on-miss`'s sources).
 
 pub mod args;
 pub mod auth_file;
 pub mod blob;
 pub mod cache;
 pub mod client;
+pub mod egress;
 pub mod error;
 pub mod found;
 pub mod hosts;

@@ -182,7 +182,33 @@ impl Resolver {
 
     /// New clients from the current inputs; cached answers and backoffs are dropped. A client
     /// that cannot be built keeps the old one (and says so).
-    fn rebuild(&self, (auth, palette): &(AuthFile, Option<RegistryInfo>)) {
+    fn rebuild(&self, inputs: &(AuthFile, Option<RegistryInfo>)) {
+        let (client, auth) = self.merged(inputs);
+        match Checker::new(&client, auth) {
+            Ok(checker) => self.checker.store(Arc::new(checker)),
+            Err(error) => warn!(%error, "the registry client was not rebuilt; the previous settings stay"),
+        }
+        self.cache.clear();
+        self.hosts.reset();
+    }
+
+    /// The mirror's client settings and credentials now (`--registry-auth` as last reloaded,
+    /// Palette's `registry-info`): what `serve --copy-on-miss` writes to the mirror with.
+    pub fn mirror_settings(&self) -> (ClientSettings, AuthFile) {
+        let inputs = self.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.merged(&inputs)
+    }
+
+    /// Forgets what is cached of `image` and asks its registry again, so that the answer
+    /// cache holds what a lookup learns now (an image just copied there: "present", with its
+    /// digest and platforms when pinning needs them).
+    pub async fn relearn(&self, image: &str) -> Result<Answer, CheckError> {
+        self.cache.forget(image).await;
+        self.presence(image).await
+    }
+
+    /// The settings and credentials from `--registry-auth` and Palette's Secret.
+    fn merged(&self, (auth, palette): &(AuthFile, Option<RegistryInfo>)) -> (ClientSettings, AuthFile) {
         let (mut auth, mut client) = (auth.clone(), self.client.clone());
         if let Some(palette) = palette {
             if let (None, Some(login)) = (auth.get(&palette.registry), palette.credential("registry-info")) {
@@ -198,12 +224,7 @@ impl Resolver {
                 client.insecure.push(palette.registry.clone());
             }
         }
-        match Checker::new(&client, auth) {
-            Ok(checker) => self.checker.store(Arc::new(checker)),
-            Err(error) => warn!(%error, "the registry client was not rebuilt; the previous settings stay"),
-        }
-        self.cache.clear();
-        self.hosts.reset();
+        (client, auth)
     }
 
     /// The answer cache (for its size).

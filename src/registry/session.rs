@@ -17,7 +17,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
@@ -25,6 +25,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 
 use super::auth_file::AuthFile;
+use super::egress::Egress;
 use super::error::CheckError;
 use super::http::{self, from_reqwest, read_capped, retry_after};
 use super::tls;
@@ -64,6 +65,8 @@ pub struct Registries {
     tokens: Cache<(String, String), Token>,
     /// The last challenge of each registry (by scheme and `host[:port]`).
     challenges: Mutex<HashMap<String, Challenge>>,
+    /// The egress guard every URL requested is checked by, if any.
+    guard: Option<Arc<Egress>>,
 }
 
 /// A repository at a registry, as requests name it.
@@ -120,10 +123,23 @@ impl Registries {
     /// `whole_request`, `settings.timeout` bounds each request as a whole (checks); without,
     /// it bounds connecting and each read (streams of any length).
     pub fn new(settings: &ClientSettings, auth: AuthFile, whole_request: bool) -> Result<Self, ClientError> {
+        Self::with_guard(settings, auth, whole_request, None)
+    }
+
+    /// As [`Self::new`], every connection held to `guard` ([`super::egress`]) when given: the
+    /// session of registries a Pod's author names.
+    pub fn with_guard(
+        settings: &ClientSettings,
+        auth: AuthFile,
+        whole_request: bool,
+        guard: Option<Arc<Egress>>,
+    ) -> Result<Self, ClientError> {
         let whole = whole_request.then_some(settings.timeout);
+        let client = |tls| http::client(tls, settings.timeout, whole, guard.clone());
         Ok(Self {
-            secure: http::client(tls::verified(settings.ca_pem.as_deref()), settings.timeout, whole)?,
-            unverified: http::client(tls::unverified(), settings.timeout, whole)?,
+            secure: client(tls::verified(settings.ca_pem.as_deref()))?,
+            unverified: client(tls::unverified())?,
+            guard: guard.clone(),
             insecure: settings.insecure.iter().map(|host| host.trim().to_ascii_lowercase()).collect(),
             auth,
             tokens: Cache::builder()
@@ -182,6 +198,7 @@ impl Registries {
         build: &impl Fn(&Client, &str) -> RequestBuilder,
     ) -> Result<Response, CheckError> {
         let base = format!("{scheme}://{}", repo.endpoint);
+        self.check_url(&base)?;
         let learned = format!("{scheme}://{}", repo.registry);
         let known = self.challenges.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&learned).cloned();
         let mut authorization = match known {
@@ -268,6 +285,9 @@ impl Registries {
                 query.append_pair("service", service);
             }
         }
+        if let Some(guard) = &self.guard {
+            guard.check_url(&url).map_err(|refused| CheckError::Connect(format!("token realm: {refused}")))?;
+        }
         let realm_host = match (url.host_str().unwrap_or_default(), url.port()) {
             (host, Some(port)) => format!("{host}:{port}"),
             (host, None) => host.to_owned(),
@@ -289,6 +309,18 @@ impl Registries {
         }
         let body = read_capped(response, MAX_TOKEN_BYTES, "token answer").await?;
         token::parse_token(&body, Instant::now())
+    }
+
+    /// Whether the guard, if any, lets `url` be requested.
+    fn check_url(&self, url: &str) -> Result<(), CheckError> {
+        let Some(guard) = &self.guard else { return Ok(()) };
+        let url = reqwest::Url::parse(url).map_err(|_| CheckError::Connect("not a URL".into()))?;
+        guard.check_url(&url).map_err(|refused| CheckError::Connect(refused.0))
+    }
+
+    /// Whether requests of this session are held to an egress guard.
+    pub fn is_guarded(&self) -> bool {
+        self.guard.is_some()
     }
 
     fn remember(&self, registry: String, challenge: Challenge) {

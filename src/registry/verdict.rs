@@ -158,6 +158,30 @@ impl<'r> Resolved<'r> {
         }
     }
 
+    /// The images kept because every candidate answered a definite "absent" (no failure,
+    /// timeout, limit or foreign registry among them), each with its first candidate in rule
+    /// order: what `serve --copy-on-miss` may copy.
+    pub fn misses(&self) -> impl Iterator<Item = (&'r str, &Tried<'r>)> + '_ {
+        self.by_image.iter().filter_map(|entry| {
+            let resolution = &entry.resolution;
+            let all_absent = !resolution.tried.is_empty()
+                && resolution.tried.iter().all(|tried| matches!(tried.outcome, Ok(Answer::Absent(_))));
+            match resolution.verdict {
+                Verdict::Keep(_) if all_absent => Some((entry.image, &resolution.tried[0])),
+                _ => None,
+            }
+        })
+    }
+
+    /// Appends `more` to the reason `image` is kept (`; copying it to …`).
+    pub fn add_to_reason(&mut self, image: &str, more: &str) {
+        if let Some(found) = self.position(image)
+            && let Verdict::Keep(why) = &mut self.by_image[found].resolution.verdict
+        {
+            why.push_str(more);
+        }
+    }
+
     /// The one warning for the images kept unasked, when there are any.
     pub fn limit_warning(&self) -> Option<String> {
         (self.unasked > 0).then(|| {

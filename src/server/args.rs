@@ -13,6 +13,7 @@ use crate::registry::args::PinArgs;
 use crate::registry::{CheckArgs, PolicyArgs, SwapPolicy};
 use crate::rules_file::Format;
 use crate::rules_file::args::EngineArgs;
+use crate::sync::miss::CopyOnMissArgs;
 
 /// `--max-body-bytes`' default, 20 MiB: the largest review the API server sends. An UPDATE
 /// carries `object` and `oldObject`, each at most what etcd stores of one object (1.5 MiB, its
@@ -76,6 +77,8 @@ pub struct ServeArgs {
     pub pin: PinArgs,
     #[command(flatten)]
     pub check: CheckArgs,
+    #[command(flatten)]
+    pub copy: CopyOnMissArgs,
     /// Accept a reload that yields no rules while rules are in force. By default such a reload
     /// (an emptied file, a key emptied in the Secret or ConfigMap) is refused: the last good
     /// rules stay and the failure is logged and counted.
@@ -160,6 +163,12 @@ impl ServeArgs {
             )));
         }
         self.pin.check(self.policy.swap_policy).map_err(ConflictingFlags)?;
+        if self.copy.copy_on_miss && self.policy.swap_policy != SwapPolicy::Exists {
+            return Err(ConflictingFlags(
+                "--copy-on-miss needs --swap-policy exists: only the mirrors' answers say which images they lack"
+                    .to_owned(),
+            ));
+        }
         let check = self.check.check_timeout;
         if self.policy.swap_policy == SwapPolicy::Exists && check >= self.request_timeout {
             return Err(ConflictingFlags(format!(
@@ -227,7 +236,7 @@ mod tests {
     #[test]
     fn contradicting_flags_are_refused_naming_both() {
         // (flags, the refusal's text or "" when they are consistent)
-        let table: [(&[&str], &str); 11] = [
+        let table: [(&[&str], &str); 13] = [
             (&[], ""),
             (&["--swap-policy=exists"], ""),
             (&["--swap-policy=exists", "--check-timeout=4s"], ""),
@@ -250,6 +259,8 @@ mod tests {
             (&["--swap-policy=exists", "--pin-digest", "--require-platforms=linux/amd64,linux/arm64"], ""),
             (&["--pin-digest"], "--pin-digest needs --swap-policy exists"),
             (&["--require-platforms=linux/arm64"], "--require-platforms needs --swap-policy exists"),
+            (&["--copy-on-miss"], "--copy-on-miss needs --swap-policy exists"),
+            (&["--swap-policy=exists", "--copy-on-miss", "--copy-allow-source=ghcr.io/team,127.0.0.1:5000"], ""),
         ];
         for (flags, refused) in table {
             let args = Serve::try_parse_from(["serve"].iter().chain(flags)).expect("parses").args;

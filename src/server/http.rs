@@ -110,6 +110,11 @@ async fn respond(state: &Arc<State>, is_json: bool, body: Bytes, work: Work) -> 
             Ok(request) => {
                 let images = cpu_bound(large, || admission::images_to_check(&request, &rules, &state.settings));
                 let mut resolved = resolver.resolve(&rules, &images).await;
+                // `--copy-on-miss`: images absent from every mirror are queued (never on a dry
+                // run, whose webhooks must have no side effects), the warnings say so.
+                if let Some(copier) = state.copier.as_ref().filter(|_| request.dry_run != Some(true)) {
+                    copier.offer_misses(&mut resolved);
+                }
                 cpu_bound(large, || {
                     admission::answer_request(&request, &rules, &state.settings, &state.metrics, Some(&mut resolved))
                 })

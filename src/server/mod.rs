@@ -42,6 +42,7 @@ use crate::k8s;
 use crate::registry::{AuthFile, RegistryMetrics, Resolver, SwapPolicy};
 use crate::rewrite::RuleSet;
 use crate::rules_file::{self, Format, LoadError};
+use crate::sync::miss::{CopyMetrics, CopyOnMiss, MissSettings};
 use state::State;
 
 /// The example rule set served when no rules are given: Palette's mirror list.
@@ -101,8 +102,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         pin_digest: args.pin.pin_digest,
     };
     let resolver = resolver(&args, &metrics)?;
-    let state =
-        Arc::new(State::new(settings, metrics).with_resolver(resolver).with_validation(args.validation.settings()));
+    let copier = copier(&args, resolver.as_ref(), &metrics)?;
+    let state = Arc::new(
+        State::new(settings, metrics)
+            .with_resolver(resolver)
+            .with_copier(copier)
+            .with_validation(args.validation.settings()),
+    );
     if let Some(rules) = rules {
         state.install_rules(rules, started);
     }
@@ -147,6 +153,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     if let Some(path) = rules_file {
         watch_rules(path, &args, Arc::clone(&state))?;
     }
+    watch_source_auth(&args, &state)?;
     if let (Some(source), Some(client)) = (args.rules_object(), api_client) {
         info!(source = %source, "watching the rules object through the Kubernetes API");
         let reading = kube_rules::Reading {
@@ -274,6 +281,44 @@ fn resolver(args: &ServeArgs, metrics: &metrics::Metrics) -> anyhow::Result<Opti
         "swap policy `exists`: images are rewritten only to targets the mirror has"
     );
     Ok(Some(resolver))
+}
+
+/// With `--copy-on-miss` (and so `exists`), the copy queue and its worker, its metrics
+/// registered.
+fn copier(
+    args: &ServeArgs,
+    resolver: Option<&Arc<Resolver>>,
+    metrics: &metrics::Metrics,
+) -> anyhow::Result<Option<CopyOnMiss>> {
+    let (true, Some(resolver)) = (args.copy.copy_on_miss, resolver) else { return Ok(None) };
+    let settings = MissSettings::from_args(&args.copy).context("--source-auth")?;
+    let copy_metrics = CopyMetrics::new(metrics.registry()).context("creating copy metrics")?;
+    let allowed: Vec<String> = args.copy.copy_allow_sources.iter().map(ToString::to_string).collect();
+    info!(
+        queue = settings.queue,
+        concurrency = settings.concurrency,
+        max_bytes = settings.max_bytes,
+        timeout = ?settings.timeout,
+        allow_sources = %allowed.join(","),
+        "copy on miss: images no mirror has are copied from sources explicit rules name"
+    );
+    let copier = CopyOnMiss::start(settings, Arc::clone(resolver), copy_metrics);
+    Ok(Some(copier))
+}
+
+/// Reloads `--source-auth` into the copier when the file changes.
+fn watch_source_auth(args: &ServeArgs, state: &Arc<State>) -> anyhow::Result<()> {
+    let (Some(path), Some(_)) = (args.copy.source_auth.clone(), &state.copier) else { return Ok(()) };
+    let (file, state) = (path.clone(), Arc::clone(state));
+    watch::spawn("source-auth", vec![path], args.reload_poll, move || match AuthFile::load(&file) {
+        Ok(auth) => {
+            info!(file = %file.display(), registries = auth.len(), "source credentials reloaded");
+            if let Some(copier) = &state.copier {
+                copier.set_source_auth(auth);
+            }
+        }
+        Err(error) => error!(%error, "source credentials reload failed; keeping the current ones"),
+    })
 }
 
 fn watch_rules(path: PathBuf, args: &ServeArgs, state: Arc<State>) -> anyhow::Result<()> {

@@ -25,6 +25,8 @@ pub struct State {
     pub resolver: Option<Arc<Resolver>>,
     /// The leak guard's settings (`POST /validate`).
     pub validation: super::validate::Settings,
+    /// `--copy-on-miss`: the copy queue images absent from every mirror are offered to.
+    pub copier: Option<crate::sync::miss::CopyOnMiss>,
     ready: AtomicBool,
     rules_loaded: AtomicBool,
 }
@@ -40,6 +42,7 @@ impl State {
             metrics,
             resolver: None,
             validation: super::validate::Settings::default(),
+            copier: None,
             ready: AtomicBool::new(false),
             rules_loaded: AtomicBool::new(false),
         }
@@ -48,6 +51,12 @@ impl State {
     /// The state with `resolver` deciding which candidate images the registries have.
     pub fn with_resolver(mut self, resolver: Option<Arc<Resolver>>) -> Self {
         self.resolver = resolver;
+        self
+    }
+
+    /// The state with `copier` offered the images every mirror lacks.
+    pub fn with_copier(mut self, copier: Option<crate::sync::miss::CopyOnMiss>) -> Self {
+        self.copier = copier;
         self
     }
 

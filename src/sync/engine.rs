@@ -1,6 +1,6 @@
 //! The engine: what a run is asked ([`Job`]s: a source image and the targets to fill from
 //! it), how ([`Settings`]), and [`Engine`], which copies one job ([`Engine::copy`], what
-//! `serve --copy-on-miss` will call per miss) or many, `jobs` at a time ([`Engine::run`],
+//! `serve --copy-on-miss` calls per miss) or many, `jobs` at a time ([`Engine::run`],
 //! `sync`'s). The engine is shared: what it learned of where blobs are ([`super::seen`])
 //! serves every later copy.
 

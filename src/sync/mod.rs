@@ -15,6 +15,8 @@
 //!   `--platform`.
 //! - [`report`]: each image's result, the table and JSON; [`progress`]: what a copy tells
 //!   as it goes; [`args`]: the copy flags.
+//! - [`miss`]: `serve --copy-on-miss`: the queue of images every mirror lacks, its worker,
+//!   bounds, metrics and flags.
 //!
 //! Built on [`crate::registry`]'s session layer rather than `oci-client`, which the project
 //! dropped because its auth flow and unbounded reads did not fit a peer that controls every
@@ -26,6 +28,7 @@ pub mod copy;
 pub mod engine;
 pub mod error;
 pub mod manifest;
+pub mod miss;
 pub mod name;
 pub mod progress;
 pub mod referrers;
