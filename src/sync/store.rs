@@ -1,6 +1,6 @@
 //! Where a copy reads from and writes to, as two small traits, so that the engine copies the
-//! same way between registries ([`super::remote`]) and, later, from or into an OCI image
-//! layout archive: an implementation answers for manifests and blobs by the image they
+//! same way between registries ([`super::remote`]) and from or into an OCI image layout
+//! archive ([`super::archive`]): an implementation answers for manifests and blobs by the image they
 //! belong to; the engine decides what to ask, verifies, retries and times out.
 //!
 //! A [`Source`]'s blob stream is never held whole: the engine wraps it in
