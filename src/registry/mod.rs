@@ -16,7 +16,7 @@
 //! - For copies (`sync`): [`manifests`] (`HEAD`, capped `GET`, `PUT`, the referrers list),
 //!   [`blob`] (`HEAD`, streamed `GET`, uploads and cross-repository mounts), [`refused`] (why
 //!   a write was refused), [`settings`] (the clients' settings from the flags and Palette's
-//!   `registry-info`).
+//!   `registry-info`), [`tags`] (a repository's tag list).
 
 pub mod args;
 pub mod auth_file;
@@ -32,6 +32,7 @@ pub mod policy;
 pub mod refused;
 pub mod session;
 pub mod settings;
+pub mod tags;
 pub mod tls;
 pub mod token;
 pub mod verdict;

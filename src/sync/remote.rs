@@ -32,6 +32,7 @@ use crate::registry::http::from_reqwest;
 use crate::registry::manifests::{self, Pushed};
 use crate::registry::refused::PushError;
 use crate::registry::session::{Access, Registries};
+use crate::registry::tags;
 
 /// A transport timeout (connecting, or waiting for a read) as the time it was given: the
 /// clients' own timeouts do not say it.
@@ -145,6 +146,13 @@ impl Source for RemoteSource {
             }
         }
         Ok(found)
+    }
+
+    async fn tags(&self, image: &Image) -> Option<Vec<String>> {
+        let _slot = self.slot(image.host()).await;
+        let listed = tokio::time::timeout(self.timeout, tags::list(&self.registries, &image.repo)).await;
+        // Any failure: the tags are asked for one by one, and that says what is wrong.
+        listed.ok()?.ok()?
     }
 }
 

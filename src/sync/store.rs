@@ -44,6 +44,13 @@ pub trait Source: Send + Sync {
     /// are none or the source keeps no such list.
     fn referrers(&self, image: &Image, digest: &str)
     -> impl Future<Output = Result<Vec<Descriptor>, SyncError>> + Send;
+
+    /// Every tag of `image`'s repository, so that tags that are not there need not be asked
+    /// for one by one; `None` (the default) when the source cannot say cheaply.
+    fn tags(&self, image: &Image) -> impl Future<Output = Option<Vec<String>>> + Send {
+        let _ = image;
+        async { None }
+    }
 }
 
 /// Where images are copied to.
