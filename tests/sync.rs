@@ -533,6 +533,31 @@ async fn referrers_come_along_from_a_source_that_lists_them() {
     let copied = mirror.raw(&format!("copies/app@{referrer_digest}")).await.expect("the referrer is at the mirror");
     assert_eq!(sha256(&copied), referrer_digest);
     assert_eq!(sha256(&mirror.raw("copies/app:1").await.unwrap()), image.digest);
+
+    // Through an archive: the referrer comes along by digest, found by its subject.
+    let archive = dir.path().join("referrers.tar").display().to_string();
+    let mut to_archive = args[..3].to_vec();
+    to_archive.extend(["--registry-ca".into(), args[6].clone(), "--to-archive".into(), archive.clone()]);
+    let output = mirrorswap(to_archive).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let rules = write("rules.conf", &format!("{}::{}/fromarchive\n", source.host(), mirror.host()));
+    let from_archive = [
+        "sync".to_owned(),
+        "--rules".into(),
+        rules,
+        "--from-archive".into(),
+        archive,
+        "--registry-auth".into(),
+        args[4].clone(),
+        "--registry-ca".into(),
+        args[8].clone(),
+    ];
+    let output = mirrorswap(from_archive.to_vec()).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let copied =
+        mirror.raw(&format!("fromarchive/app@{referrer_digest}")).await.expect("the referrer, from the archive");
+    assert_eq!(sha256(&copied), referrer_digest);
+
     let asked = source.seen();
     assert!(asked.iter().any(|seen| seen.path == format!("/v2/app/referrers/{}", image.digest)), "{asked:?}");
     assert!(asked.iter().all(|seen| seen.authorization.is_none()), "the mirror's login went to the source: {asked:?}");

@@ -258,3 +258,40 @@ impl Source for ArchiveSource {
         Ok(self.referrers.get(digest).cloned().unwrap_or_default())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(files: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut tar = tar::Builder::new(file.reopen().unwrap());
+        for (path, bytes) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            tar.append_data(&mut header, path, *bytes).unwrap();
+        }
+        tar.finish().unwrap();
+        file
+    }
+
+    #[test]
+    fn an_archive_without_its_index_or_with_a_changed_one_is_refused() {
+        let error = |file: &tempfile::NamedTempFile| ArchiveSource::open(file.path()).err().unwrap().to_string();
+        let no_index = tar_of(&[("oci-layout", super::super::LAYOUT)]);
+        assert!(error(&no_index).contains("no index.json"), "{}", error(&no_index));
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        let sums = format!("{}  index.json\n", &sha256(b"another index")["sha256:".len()..]);
+        let changed = tar_of(&[("index.json", index), (SUMS, sums.as_bytes())]);
+        assert!(error(&changed).contains("SHA256SUMS says sha256:"), "{}", error(&changed));
+        let bad_digest =
+            tar_of(&[("index.json", br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:../x","size":1}]}"#)]);
+        assert!(error(&bad_digest).contains("not a sha256 digest"), "{}", error(&bad_digest));
+        let good = tar_of(&[("index.json", index)]);
+        assert!(ArchiveSource::open(good.path()).unwrap().images().is_empty());
+        let not_a_tar = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(not_a_tar.path(), b"not a tar").unwrap();
+        assert!(ArchiveSource::open(not_a_tar.path()).is_err());
+    }
+}
