@@ -731,6 +731,31 @@ async fn an_archive_carries_the_images_to_a_mirror_no_source_reaches() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("cannot be used with"), "{}", text(&output));
 
+    // --platform: the archive holds a new index of linux/amd64 alone.
+    let one = dir.path().join("amd64.tar");
+    let mut amd64 = to_archive.clone();
+    *amd64.last_mut().unwrap() = path(&one);
+    amd64.extend([
+        "--images".into(),
+        path(&setup.write("app.txt", &format!("{app}\n"))),
+        "--platform".into(),
+        "linux/amd64".into(),
+    ]);
+    amd64.drain(3..5);
+    let output = mirrorswap(amd64).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let files = tar_files(&one);
+    let index: Value =
+        serde_json::from_slice(&files.iter().find(|(name, _, _)| name == "index.json").unwrap().2).unwrap();
+    let top = digest_of(&index["manifests"][0]);
+    let top = files.iter().find(|(name, _, _)| name.ends_with(&top["sha256:".len()..])).unwrap();
+    let top: Value = serde_json::from_slice(&top.2).unwrap();
+    assert_eq!(top["manifests"].as_array().unwrap().len(), 1, "{top}");
+    assert!(
+        !files.iter().any(|(name, _, _)| name.ends_with(&source.children[1]["sha256:".len()..])),
+        "arm64 came along"
+    );
+
     let output = mirrorswap(to_archive).await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout).matches(" copied ").count(), 2, "{}", text(&output));
@@ -794,6 +819,14 @@ async fn an_archive_carries_the_images_to_a_mirror_no_source_reaches() {
             path(archive),
         ]
     };
+    // A dry run asks the mirror only and writes nothing.
+    let mut dry = from_archive(&archive, &setup.rules);
+    dry.push("--dry-run".into());
+    let output = mirrorswap(dry).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    // Two rows and the summary line.
+    assert_eq!(String::from_utf8_lossy(&output.stdout).matches("would copy").count(), 3, "{}", text(&output));
+    assert!(!mirror.access_log().iter().any(|logged| logged.method != "HEAD" && logged.method != "GET"));
     let output = mirrorswap(from_archive(&archive, &setup.rules)).await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     for ((_, at_mirror), expected) in pairs.iter().zip(&expected) {
