@@ -533,6 +533,31 @@ async fn referrers_come_along_from_a_source_that_lists_them() {
     let copied = mirror.raw(&format!("copies/app@{referrer_digest}")).await.expect("the referrer is at the mirror");
     assert_eq!(sha256(&copied), referrer_digest);
     assert_eq!(sha256(&mirror.raw("copies/app:1").await.unwrap()), image.digest);
+
+    // Through an archive: the referrer comes along by digest, found by its subject.
+    let archive = dir.path().join("referrers.tar").display().to_string();
+    let mut to_archive = args[..3].to_vec();
+    to_archive.extend(["--registry-ca".into(), args[6].clone(), "--to-archive".into(), archive.clone()]);
+    let output = mirrorswap(to_archive).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let rules = write("rules.conf", &format!("{}::{}/fromarchive\n", source.host(), mirror.host()));
+    let from_archive = [
+        "sync".to_owned(),
+        "--rules".into(),
+        rules,
+        "--from-archive".into(),
+        archive,
+        "--registry-auth".into(),
+        args[4].clone(),
+        "--registry-ca".into(),
+        args[8].clone(),
+    ];
+    let output = mirrorswap(from_archive.to_vec()).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let copied =
+        mirror.raw(&format!("fromarchive/app@{referrer_digest}")).await.expect("the referrer, from the archive");
+    assert_eq!(sha256(&copied), referrer_digest);
+
     let asked = source.seen();
     assert!(asked.iter().any(|seen| seen.path == format!("/v2/app/referrers/{}", image.digest)), "{asked:?}");
     assert!(asked.iter().all(|seen| seen.authorization.is_none()), "the mirror's login went to the source: {asked:?}");
@@ -646,4 +671,191 @@ async fn a_killed_sync_resumes_without_sending_finished_blobs_again() {
     eprintln!("copying a {} MiB layer: {peak}", BIG >> 20);
     let kib: u64 = peak.split_whitespace().rev().nth(1).and_then(|value| value.parse().ok()).unwrap_or(u64::MAX);
     assert!(kib < 64 * 1024, "{peak}: the layer was held in memory");
+}
+
+/// The tar's regular files: path, where the data starts, and the bytes.
+fn tar_files(path: &Path) -> Vec<(String, u64, Vec<u8>)> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+    let mut files = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let offset = entry.raw_file_position();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        files.push((name, offset, bytes));
+    }
+    files
+}
+
+/// The offline loop: `--to-archive` on the connected side, the source stopped, then
+/// `--from-archive` into a fresh mirror (htpasswd login, TLS from the test CA) gives the
+/// source's bytes; skopeo reads an entry of the archive; a damaged blob fails with the file and
+/// digest and leaves nothing under the tag.
+#[tokio::test]
+async fn an_archive_carries_the_images_to_a_mirror_no_source_reaches() {
+    let Some(skopeo) = common::components::require("skopeo") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut source) = Source::start(dir.path()).await else { return };
+    let Some(mirror) = Registry::start(Auth::Basic).await else { return };
+    let setup = Setup::new(&source.registry, &mirror);
+    let (src, dst) = (source.registry.host(), mirror.host());
+    let app = format!("{src}/src/app:1");
+    let tool = format!("{src}/src/tool@{}", source.tool);
+    let list = setup.write("images.txt", &format!("{app}\n{tool}\n"));
+    let archive = dir.path().join("images.tar");
+    let path = |path: &Path| path.display().to_string();
+    let to_archive = vec![
+        "sync".to_owned(),
+        "--rules".into(),
+        path(&setup.rules),
+        "--images".into(),
+        path(&list),
+        "--source-auth".into(),
+        path(&setup.source_auth),
+        "--registry-ca".into(),
+        path(&source.registry.ca_path()),
+        "--to-archive".into(),
+        path(&archive),
+    ];
+    // A dry run writes nothing; --registry-auth makes no sense with --to-archive.
+    let mut dry = to_archive.clone();
+    dry.push("--dry-run".into());
+    let output = mirrorswap(dry).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(!archive.exists(), "a dry run wrote the archive");
+    let mut refused = to_archive.clone();
+    refused.extend(["--registry-auth".into(), path(&setup.mirror_auth)]);
+    let output = mirrorswap(refused).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("cannot be used with"), "{}", text(&output));
+
+    // --platform: the archive holds a new index of linux/amd64 alone.
+    let one = dir.path().join("amd64.tar");
+    let mut amd64 = to_archive.clone();
+    *amd64.last_mut().unwrap() = path(&one);
+    amd64.extend([
+        "--images".into(),
+        path(&setup.write("app.txt", &format!("{app}\n"))),
+        "--platform".into(),
+        "linux/amd64".into(),
+    ]);
+    amd64.drain(3..5);
+    let output = mirrorswap(amd64).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let files = tar_files(&one);
+    let index: Value =
+        serde_json::from_slice(&files.iter().find(|(name, _, _)| name == "index.json").unwrap().2).unwrap();
+    let top = digest_of(&index["manifests"][0]);
+    let top = files.iter().find(|(name, _, _)| name.ends_with(&top["sha256:".len()..])).unwrap();
+    let top: Value = serde_json::from_slice(&top.2).unwrap();
+    assert_eq!(top["manifests"].as_array().unwrap().len(), 1, "{top}");
+    assert!(
+        !files.iter().any(|(name, _, _)| name.ends_with(&source.children[1]["sha256:".len()..])),
+        "arm64 came along"
+    );
+
+    let output = mirrorswap(to_archive).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).matches(" copied ").count(), 2, "{}", text(&output));
+    let files = tar_files(&archive);
+    let names: Vec<&str> = files.iter().map(|(name, _, _)| name.as_str()).collect();
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "a file twice in the tar: {names:?}");
+    assert_eq!((names[0], names[names.len() - 2], names[names.len() - 1]), ("oci-layout", "index.json", "SHA256SUMS"));
+    let index: Value = serde_json::from_slice(&files[names.len() - 2].2).unwrap();
+    let sources: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|entry| entry["annotations"]["io.mirrorswap.source"].as_str())
+        .collect();
+    assert_eq!(sources, [app.as_str(), tool.as_str()], "{index}");
+    let sums = String::from_utf8_lossy(&files[names.len() - 1].2).into_owned();
+    for (name, _, bytes) in &files[..names.len() - 1] {
+        let hex = &sha256(bytes)["sha256:".len()..];
+        assert!(sums.contains(&format!("{hex}  {name}\n")), "{name} not in SHA256SUMS:\n{sums}");
+    }
+    let whole = std::fs::read_to_string(format!("{}.sha256", archive.display())).unwrap();
+    assert_eq!(whole, format!("{}  images.tar\n", &sha256(&std::fs::read(&archive).unwrap())["sha256:".len()..]));
+    // skopeo reads an entry by its reference.
+    let copied = dir.path().join("copied");
+    let read = Command::new(&skopeo)
+        .args(["copy", "--quiet", &format!("oci-archive:{}:{app}", archive.display())])
+        .arg(format!("dir:{}", copied.display()))
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "skopeo copy oci-archive: {}", text(&read));
+    assert!(copied.join("manifest.json").exists());
+
+    // What the mirror must hold, read before the source goes away.
+    let anchor = source.tool.replace(':', "-");
+    let pairs = [
+        ("src/app:1".to_owned(), "copies/src/app:1".to_owned()),
+        (format!("src/app@{}", source.children[0]), format!("copies/src/app@{}", source.children[0])),
+        (format!("src/app@{}", source.children[1]), format!("copies/src/app@{}", source.children[1])),
+        (format!("src/app:{}", source.signature_tag), format!("copies/src/app:{}", source.signature_tag)),
+        (format!("src/tool@{}", source.tool), format!("copies/src/tool:{anchor}")),
+    ];
+    let mut expected = Vec::new();
+    for (at_source, _) in &pairs {
+        expected.push(sha256(&source.registry.raw(at_source).await.unwrap()));
+    }
+    source.registry.stop();
+
+    let from_archive = |archive: &Path, rules: &Path| {
+        vec![
+            "sync".to_owned(),
+            "--rules".into(),
+            path(rules),
+            "--registry-auth".into(),
+            path(&setup.mirror_auth),
+            "--registry-ca".into(),
+            path(&mirror.ca_path()),
+            "--from-archive".into(),
+            path(archive),
+        ]
+    };
+    // A dry run asks the mirror only and writes nothing.
+    let mut dry = from_archive(&archive, &setup.rules);
+    dry.push("--dry-run".into());
+    let output = mirrorswap(dry).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    // Two rows and the summary line.
+    assert_eq!(String::from_utf8_lossy(&output.stdout).matches("would copy").count(), 3, "{}", text(&output));
+    assert!(!mirror.access_log().iter().any(|logged| logged.method != "HEAD" && logged.method != "GET"));
+    let output = mirrorswap(from_archive(&archive, &setup.rules)).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    for ((_, at_mirror), expected) in pairs.iter().zip(&expected) {
+        let copied = mirror.raw(at_mirror).await.unwrap_or_else(|| panic!("{at_mirror} is not at the mirror"));
+        assert_eq!(&sha256(&copied), expected, "{at_mirror}");
+    }
+    let output = mirrorswap(from_archive(&archive, &setup.rules)).await;
+    assert_eq!(String::from_utf8_lossy(&output.stdout).matches(" present ").count(), 2, "{}", text(&output));
+
+    // One byte of the tool's layer flipped: that image fails naming the file and the digest.
+    let tool_manifest = &files.iter().find(|(name, _, _)| name.ends_with(&source.tool["sha256:".len()..])).unwrap().2;
+    let layer = digest_of(&serde_json::from_slice::<Value>(tool_manifest).unwrap()["layers"][0]);
+    let offset = files.iter().find(|(name, _, _)| name.ends_with(&layer["sha256:".len()..])).unwrap().1;
+    let damaged = dir.path().join("damaged.tar");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    bytes[offset as usize] ^= 0x20;
+    std::fs::write(&damaged, bytes).unwrap();
+    let rules = setup.write("damaged.conf", &format!("{src}::{dst}/damaged\n"));
+    let output = mirrorswap(from_archive(&damaged, &rules)).await;
+    let report = text(&output);
+    eprintln!("from a damaged archive:\n{report}");
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    let says = format!(
+        "failed: archive {}: blobs/sha256/{}: its bytes' digest is sha256:",
+        damaged.display(),
+        &layer["sha256:".len()..]
+    );
+    assert!(report.contains(&says) && report.contains(&format!("not {layer}")), "expected `{says}` in:\n{report}");
+    assert!(mirror.raw(&format!("damaged/src/tool:{anchor}")).await.is_none(), "the damaged image is tagged");
+    assert!(mirror.raw(&format!("damaged/src/tool@{}", source.tool)).await.is_none(), "the damaged image is there");
+    assert!(mirror.raw("damaged/src/app:1").await.is_some(), "the undamaged image was not copied: {report}");
 }

@@ -18,9 +18,11 @@ use crate::audit::input::{self, ListedImage};
 use crate::audit::output::copy_targets;
 use crate::audit::plan::{self, Plan, Reported};
 use crate::credentials::RegistryInfo;
+use crate::sync::archive::read::ArchiveSource;
+use crate::sync::archive::write::ArchiveWriter;
 use crate::sync::args::CopyArgs;
 use crate::sync::engine::all_ok;
-use crate::sync::{Engine, Job, RemoteMirror, RemoteSource, report};
+use crate::sync::{Destination, Engine, Job, RemoteMirror, RemoteSource, Source, report};
 
 /// Arguments of `mirrorswap sync`.
 #[derive(Debug, Args)]
@@ -67,6 +69,27 @@ pub struct SyncArgs {
     /// and mounts: no byte is sent twice.
     #[arg(long, env = "MIRRORSWAP_SYNC_ALSO_NODE_PATHS")]
     pub also_node_paths: bool,
+    /// Write the images into one OCI image layout archive (a tar) at FILE instead of a mirror,
+    /// each under its source reference (`skopeo copy oci-archive:FILE:REF` reads one), with
+    /// `FILE.sha256` beside it; the same images, platforms and referrers a sync copies. For a
+    /// mirror no network reaches: carry FILE over and run `sync --from-archive FILE` there.
+    #[arg(
+        long,
+        env = "MIRRORSWAP_SYNC_TO_ARCHIVE",
+        value_name = "FILE",
+        conflicts_with_all = ["from_archive", "registry_auth", "also_node_paths"]
+    )]
+    pub to_archive: Option<PathBuf>,
+    /// Copy every image of the archive FILE (`--to-archive`'s) to where the rules given here
+    /// send its source reference, contacting no source. Each blob's digest is checked: a
+    /// damaged archive fails naming the file and digest, and nothing is tagged.
+    #[arg(
+        long,
+        env = "MIRRORSWAP_SYNC_FROM_ARCHIVE",
+        value_name = "FILE",
+        conflicts_with_all = ["files", "images", "namespaces", "source_auth"]
+    )]
+    pub from_archive: Option<PathBuf>,
     /// Write nothing: list each image as `present` or `would copy`, with the bytes that
     /// would be sent.
     #[arg(long, env = "MIRRORSWAP_SYNC_DRY_RUN")]
@@ -103,30 +126,79 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn sync(args: &SyncArgs) -> anyhow::Result<ExitCode> {
-    let (jobs, palette) = match jobs(args)? {
+    let archive = match &args.from_archive {
+        Some(path) => match ArchiveSource::open(path) {
+            Ok(archive) => Some(archive),
+            Err(error) => {
+                eprintln!("error: {}", crate::error_chain::one_line(&error));
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => None,
+    };
+    let archived = archive.as_ref().map(|archive| {
+        let images = archive.images().iter().enumerate();
+        images.map(|(at, source)| ListedImage { source: source.clone(), target: None, line: at as u64 + 1 }).collect()
+    });
+    let (mut jobs, palette) = match jobs(args, archived)? {
         Ok(found) => found,
         Err(code) => return Ok(code),
     };
+    if args.to_archive.is_some() {
+        // The archive holds each image under its source reference.
+        for job in &mut jobs {
+            job.targets = vec![job.source.clone()];
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    let reports = if jobs.is_empty() {
-        eprintln!("nothing to copy: the rules send no image to a mirror");
-        Vec::new()
-    } else {
-        let sessions = runtime.block_on(async { args.copy.sessions(palette.as_ref()) });
-        let (sources, mirror) = match sessions {
-            Ok(sessions) => sessions,
+    let sessions = match runtime.block_on(async { args.copy.sessions(palette.as_ref()) }) {
+        Ok(sessions) => sessions,
+        Err(error) => {
+            eprintln!("error: {}", crate::error_chain::one_line(&error));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let (sources, mirror) = sessions;
+    let timeout = args.copy.timeout;
+    let settings = args.copy.settings(args.dry_run);
+    let connections = usize::from(args.copy.host_connections);
+    let mut failed = false;
+    let reports = if let Some(archive) = archive {
+        copy(&runtime, &Engine::new(archive, RemoteMirror::new(mirror, timeout), settings), &jobs)
+    } else if let Some(path) = &args.to_archive {
+        let writer = match ArchiveWriter::new(path, args.dry_run) {
+            Ok(writer) => writer,
             Err(error) => {
                 eprintln!("error: {}", crate::error_chain::one_line(&error));
                 return Ok(ExitCode::from(2));
             }
         };
-        let timeout = args.copy.timeout;
-        let source = RemoteSource::new(sources, usize::from(args.copy.host_connections), timeout);
-        let engine = Engine::new(source, RemoteMirror::new(mirror, timeout), args.copy.settings(args.dry_run));
-        let progress = super::sync_progress::for_stderr(jobs.len());
-        let reports = runtime.block_on(engine.run(&jobs, std::sync::Arc::clone(&progress)));
-        drop(progress);
+        let engine = Engine::new(RemoteSource::new(sources, connections, timeout), writer, settings);
+        let mut reports = copy(&runtime, &engine, &jobs);
+        for report in &mut reports {
+            report.target = format!("{}:{}", path.display(), report.target);
+        }
+        if !args.dry_run {
+            match engine.destination.finish() {
+                Ok(written) => eprintln!(
+                    "wrote {}: {} ({} index entries, {} blobs), sha256:{} in {}.sha256",
+                    path.display(),
+                    report::bytes(written.bytes),
+                    written.entries,
+                    written.blobs,
+                    written.digest.trim_start_matches("sha256:"),
+                    path.display()
+                ),
+                Err(error) => {
+                    eprintln!("error: {}", crate::error_chain::one_line(&error));
+                    failed = true;
+                }
+            }
+        }
         reports
+    } else {
+        let source = RemoteSource::new(sources, connections, timeout);
+        copy(&runtime, &Engine::new(source, RemoteMirror::new(mirror, timeout), settings), &jobs)
     };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -136,7 +208,23 @@ fn sync(args: &SyncArgs) -> anyhow::Result<ExitCode> {
     }
     .and_then(|()| out.flush())
     .context("writing to stdout")?;
-    Ok(if all_ok(&reports) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if all_ok(&reports) && !failed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Runs `engine` over `jobs` with progress on stderr.
+fn copy<S: Source, D: Destination>(
+    runtime: &tokio::runtime::Runtime,
+    engine: &Engine<S, D>,
+    jobs: &[Job],
+) -> Vec<report::Report> {
+    if jobs.is_empty() {
+        eprintln!("nothing to copy: the rules send no image to a mirror");
+        return Vec::new();
+    }
+    let progress = super::sync_progress::for_stderr(jobs.len());
+    let reports = runtime.block_on(engine.run(jobs, std::sync::Arc::clone(&progress)));
+    drop(progress);
+    reports
 }
 
 /// The jobs, and the mirror settings of Palette's registry-info.
@@ -145,17 +233,18 @@ type Found = (Vec<Job>, Option<RegistryInfo>);
 /// The jobs: each source image once, with every target it goes to, in input order; and the
 /// mirror settings of Palette's registry-info when the rules came with them. Input problems
 /// are written to stderr and give exit code 2.
-fn jobs(args: &SyncArgs) -> anyhow::Result<Result<Found, ExitCode>> {
+fn jobs(args: &SyncArgs, archived: Option<Vec<ListedImage>>) -> anyhow::Result<Result<Found, ExitCode>> {
     let usage = |message: String| {
         eprintln!("error: {message}");
         Ok(Err(ExitCode::from(2)))
     };
-    let listed = match &args.images {
-        Some(path) => match read_list(path) {
+    let listed = match (&args.images, archived) {
+        (_, Some(archived)) => Some(archived),
+        (Some(path), None) => match read_list(path) {
             Ok(listed) => Some(listed),
             Err(error) => return usage(crate::error_chain::anyhow_line(&error)),
         },
-        None => None,
+        (None, None) => None,
     };
     let (given, placed): (Vec<ListedImage>, Vec<ListedImage>) =
         listed.clone().unwrap_or_default().into_iter().partition(|image| image.target.is_some());
@@ -175,7 +264,8 @@ fn jobs(args: &SyncArgs) -> anyhow::Result<Result<Found, ExitCode>> {
         }
         None => {}
         Some(rules) => {
-            let origin = args.images.as_ref().map(|path| path.display().to_string()).unwrap_or_default();
+            let origin = args.from_archive.as_ref().or(args.images.as_ref());
+            let origin = origin.map(|path| path.display().to_string()).unwrap_or_default();
             let plan = Plan {
                 rules,
                 format: args.source.format,

@@ -172,6 +172,12 @@ pub async fn referrers(
 /// The path and query of a `Link: <…>; rel="next"` header, when it stays on the same origin
 /// and under the same repository's referrers.
 fn next_page(headers: &HeaderMap, at: &Url, repository: &str) -> Option<String> {
+    next_under(headers, at, &format!("/v2/{repository}/referrers/"))
+}
+
+/// The path and query of a `Link: <…>; rel="next"` header, when it stays on the same origin
+/// and its path starts with `prefix`.
+pub(super) fn next_under(headers: &HeaderMap, at: &Url, prefix: &str) -> Option<String> {
     let link = headers.get(LINK)?.to_str().ok()?;
     let (target, params) = link.split_once(';')?;
     if !params.replace(' ', "").contains("rel=\"next\"") {
@@ -181,7 +187,7 @@ fn next_page(headers: &HeaderMap, at: &Url, repository: &str) -> Option<String> 
     let url = at.join(target).ok()?;
     let same_origin = url.scheme() == at.scheme() && url.host_str() == at.host_str() && url.port() == at.port();
     let path = url.path();
-    (same_origin && path.starts_with(&format!("/v2/{repository}/referrers/")))
+    (same_origin && path.starts_with(prefix))
         .then(|| url.query().map_or_else(|| path.to_owned(), |query| format!("{path}?{query}")))
 }
 

@@ -17,8 +17,8 @@
 //! - For copies (`sync`): [`manifests`] (`HEAD`, capped `GET`, `PUT`, the referrers list),
 //!   [`blob`] (`HEAD`, streamed `GET`, uploads and cross-repository mounts), [`refused`] (why
 //!   a write was refused), [`settings`] (the clients' settings from the flags and Palette's
-//!   `registry-info`); [`egress`]: the guard of a session whose hosts a Pod names (`serve
-//!   --copy-on-miss`'s sources).
+//!   `registry-info`), [`tags`] (a repository's tag list); [`egress`]: the guard of a session
+//!   whose hosts a Pod names (`serve --copy-on-miss`'s sources).
 
 pub mod args;
 pub mod auth_file;
@@ -37,6 +37,7 @@ pub mod policy;
 pub mod refused;
 pub mod session;
 pub mod settings;
+pub mod tags;
 pub mod tls;
 pub mod token;
 pub mod verdict;

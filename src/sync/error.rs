@@ -33,6 +33,10 @@ pub enum SyncError {
     /// The image or the request cannot be copied as asked.
     #[error("{0}")]
     Refused(String),
+    /// The archive (`--to-archive`, `--from-archive`) could not be written or read, or holds
+    /// bytes that are not their digest.
+    #[error("archive {file}: {why}")]
+    Archive { file: String, why: String },
     /// The step took longer than its timeout.
     #[error("{what}: timeout after {}", humantime::format_duration(*.after))]
     Timeout { what: &'static str, after: Duration },

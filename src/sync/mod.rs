@@ -1,7 +1,8 @@
 //! The copy engine: makes a destination hold images exactly as their source does (every
 //! manifest and index pushed byte for byte, so every digest stays), only what is missing
 //! moving, blobs streamed with their digest checked on the way. `sync` runs it over what the
-//! rules send to the mirrors; an OCI-layout archive and `serve --copy-on-miss` plug in here.
+//! rules send to the mirrors, or into and out of an OCI-layout archive; `serve --copy-on-miss`
+//! will plug in here.
 //!
 //! - [`store`]: the two traits a side implements, [`Source`] and [`Destination`];
 //!   [`remote`]: both over registries (the registry room's session layer, one session and
@@ -15,6 +16,8 @@
 //!   `--platform`.
 //! - [`report`]: each image's result, the table and JSON; [`progress`]: what a copy tells
 //!   as it goes; [`args`]: the copy flags.
+//! - [`archive`]: the offline archive, an OCI image layout in a tar, written as a destination
+//!   (`--to-archive`) and read as a source (`--from-archive`).
 //! - [`miss`]: `serve --copy-on-miss`: the queue of images every mirror lacks, its worker,
 //!   bounds, metrics and flags.
 //!
@@ -23,6 +26,7 @@
 //! byte it answers: here every manifest read is capped at 4 MiB, blobs are never held whole,
 //! and each step has a timeout.
 
+pub mod archive;
 pub mod args;
 pub mod copy;
 pub mod engine;

@@ -2,7 +2,8 @@
 //! wrote or found (on a run that found the image present, its top manifest only), its OCI 1.1
 //! referrers (signatures, SBOMs, attestations that name it as their `subject`), each written
 //! by digest with what it points at; and the cosign tag scheme's `sha256-HEX.sig`, `.att` and
-//! `.sbom` tags, each written under its tag when the destination's differs. With
+//! `.sbom` tags, each written under its tag when the destination's differs (looked up only when
+//! the source's tag list, read once per image, has them, or gives no list). With
 //! `--platform`, the source's top index is not the one written, so its referrers stay behind.
 
 use std::sync::atomic::Ordering;
@@ -20,6 +21,8 @@ impl<S: Source, D: Destination> Copier<'_, S, D> {
     pub(super) async fn copy_referrers(&self, source: &Image, target: &Image) -> Result<(), SyncError> {
         let walked = lock(&self.walked).clone();
         let engine = self.engine;
+        // One tag list instead of three lookups per manifest, when the source gives one.
+        let listed = if walked.is_empty() { None } else { engine.source.tags(source).await };
         for digest in &walked {
             let referrers = self.lookup("referrers lookup", || engine.source.referrers(source, digest)).await?;
             if referrers.len() > MAX_REFERRERS {
@@ -38,6 +41,9 @@ impl<S: Source, D: Destination> Copier<'_, S, D> {
                 self.referrers.fetch_add(1, Ordering::SeqCst);
             }
             for tag in cosign_tags(digest) {
+                if listed.as_ref().is_some_and(|listed| !listed.contains(&tag)) {
+                    continue;
+                }
                 let Some(at_source) = self.lookup("source lookup", || engine.source.resolve(source, &tag)).await?
                 else {
                     continue;

@@ -7,11 +7,12 @@
 //! the engine bounds each step.
 //!
 //! At most `connections` requests are in flight to one source host; a blob's stream holds its
-//! slot until it ends. Built on the session layer rather than `oci-client`, which the project
+//! slot until it ends. A source host that answers a referrers request 404 does not serve the
+//! referrers API and is not asked again in the run (a rerun costs a request less per image). Built on the session layer rather than `oci-client`, which the project
 //! dropped: its auth flow and its unbounded reads did not fit a peer that controls every byte
 //! it answers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use futures::StreamExt;
 use reqwest::Body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::copy::lock;
 use super::error::SyncError;
 use super::manifest::{self, Descriptor, Kind, MAX_ENTRIES};
 use super::name::Image;
@@ -30,6 +32,7 @@ use crate::registry::http::from_reqwest;
 use crate::registry::manifests::{self, Pushed};
 use crate::registry::refused::PushError;
 use crate::registry::session::{Access, Registries};
+use crate::registry::tags;
 
 /// A transport timeout (connecting, or waiting for a read) as the time it was given: the
 /// clients' own timeouts do not say it.
@@ -46,13 +49,23 @@ pub struct RemoteSource {
     connections: usize,
     timeout: Duration,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Hosts that answered a referrers request 404: they do not serve the API (OCI 1.1: a
+    /// registry that does answers 200, an empty list when there are none), so they are not
+    /// asked again this run.
+    no_referrers: Mutex<HashSet<String>>,
 }
 
 impl RemoteSource {
     /// Over `registries` (the sources' credentials only, connecting and each read bounded by
     /// `timeout`), `connections` requests per host.
     pub fn new(registries: Registries, connections: usize, timeout: Duration) -> Self {
-        Self { registries, connections: connections.max(1), timeout, hosts: Mutex::new(HashMap::new()) }
+        Self {
+            registries,
+            connections: connections.max(1),
+            timeout,
+            hosts: Mutex::new(HashMap::new()),
+            no_referrers: Mutex::new(HashSet::new()),
+        }
     }
 
     fn failed(&self, image: &Image) -> impl Fn(CheckError) -> SyncError + use<> {
@@ -62,7 +75,7 @@ impl RemoteSource {
 
     async fn slot(&self, host: &str) -> OwnedSemaphorePermit {
         let semaphore = {
-            let mut hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut hosts = lock(&self.hosts);
             Arc::clone(hosts.entry(host.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.connections))))
         };
         // The semaphore is never closed.
@@ -108,12 +121,19 @@ impl Source for RemoteSource {
 
     async fn referrers(&self, image: &Image, digest: &str) -> Result<Vec<Descriptor>, SyncError> {
         let failed = self.failed(image);
+        if lock(&self.no_referrers).contains(image.host()) {
+            return Ok(Vec::new());
+        }
         let pages = {
             let _slot = self.slot(image.host()).await;
             manifests::referrers(&self.registries, &image.repo, digest).await.map_err(failed)?
         };
+        let Some(pages) = pages else {
+            lock(&self.no_referrers).insert(image.host().to_owned());
+            return Ok(Vec::new());
+        };
         let mut found = Vec::new();
-        for page in pages.unwrap_or_default() {
+        for page in pages {
             let parsed = manifest::parse(&page, digest, manifest::OCI_INDEX)?;
             if let Kind::Index(entries) = parsed.kind {
                 found.extend(entries);
@@ -126,6 +146,13 @@ impl Source for RemoteSource {
             }
         }
         Ok(found)
+    }
+
+    async fn tags(&self, image: &Image) -> Option<Vec<String>> {
+        let _slot = self.slot(image.host()).await;
+        let listed = tokio::time::timeout(self.timeout, tags::list(&self.registries, &image.repo)).await;
+        // Any failure: the tags are asked for one by one, and that says what is wrong.
+        listed.ok()?.ok()?
     }
 }
 

@@ -1,6 +1,6 @@
 //! Where a copy reads from and writes to, as two small traits, so that the engine copies the
-//! same way between registries ([`super::remote`]) and, later, from or into an OCI image
-//! layout archive: an implementation answers for manifests and blobs by the image they
+//! same way between registries ([`super::remote`]) and from or into an OCI image layout
+//! archive ([`super::archive`]): an implementation answers for manifests and blobs by the image they
 //! belong to; the engine decides what to ask, verifies, retries and times out.
 //!
 //! A [`Source`]'s blob stream is never held whole: the engine wraps it in
@@ -44,6 +44,13 @@ pub trait Source: Send + Sync {
     /// are none or the source keeps no such list.
     fn referrers(&self, image: &Image, digest: &str)
     -> impl Future<Output = Result<Vec<Descriptor>, SyncError>> + Send;
+
+    /// Every tag of `image`'s repository, so that tags that are not there need not be asked
+    /// for one by one; `None` (the default) when the source cannot say cheaply.
+    fn tags(&self, image: &Image) -> impl Future<Output = Option<Vec<String>>> + Send {
+        let _ = image;
+        async { None }
+    }
 }
 
 /// Where images are copied to.
