@@ -306,6 +306,31 @@ async fn a_second_target_mounts_and_platforms_pick_a_subset() {
     assert_eq!(copied["manifests"].as_array().unwrap().len(), 1);
     assert_eq!(copied["manifests"][0]["digest"], source.children[0].as_str());
     assert!(mirror.raw(&format!("amd64/app@{}", source.children[1])).await.is_none(), "arm64 stayed behind");
+
+    // --require-platforms: the index covers both and is copied; the single-platform tool (by
+    // its config) and an index cut down by --platform fail naming what they lack, unwritten.
+    let list = setup.write(
+        "required.txt",
+        &format!("{src}/src/app:1 {dst}/both/app:1\n{src}/src/tool@{0} {dst}/both/tool@{0}\n", source.tool),
+    );
+    let mut args = setup.args(&source.registry, &mirror);
+    args.extend(["--images".into(), list.display().to_string()]);
+    args.extend(["--require-platforms".into(), "linux/amd64,linux/arm64".into()]);
+    let output = mirrorswap(args).await;
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(report.contains("failed: the source's image lacks linux/arm64 (--require-platforms linux/amd64,linux/arm64)"), "{report}");
+    assert_eq!(sha256(&mirror.raw("both/app:1").await.unwrap()), source.index);
+    assert!(mirror.raw(&format!("both/tool@{}", source.tool)).await.is_none(), "the tool was not written");
+    let list = setup.write("cut.txt", &format!("{src}/src/app:1 {dst}/cut/app:1\n"));
+    let mut args = setup.args(&source.registry, &mirror);
+    args.extend(["--images".into(), list.display().to_string(), "--platform".into(), "linux/amd64".into()]);
+    args.extend(["--require-platforms".into(), "linux/arm64".into()]);
+    let output = mirrorswap(args).await;
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(report.contains("lacks linux/arm64"), "{report}");
+    assert!(mirror.raw("cut/app:1").await.is_none(), "nothing under the tag");
 }
 
 /// A small image as a hostile source serves it: its manifest, config and layer.

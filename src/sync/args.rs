@@ -11,6 +11,7 @@ use clap::{ArgAction, Args};
 
 use super::engine::Settings;
 use super::manifest::Platform;
+use crate::registry::platform::Platform as RequiredPlatform;
 use crate::credentials::RegistryInfo;
 use crate::registry::args::at_most;
 use crate::registry::session::{ClientError, Registries};
@@ -48,6 +49,13 @@ pub struct CopyArgs {
     #[arg(long = "platform", env = "MIRRORSWAP_SYNC_PLATFORMS", value_delimiter = ',',
           value_name = "OS/ARCH[/VARIANT]", value_parser = Platform::parse)]
     pub platforms: Vec<Platform>,
+    /// Platforms (comma-separated) every image must cover, by its index (after `--platform`)
+    /// or its single manifest's config: one that does not fails with the platform it lacks
+    /// and nothing is written, so a mirror never gets a copy the nodes cannot run (what
+    /// `serve --require-platforms` would skip anyway).
+    #[arg(long, env = "MIRRORSWAP_REQUIRE_PLATFORMS", value_delimiter = ',',
+          value_name = "OS/ARCH[/VARIANT]", value_parser = RequiredPlatform::parse)]
+    pub require_platforms: Vec<RequiredPlatform>,
     /// Copy each manifest's OCI 1.1 referrers (signatures, SBOMs, attestations) and its cosign
     /// tags (sha256-HEX.sig, .att, .sbom) along; `--referrers=false` copies the images alone.
     #[arg(long, env = "MIRRORSWAP_SYNC_REFERRERS", default_value_t = true, action = ArgAction::Set,
@@ -96,6 +104,7 @@ impl CopyArgs {
             lookup_timeout: self.timeout,
             blob_timeout: self.blob_timeout,
             platforms: self.platforms.clone(),
+            required_platforms: self.require_platforms.clone(),
             referrers: self.referrers,
             dry_run,
             ..Settings::default()

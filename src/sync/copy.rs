@@ -29,11 +29,14 @@ use super::retry::{retried, within};
 use super::store::{Destination, Source};
 use super::verify;
 use crate::registry::client::{Manifest, sha256};
+use crate::registry::platform::{self, Platforms, Shape};
 
 /// How deep indexes may nest (an index of indexes of images).
 pub const MAX_DEPTH: usize = 2;
 /// The most manifests one job reads from its source.
 pub const MAX_MANIFESTS: usize = 1024;
+/// The largest image config read for `--require-platforms` (as large as a manifest may be).
+pub const MAX_CONFIG: u64 = 4 * 1024 * 1024;
 
 /// One job's copy in progress, and its counts.
 pub struct Copier<'e, S, D> {
@@ -136,6 +139,13 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
         if filtering {
             pushed = Some(self.only_platforms(&source, &top).await?);
         }
+        if !settings.required_platforms.is_empty() {
+            let manifest = match &pushed {
+                Some(manifest) => manifest.clone(),
+                None => self.fetch(&source, &top).await?,
+            };
+            self.require_platforms(&source, &manifest).await?;
+        }
         let digest = pushed.as_ref().map_or(top.as_str(), |manifest| manifest.digest.as_str()).to_owned();
         for target in &targets {
             if let Some(named) = target.digest.as_ref().filter(|named| **named != digest) {
@@ -174,6 +184,47 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
             }
         }
         Ok(())
+    }
+
+    /// `--require-platforms`: `manifest` (what would be pushed) covers every platform asked
+    /// for, by its index entries or its config (read whole only up to [`MAX_CONFIG`] bytes,
+    /// its digest checked); else the platform it lacks, before anything is written.
+    async fn require_platforms(&self, source: &Image, manifest: &Manifest) -> Result<(), SyncError> {
+        let why = |why: String| SyncError::Manifest { digest: manifest.digest.clone(), why };
+        let platforms = match platform::shape(&manifest.bytes).map_err(why)? {
+            Shape::Index(platforms) => platforms,
+            Shape::Artifact => Platforms::default(),
+            Shape::Image { config, size } => {
+                if size > MAX_CONFIG {
+                    return Err(why(format!("its config is {size} bytes, more than {MAX_CONFIG} are not read")));
+                }
+                let blob = Descriptor {
+                    media_type: String::new(),
+                    digest: config,
+                    size,
+                    platform: None,
+                    artifact_type: None,
+                    urls: Vec::new(),
+                };
+                let bytes = self
+                    .lookup("source config", || async {
+                        let stream = self.engine.source.blob(source, &blob).await?;
+                        // The size was checked against the cap, and the stream is held to it.
+                        let (stream, _, _) = verify::verified(stream, &blob.digest, blob.size, |_| {});
+                        let chunks: Vec<bytes::Bytes> = stream.try_collect().await?;
+                        Ok(chunks.concat())
+                    })
+                    .await?;
+                platform::of_config(&bytes).map_err(why)?
+            }
+        };
+        match platforms.first_missing(&self.engine.settings.required_platforms) {
+            Some(lacking) => Err(SyncError::Refused(format!(
+                "the source's image lacks {lacking} (--require-platforms {})",
+                self.engine.settings.required_platforms.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The index `top` with only `--platform`'s entries (an image manifest as it is).

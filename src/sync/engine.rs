@@ -41,6 +41,8 @@ pub struct Settings {
     pub blob_timeout: Duration,
     /// Only these platforms of an index (`--platform`); every one when empty.
     pub platforms: Vec<Platform>,
+    /// Platforms every image must cover (`--require-platforms`); none when empty.
+    pub required_platforms: Vec<crate::registry::platform::Platform>,
     /// Copy referrers and cosign signature tags along.
     pub referrers: bool,
     /// Write nothing; say what would be written.
@@ -56,6 +58,7 @@ impl Default for Settings {
             lookup_timeout: Duration::from_secs(30),
             blob_timeout: Duration::from_secs(30 * 60),
             platforms: Vec::new(),
+            required_platforms: Vec::new(),
             referrers: true,
             dry_run: false,
         }
