@@ -37,6 +37,7 @@ use super::client::{Answer, CheckError, Checker, ClientError, ClientSettings, De
 use super::hosts::{Host, Hosts, Pass};
 use super::metrics::RegistryMetrics;
 use super::platform::Platform;
+use super::settings;
 use super::verdict::ImageResolution;
 pub use super::verdict::{Choice, Pin, Resolution, Resolved, Tried, Verdict};
 use crate::credentials::RegistryInfo;
@@ -211,18 +212,7 @@ impl Resolver {
     fn merged(&self, (auth, palette): &(AuthFile, Option<RegistryInfo>)) -> (ClientSettings, AuthFile) {
         let (mut auth, mut client) = (auth.clone(), self.client.clone());
         if let Some(palette) = palette {
-            if let (None, Some(login)) = (auth.get(&palette.registry), palette.credential("registry-info")) {
-                auth.insert(&palette.registry, login.username, login.password.expose().to_owned());
-            }
-            if let Some(pem) = &palette.ca_cert {
-                let mut bundle = client.ca_pem.take().unwrap_or_default();
-                bundle.push(b'\n');
-                bundle.extend_from_slice(pem.expose().as_bytes());
-                client.ca_pem = Some(bundle);
-            }
-            if palette.insecure {
-                client.insecure.push(palette.registry.clone());
-            }
+            settings::with_palette(&mut auth, &mut client, palette);
         }
         (client, auth)
     }
