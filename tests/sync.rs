@@ -319,7 +319,10 @@ async fn a_second_target_mounts_and_platforms_pick_a_subset() {
     let output = mirrorswap(args).await;
     let report = text(&output);
     assert_eq!(output.status.code(), Some(1), "{report}");
-    assert!(report.contains("failed: the source's image lacks linux/arm64 (--require-platforms linux/amd64,linux/arm64)"), "{report}");
+    assert!(
+        report.contains("failed: the source's image lacks linux/arm64 (--require-platforms linux/amd64,linux/arm64)"),
+        "{report}"
+    );
     assert_eq!(sha256(&mirror.raw("both/app:1").await.unwrap()), source.index);
     assert!(mirror.raw(&format!("both/tool@{}", source.tool)).await.is_none(), "the tool was not written");
     let list = setup.write("cut.txt", &format!("{src}/src/app:1 {dst}/cut/app:1\n"));
