@@ -11,9 +11,9 @@ use clap::{ArgAction, Args};
 
 use super::engine::Settings;
 use super::manifest::Platform;
-use crate::registry::platform::Platform as RequiredPlatform;
 use crate::credentials::RegistryInfo;
 use crate::registry::args::at_most;
+use crate::registry::platform::Platform as RequiredPlatform;
 use crate::registry::session::{ClientError, Registries};
 use crate::registry::settings::{self, SettingsError};
 

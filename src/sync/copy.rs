@@ -4,7 +4,8 @@
 //! config and layers) and written bottom up: blobs first (present: skipped after a `HEAD`;
 //! put by this run in another repository of the same registry: mounted; else streamed and
 //! verified), then child manifests by digest, then the top under its tag (a digest-only
-//! reference under its anchor tag `sha256-HEX`). Bytes are unchanged throughout, so every
+//! reference under its anchor tag `sha256-HEX`; so is a `tag@digest` one whose tag does not
+//! name that digest at the source now, so that a pinned old build never re-points a tag). Bytes are unchanged throughout, so every
 //! digest is the source's; `--platform` alone makes a new index, and says so.
 //!
 //! Bounded against a hostile source: indexes nest at most [`MAX_DEPTH`] deep, a job reads at
@@ -155,7 +156,11 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
                 )));
             }
         }
-        let tag_of = |target: &Image| target.tag.clone().unwrap_or_else(|| anchor_tag(&digest));
+        let tag_trusted = self.tag_trusted(&source, &top).await;
+        let tag_of = |target: &Image| match &target.tag {
+            Some(tag) if tag_trusted => tag.clone(),
+            _ => anchor_tag(&digest),
+        };
         let mut missing = Vec::new();
         for target in &targets {
             let tag = tag_of(target);
@@ -184,6 +189,31 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the targets' tags may be pushed: a reference that names a digest names its tag
+    /// only as a word (`app:v1@sha256:OLD` pulls OLD whatever `v1` is), so its tag is written
+    /// only when the source's tag names that digest now (one lookup); otherwise only the anchor
+    /// tag `sha256-HEX` is, and an older build, an index's child or a signature never re-points
+    /// a mirror's tag.
+    async fn tag_trusted(&self, source: &Image, top: &str) -> bool {
+        let (Some(_), Some(tag)) = (&source.digest, &source.tag) else { return true };
+        let now = self.lookup("source lookup", || self.engine.source.resolve(source, tag)).await;
+        if let Ok(Some(now)) = &now
+            && now == top
+        {
+            return true;
+        }
+        let now = match now {
+            Ok(Some(now)) => format!("names {now}"),
+            Ok(None) => "is not there".to_owned(),
+            Err(error) => format!("could not be read ({error})"),
+        };
+        self.note(format!(
+            "the source's tag {tag} {now}, not the digest pulled: written under its anchor tag {} only",
+            anchor_tag(top)
+        ));
+        false
     }
 
     /// `--require-platforms`: `manifest` (what would be pushed) covers every platform asked
@@ -418,4 +448,57 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
 /// The value under `mutex`, poisoned or not.
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::engine::Settings;
+    use super::super::memory::{MemoryMirror, MemorySource};
+    use super::super::progress::Quiet;
+    use super::*;
+
+    fn engine(source: MemorySource, mirror: MemoryMirror) -> Engine<MemorySource, MemoryMirror> {
+        Engine::new(source, mirror, Settings { retries: 0, ..Settings::default() })
+    }
+
+    fn job(source: &str, target: &str) -> Job {
+        Job { source: source.to_owned(), targets: vec![target.to_owned()] }
+    }
+
+    /// A `tag@digest` reference writes its tag only when the source's tag names that digest
+    /// now; else the anchor tag only, and the mirror's tag stays where it was.
+    #[tokio::test]
+    async fn a_pinned_digest_never_re_points_a_tag_the_source_moved() {
+        let mut source = MemorySource::default();
+        let old = source.image(b"old build")["digest"].as_str().unwrap_or_default().to_owned();
+        let new = source.image(b"new build")["digest"].as_str().unwrap_or_default().to_owned();
+        source.tags.insert("v1".into(), new.clone());
+        // (reference's digest, the mirror's v1 before, after, the anchor tag written)
+        let table = [(&old, Some(&new), Some(&new), true), (&new, None, Some(&new), false), (&old, None, None, true)];
+        for (pinned, before, after, anchored) in table {
+            let mirror = MemoryMirror::default();
+            if let Some(before) = before {
+                mirror.references.lock().unwrap().insert("v1".into(), before.clone());
+            }
+            let source = MemorySource {
+                manifests: source.manifests.clone(),
+                tags: source.tags.clone(),
+                blobs: source.blobs.clone(),
+                ..MemorySource::default()
+            };
+            let engine = engine(source, mirror);
+            let report = engine
+                .copy(
+                    0,
+                    &job(&format!("src.example.org/app:v1@{pinned}"), &format!("m.example.org/app:v1@{pinned}")),
+                    Arc::new(Quiet),
+                )
+                .await;
+            assert!(!matches!(report.outcome, Outcome::Failed(_)), "{report:?}");
+            let mirror = &engine.destination;
+            assert_eq!(mirror.at("v1").as_ref(), after, "v1 after copying {pinned}");
+            assert_eq!(mirror.at(&anchor_tag(pinned)).is_some(), anchored, "{pinned}");
+            assert_eq!(mirror.at(pinned).as_ref(), Some(pinned));
+        }
+    }
 }
