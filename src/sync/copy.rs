@@ -9,7 +9,9 @@
 //! digest is the source's; `--platform` alone makes a new index, and says so.
 //!
 //! Bounded against a hostile source: indexes nest at most [`MAX_DEPTH`] deep, a job reads at
-//! most [`MAX_MANIFESTS`] manifests, each at most 4 MiB.
+//! most [`MAX_MANIFESTS`] manifests, each at most 4 MiB, and at most
+//! [`super::engine::Settings::max_manifest_bytes`] of manifests and referrer lists in all
+//! (what it reads of them it holds until the copy ends).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -56,6 +58,8 @@ pub struct Copier<'e, S, D> {
     present: AtomicUsize,
     manifests: AtomicUsize,
     pub(super) referrers: AtomicUsize,
+    /// Bytes of manifests and referrer lists read, held to `max_manifest_bytes`.
+    manifest_bytes: AtomicU64,
 }
 
 type Step<'a> = Pin<Box<dyn Future<Output = Result<(), SyncError>> + Send + 'a>>;
@@ -76,6 +80,7 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
             present: AtomicUsize::new(0),
             manifests: AtomicUsize::new(0),
             referrers: AtomicUsize::new(0),
+            manifest_bytes: AtomicU64::new(0),
         }
     }
 
@@ -288,18 +293,61 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
 
     /// The manifest `digest` of `source`'s repository (read once per job).
     pub(super) async fn fetch(&self, source: &Image, digest: &str) -> Result<Manifest, SyncError> {
+        self.fetch_sized(source, digest, None).await
+    }
+
+    /// [`Self::fetch`] of a manifest a descriptor says is `size` bytes: refused before it is
+    /// read when it would not fit in what is left of `max_manifest_bytes`.
+    pub(super) async fn fetch_sized(
+        &self,
+        source: &Image,
+        digest: &str,
+        size: Option<u64>,
+    ) -> Result<Manifest, SyncError> {
         if let Some(known) = lock(&self.fetched).get(digest) {
             return Ok(known.clone());
         }
         if lock(&self.fetched).len() >= MAX_MANIFESTS {
             return Err(SyncError::Refused(format!("more than {MAX_MANIFESTS} manifests in one image")));
         }
+        let left = self.manifest_budget_left();
+        if left == 0 || size.is_some_and(|size| size > left) {
+            return Err(self.over_manifest_budget());
+        }
         let manifest = self
             .lookup("source manifest", || self.engine.source.manifest(source, digest))
             .await?
             .ok_or_else(|| SyncError::NotFound(format!("{}/{}@{digest}", source.host(), source.repository())))?;
+        self.spend_manifest_bytes(manifest.bytes.len() as u64)?;
         lock(&self.fetched).insert(digest.to_owned(), manifest.clone());
         Ok(manifest)
+    }
+
+    /// Bytes of manifests and referrer lists this copy may still read.
+    pub(super) fn manifest_budget_left(&self) -> u64 {
+        self.engine.settings.max_manifest_bytes.saturating_sub(self.manifest_bytes.load(Ordering::SeqCst))
+    }
+
+    /// Bytes of manifests and referrer lists read so far.
+    pub fn manifest_bytes(&self) -> u64 {
+        self.manifest_bytes.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn over_manifest_budget(&self) -> SyncError {
+        SyncError::Refused(format!(
+            "the manifests of this image exceed {} (its manifests and referrer lists are read whole)",
+            super::report::bytes(self.engine.settings.max_manifest_bytes)
+        ))
+    }
+
+    /// Counts `read` bytes of manifests or referrer lists read: an error (and what was read
+    /// to be dropped) once the copy has read more than `max_manifest_bytes`.
+    pub(super) fn spend_manifest_bytes(&self, read: u64) -> Result<(), SyncError> {
+        let total = self.manifest_bytes.fetch_add(read, Ordering::SeqCst).saturating_add(read);
+        if total > self.engine.settings.max_manifest_bytes {
+            return Err(self.over_manifest_budget());
+        }
+        Ok(())
     }
 
     /// Writes what `manifest` points at into `target`: an image's blobs, an index's child
@@ -334,7 +382,7 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
                         if held.is_some() {
                             continue;
                         }
-                        let bytes = self.fetch(source, &child.digest).await?;
+                        let bytes = self.fetch_sized(source, &child.digest, Some(child.size)).await?;
                         if bytes.bytes.len() as u64 != child.size {
                             return Err(SyncError::Manifest {
                                 digest: child.digest.clone(),
@@ -465,13 +513,47 @@ mod tests {
         Job { source: source.to_owned(), targets: vec![target.to_owned()] }
     }
 
+    /// An index of many large children: the copy fails once what it read of manifests would
+    /// pass the budget, having read no more than it.
+    #[tokio::test]
+    async fn manifests_past_the_budget_fail_the_image_before_they_are_read() {
+        let mut source = MemorySource::default();
+        let config = source.add_blob(b"{}");
+        let children: Vec<serde_json::Value> = (0..64)
+            .map(|n| {
+                let layer = source.add_blob(format!("layer {n}").as_bytes());
+                let image = serde_json::json!({"schemaVersion": 2, "mediaType": manifest::OCI_MANIFEST,
+                                               "config": config, "layers": [layer]});
+                source.add_manifest(&image, 64 * 1024)
+            })
+            .collect();
+        let index = source.add_manifest(
+            &serde_json::json!({"schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": children}),
+            0,
+        );
+        source.tags.insert("1".into(), index["digest"].as_str().unwrap_or_default().to_owned());
+        let budget = 1024 * 1024;
+        let settings = Settings { retries: 0, max_manifest_bytes: budget, ..Settings::default() };
+        let engine = Engine::new(source, MemoryMirror::default(), settings);
+        let copier = Copier::new(&engine, 0, Arc::new(Quiet));
+        let job = job("src.example.org/app:1", "m.example.org/app:1");
+        let report = copier.report(&job, copier.run(&job).await);
+        match &report.outcome {
+            Outcome::Failed(why) => assert!(why.contains("the manifests of this image exceed 1.0 MiB"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let read = copier.manifest_bytes();
+        assert!(read <= budget && read > budget - 128 * 1024, "{read} bytes of manifests read");
+        assert!(engine.destination.at("1").is_none(), "the tag was written");
+    }
+
     /// A `tag@digest` reference writes its tag only when the source's tag names that digest
     /// now; else the anchor tag only, and the mirror's tag stays where it was.
     #[tokio::test]
     async fn a_pinned_digest_never_re_points_a_tag_the_source_moved() {
         let mut source = MemorySource::default();
-        let old = source.image(b"old build")["digest"].as_str().unwrap_or_default().to_owned();
-        let new = source.image(b"new build")["digest"].as_str().unwrap_or_default().to_owned();
+        let old = source.add_image(b"old build")["digest"].as_str().unwrap_or_default().to_owned();
+        let new = source.add_image(b"new build")["digest"].as_str().unwrap_or_default().to_owned();
         source.tags.insert("v1".into(), new.clone());
         // (reference's digest, the mirror's v1 before, after, the anchor tag written)
         let table = [(&old, Some(&new), Some(&new), true), (&new, None, Some(&new), false), (&old, None, None, true)];

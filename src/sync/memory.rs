@@ -27,14 +27,14 @@ pub struct MemorySource {
 
 impl MemorySource {
     /// Adds a blob; its descriptor.
-    pub fn blob(&mut self, bytes: &[u8]) -> serde_json::Value {
+    pub fn add_blob(&mut self, bytes: &[u8]) -> serde_json::Value {
         let digest = sha256(bytes);
         self.blobs.insert(digest.clone(), bytes.to_vec());
         serde_json::json!({"mediaType": "application/octet-stream", "digest": digest, "size": bytes.len()})
     }
 
     /// Adds a manifest of `value` (padded with `pad` spaces); its descriptor.
-    pub fn manifest(&mut self, value: &serde_json::Value, pad: usize) -> serde_json::Value {
+    pub fn add_manifest(&mut self, value: &serde_json::Value, pad: usize) -> serde_json::Value {
         let mut bytes = serde_json::to_vec(value).unwrap_or_default();
         bytes.extend(std::iter::repeat_n(b' ', pad));
         let digest = sha256(&bytes);
@@ -46,10 +46,10 @@ impl MemorySource {
     }
 
     /// Adds an image of one layer `layer`; its descriptor.
-    pub fn image(&mut self, layer: &[u8]) -> serde_json::Value {
-        let config = self.blob(b"{}");
-        let layer = self.blob(layer);
-        self.manifest(
+    pub fn add_image(&mut self, layer: &[u8]) -> serde_json::Value {
+        let config = self.add_blob(b"{}");
+        let layer = self.add_blob(layer);
+        self.add_manifest(
             &serde_json::json!({"schemaVersion": 2, "mediaType": super::manifest::OCI_MANIFEST,
                                 "config": config, "layers": [layer]}),
             0,
@@ -76,8 +76,8 @@ impl Source for MemorySource {
         Ok(Box::pin(futures::stream::iter([Ok(Bytes::from(bytes))])))
     }
 
-    async fn referrers(&self, _: &Image, _: &str) -> Result<Vec<Descriptor>, SyncError> {
-        Ok(Vec::new())
+    async fn referrers(&self, _: &Image, _: &str, _: u64) -> Result<(Vec<Descriptor>, u64), SyncError> {
+        Ok((Vec::new(), 0))
     }
 }
 

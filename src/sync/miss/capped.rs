@@ -66,8 +66,13 @@ impl<S: Source> Source for Capped<S> {
         self.inner.blob(image, blob).await
     }
 
-    async fn referrers(&self, image: &Image, digest: &str) -> Result<Vec<Descriptor>, SyncError> {
-        self.inner.referrers(image, digest).await
+    async fn referrers(
+        &self,
+        image: &Image,
+        digest: &str,
+        max_bytes: u64,
+    ) -> Result<(Vec<Descriptor>, u64), SyncError> {
+        self.inner.referrers(image, digest, max_bytes).await
     }
 }
 
@@ -92,8 +97,8 @@ mod tests {
             self.0.fetch_add(1, Ordering::SeqCst);
             Ok(Box::pin(futures::stream::empty()))
         }
-        async fn referrers(&self, _: &Image, _: &str) -> Result<Vec<Descriptor>, SyncError> {
-            Ok(Vec::new())
+        async fn referrers(&self, _: &Image, _: &str, _: u64) -> Result<(Vec<Descriptor>, u64), SyncError> {
+            Ok((Vec::new(), 0))
         }
     }
 

@@ -13,7 +13,7 @@
 //! - At most `--copy-queue` copies wait and `--copy-concurrency` run; one target is queued
 //!   once (a copy waiting or running for it is not queued again); a target whose copy failed
 //!   is not offered again for [`RETRY_AFTER`]; each copy fetches at most `--copy-max-bytes`
-//!   ([`capped`]) within `--copy-timeout`.
+//!   ([`capped`]) and [`MAX_MANIFEST_BYTES`] of manifests within `--copy-timeout`.
 //! - The admission request never waits: [`CopyOnMiss::offer_misses`] only queues, and says
 //!   in the kept image's warning what became of it.
 //!
@@ -47,6 +47,10 @@ pub use metrics::CopyMetrics;
 pub const RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Failed targets remembered at most (the oldest are forgotten past it).
 const MAX_FAILED: usize = 1024;
+/// The most bytes of manifests and referrer lists one copy reads and holds (`sync`'s is
+/// larger): `--copy-concurrency` copies of a hostile source's index stay within the webhook's
+/// memory.
+const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 /// The time one lookup of a copy is given (a manifest, a `HEAD`), and connecting.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -262,6 +266,7 @@ impl Shared {
             retries: 2,
             lookup_timeout: LOOKUP_TIMEOUT,
             blob_timeout: self.settings.timeout,
+            max_manifest_bytes: MAX_MANIFEST_BYTES,
             ..Settings::default()
         };
         let engine = Engine::new(source, RemoteMirror::new(mirror, LOOKUP_TIMEOUT), settings);
