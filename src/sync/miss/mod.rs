@@ -49,7 +49,7 @@ pub use metrics::CopyMetrics;
 
 /// How long a target whose copy failed is not offered again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(300);
-/// Failed targets remembered at most (the oldest are forgotten past it).
+/// Failed targets remembered at most (the expired, then the oldest, are forgotten past it).
 const MAX_FAILED: usize = 1024;
 /// The most bytes of manifests and referrer lists one copy reads and holds (`sync`'s is
 /// larger): `--copy-concurrency` copies of a hostile source's index stay within the webhook's
@@ -235,12 +235,18 @@ impl Shared {
         }
     }
 
+    /// Holds `target` back for [`RETRY_AFTER`]; past [`MAX_FAILED`] targets, the expired ones
+    /// are forgotten, then the oldest (not all: a flood of failures must not free the rest).
     fn remember_failure(&self, target: &str) {
         let mut failed = lock(&self.failed);
-        if failed.len() >= MAX_FAILED {
+        if failed.len() >= MAX_FAILED && !failed.contains_key(target) {
             failed.retain(|_, when| when.elapsed() < RETRY_AFTER);
-            if failed.len() >= MAX_FAILED {
-                failed.clear();
+            while failed.len() >= MAX_FAILED {
+                let Some(oldest) = failed.iter().min_by_key(|(_, when)| **when).map(|(target, _)| target.clone())
+                else {
+                    break;
+                };
+                failed.remove(&oldest);
             }
         }
         failed.insert(target.to_owned(), Instant::now());
@@ -425,6 +431,30 @@ mod tests {
         let count = |result: &str| metrics.copies.with_label_values(&[result]).get();
         assert_eq!((count("dropped"), count("refused")), (3, 3));
         assert_eq!(metrics.queue_depth.get(), 1);
+    }
+
+    /// Past `MAX_FAILED` failures, the oldest is forgotten, not every one.
+    #[tokio::test]
+    async fn a_full_failure_hold_forgets_only_the_oldest() {
+        let (copier, _) = copier(&[], 1);
+        let shared = &copier.shared;
+        for n in 0..MAX_FAILED {
+            shared.remember_failure(&format!("m.invalid/app:{n}"));
+            // Instants may tie on a coarse clock: keep them in order.
+            std::thread::sleep(Duration::from_micros(1));
+        }
+        shared.remember_failure("m.invalid/app:new");
+        // (target, still held)
+        let table = [
+            ("m.invalid/app:0", false),
+            ("m.invalid/app:1", true),
+            (&*format!("m.invalid/app:{}", MAX_FAILED - 1), true),
+            ("m.invalid/app:new", true),
+        ];
+        for (target, held) in table {
+            assert_eq!(shared.recently_failed(target), held, "{target}");
+        }
+        assert_eq!(lock(&shared.failed).len(), MAX_FAILED);
     }
 }
 
