@@ -41,7 +41,7 @@ use crate::registry::egress::{Egress, registry_key};
 use crate::registry::session::{ImageRef, Registries};
 use crate::registry::{Resolved, Resolver, Tried};
 use crate::rewrite::mirrored::pulls_from_target;
-use crate::rewrite::reference::is_registry_like;
+use crate::rewrite::reference::{DOCKER_HUB, DOCKER_HUB_ALIASES, is_registry_like};
 use crate::rewrite::{Rule, RuleKind};
 pub use args::CopyOnMissArgs;
 use capped::Capped;
@@ -214,7 +214,11 @@ fn names_registry(rule: &Rule, registry: &str) -> bool {
         },
         RuleKind::Default | RuleKind::All => return false,
     };
-    ImageRef::parse(&named).is_ok_and(|named| registry_key(&named.repo.registry) == registry_key(registry))
+    let key = |registry: &str| {
+        let key = registry_key(registry);
+        if DOCKER_HUB_ALIASES.contains(&key.as_str()) { DOCKER_HUB.to_owned() } else { key }
+    };
+    ImageRef::parse(&named).is_ok_and(|named| key(&named.repo.registry) == key(registry))
 }
 
 /// The registry of `image` (`host[:port]`), or `image` when it does not parse.
@@ -525,16 +529,24 @@ mod explicit_tests {
 
     #[test]
     fn a_port_fallback_match_does_not_name_the_registry() {
-        let rules = compile_maps(RULES, Options::default()).expect("rules").rules;
-        // (image, whether its first rule names its registry)
+        let compat = compile_maps(RULES, Options::default()).expect("rules").rules;
+        let canonical = Options { docker_hub: crate::rewrite::DockerHubMode::Canonical, ..Options::default() };
+        let canonical = compile_maps(RULES, canonical).expect("rules").rules;
+        // (rules, image, whether its first rule names its registry)
         let table = [
-            ("quay.io/x:1", true),
-            ("quay.io:8443/x:1", false),
-            ("registry.example.org:5000/x:1", true),
-            ("src.example.org:5000/x:1", true),
-            ("evil.net/a.example.com/x:1", false),
+            (&compat, "quay.io/x:1", true),
+            (&compat, "quay.io:8443/x:1", false),
+            (&compat, "registry.example.org:5000/x:1", true),
+            (&compat, "src.example.org:5000/x:1", true),
+            (&compat, "nginx:1", true),
+            (&compat, "docker.io:5000/library/nginx:1", false),
+            (&compat, "evil.net/a.example.com/x:1", false),
+            // Only `default` takes Docker Hub's other names, unless they fold into docker.io.
+            (&compat, "index.docker.io/library/nginx:1", false),
+            (&canonical, "index.docker.io/library/nginx:1", true),
+            (&canonical, "registry-1.docker.io/x/y:1", true),
         ];
-        for (image, named) in table {
+        for (rules, image, named) in table {
             let candidates = rules.candidates(image).targets;
             let rule = candidates.first().map(|candidate| candidate.rule).expect("a rule");
             let registry = ImageRef::parse(image).expect("an image").repo.registry;
