@@ -260,6 +260,32 @@ async fn sync_copies_the_sources_bytes_and_a_rerun_sends_nothing() {
     assert!(String::from_utf8_lossy(&listed.stdout).lines().any(|line| line == source.tool), "{}", text(&listed));
 }
 
+/// A reference that pins a digest its tag does not name at the source now (an older build, an
+/// index's child) is written under its anchor tag only: the mirror's tag stays where it was.
+#[tokio::test]
+async fn a_pinned_digest_does_not_re_point_the_mirrors_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(source) = Source::start(dir.path()).await else { return };
+    let Some(mirror) = Registry::start(Auth::Basic).await else { return };
+    let setup = Setup::new(&source.registry, &mirror);
+    let src = source.registry.host();
+    let child = &source.children[0];
+    for (name, image) in [("tag.yaml", format!("{src}/src/app:1")), ("pinned.yaml", format!("{src}/src/app:1@{child}"))]
+    {
+        let pod = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: app, namespace: team}}\nspec:\n  containers:\n  - {{name: app, \
+             image: \"{image}\"}}\n"
+        );
+        let mut args = setup.args(&source.registry, &mirror);
+        args.extend(["-f".into(), setup.write(name, &pod).display().to_string()]);
+        let output = mirrorswap(args).await;
+        assert_eq!(output.status.code(), Some(0), "{image}: {}", text(&output));
+    }
+    let at = async |reference: &str| mirror.raw(reference).await.map(|bytes| sha256(&bytes));
+    assert_eq!(at("copies/src/app:1").await.as_ref(), Some(&source.index), "the mirror's tag moved");
+    assert_eq!(at(&format!("copies/src/app:{}", child.replace(':', "-"))).await.as_ref(), Some(child));
+}
+
 #[tokio::test]
 async fn a_second_target_mounts_and_platforms_pick_a_subset() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,9 @@
 //! The egress guard of a session whose registries a Pod's author names (`serve
 //! --copy-on-miss` copies from the host an image says): no connection to a loopback,
 //! link-local, private, shared (CGNAT), unspecified, multicast or reserved address, nor to their
-//! IPv4-mapped, IPv4-compatible or NAT64 forms, unless `--copy-allow-source` lists the host.
+//! IPv4-mapped, IPv4-compatible, NAT64 (`64:ff9b::/96`, and RFC 8215's `64:ff9b:1::/48` as a
+//! /96; other lengths refused) or 6to4 forms, nor to an IPv4-translated (`::ffff:0:0:0/96`) or
+//! Teredo (`2001::/32`) address, unless `--copy-allow-source` lists the host.
 //!
 //! The guard holds where the connection is made, so that a name resolving to a public address
 //! when checked and to `127.0.0.1` when connecting (DNS rebinding) gains nothing:
@@ -209,8 +211,20 @@ fn describe_v6(ip: Ipv6Addr) -> Option<&'static str> {
     if let Some(v4) = embedded_v4(ip) {
         return describe_v4(v4);
     }
-    let first = ip.segments()[0];
+    let segments = ip.segments();
+    if segments[..3] == [0x64, 0xff9b, 1] {
+        // RFC 8215's local-use NAT64 prefix: its network picks the prefix length. As a /96
+        // (zeros up to the last 32 bits) the IPv4 address is checked; any other length puts
+        // it where it cannot be told from the prefix, so that address is refused.
+        return match segments[3..6] {
+            [0, 0, 0] => describe_v4(Ipv4Addr::from((u32::from(segments[6]) << 16) | u32::from(segments[7]))),
+            _ => Some("a NAT64 local-use"),
+        };
+    }
+    let first = segments[0];
     Some(match first {
+        _ if segments[..6] == [0, 0, 0, 0, 0xffff, 0] => "an IPv4-translated",
+        _ if segments[..2] == [0x2001, 0] => "a Teredo",
         _ if ip.is_loopback() => "a loopback",
         _ if ip.is_unspecified() => "an unspecified",
         0xfe80..=0xfebf => "a link-local",
@@ -222,7 +236,8 @@ fn describe_v6(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 /// The IPv4 address an IPv6 one stands for: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
-/// (`::a.b.c.d`, but not `::` or `::1`) and NAT64 (`64:ff9b::a.b.c.d`).
+/// (`::a.b.c.d`, but not `::` or `::1`), NAT64 (`64:ff9b::a.b.c.d`) and 6to4
+/// (`2002:AABB:CCDD::/48` for `0xAABBCCDD`).
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4);
@@ -232,6 +247,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     match segments[..6] {
         [0, 0, 0, 0, 0, 0] if !ip.is_loopback() && !ip.is_unspecified() => Some(low),
         [0x64, 0xff9b, 0, 0, 0, 0] => Some(low),
+        [0x2002, high, low, ..] => Some(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low))),
         _ => None,
     }
 }
@@ -305,6 +321,24 @@ mod tests {
             ("::ffff:1.1.1.1", None),
             ("::127.0.0.1", Some("a loopback")),
             ("64:ff9b::a9fe:a9fe", Some("a link-local")),
+            // 6to4: the IPv4 address in bits 16 to 47.
+            ("2002:7f00:1::1", Some("a loopback")),
+            ("2002:a9fe:a9fe::", Some("a link-local")),
+            ("2002:c0a8:101:1::1", Some("a private")),
+            ("2002:101:101::1", None),
+            // NAT64 local-use (RFC 8215): as a /96, the IPv4 address in the last 32 bits; any
+            // other prefix length (bits 48 to 95 not zero) cannot be told, and is refused.
+            ("64:ff9b:1::a9fe:a9fe", Some("a link-local")),
+            ("64:ff9b:1::7f00:1", Some("a loopback")),
+            ("64:ff9b:1::a00:1", Some("a private")),
+            ("64:ff9b:1::101:101", None),
+            ("64:ff9b:1:a00:1:100::", Some("a NAT64 local-use")),
+            ("64:ff9b:1:0:1:101:101:101", Some("a NAT64 local-use")),
+            // IPv4-translated (RFC 2765) and Teredo: refused whatever they embed.
+            ("::ffff:0:1.1.1.1", Some("an IPv4-translated")),
+            ("::ffff:0:127.0.0.1", Some("an IPv4-translated")),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", Some("a Teredo")),
+            ("2001:db8::1", None),
         ];
         for (address, refused) in table {
             let ip: IpAddr = address.parse().unwrap();

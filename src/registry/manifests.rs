@@ -131,13 +131,16 @@ pub async fn put(
 
 /// The referrers list of `digest` (`GET /v2/NAME/referrers/DIGEST`): each page's bytes, up
 /// to [`MAX_REFERRER_PAGES`] pages of at most [`MAX_MANIFEST_BYTES`]; `None` when the
-/// registry does not serve the API (404, or an answer that is not an OCI index).
+/// registry does not serve the API (404, or an answer that is not an OCI index). All pages
+/// together at most `max_bytes` ([`CheckError::TooLarge`] past it, before more is read).
 pub async fn referrers(
     registries: &Registries,
     repo: &Repo<'_>,
     digest: &str,
+    max_bytes: usize,
 ) -> Result<Option<Vec<Vec<u8>>>, CheckError> {
-    let mut pages = Vec::new();
+    let mut pages: Vec<Vec<u8>> = Vec::new();
+    let mut read = 0_usize;
     let mut next: Option<String> = None;
     for _ in 0..MAX_REFERRER_PAGES {
         let first = format!("/v2/{}/referrers/{digest}", repo.repository);
@@ -156,7 +159,16 @@ pub async fn referrers(
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with(OCI_INDEX));
         next = next_page(response.headers(), response.url(), &repo.repository);
-        let bytes = read_capped(response, MAX_MANIFEST_BYTES, "referrers list").await?;
+        let left = max_bytes.saturating_sub(read);
+        let bytes = if left < MAX_MANIFEST_BYTES {
+            read_capped(response, left, "referrers list").await.map_err(|error| match error {
+                CheckError::TooLarge { what, .. } => CheckError::TooLarge { what, limit: max_bytes },
+                other => other,
+            })?
+        } else {
+            read_capped(response, MAX_MANIFEST_BYTES, "referrers list").await?
+        };
+        read = read.saturating_add(bytes.len());
         if !is_index {
             // A registry that answers any path with a page of its own: no referrers API.
             return Ok((!pages.is_empty()).then_some(pages));

@@ -4,11 +4,14 @@
 //! config and layers) and written bottom up: blobs first (present: skipped after a `HEAD`;
 //! put by this run in another repository of the same registry: mounted; else streamed and
 //! verified), then child manifests by digest, then the top under its tag (a digest-only
-//! reference under its anchor tag `sha256-HEX`). Bytes are unchanged throughout, so every
+//! reference under its anchor tag `sha256-HEX`; so is a `tag@digest` one whose tag does not
+//! name that digest at the source now, so that a pinned old build never re-points a tag). Bytes are unchanged throughout, so every
 //! digest is the source's; `--platform` alone makes a new index, and says so.
 //!
 //! Bounded against a hostile source: indexes nest at most [`MAX_DEPTH`] deep, a job reads at
-//! most [`MAX_MANIFESTS`] manifests, each at most 4 MiB.
+//! most [`MAX_MANIFESTS`] manifests, each at most 4 MiB, and at most
+//! [`super::engine::Settings::max_manifest_bytes`] of manifests and referrer lists in all
+//! (what it reads of them it holds until the copy ends).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -55,6 +58,8 @@ pub struct Copier<'e, S, D> {
     present: AtomicUsize,
     manifests: AtomicUsize,
     pub(super) referrers: AtomicUsize,
+    /// Bytes of manifests and referrer lists read, held to `max_manifest_bytes`.
+    manifest_bytes: AtomicU64,
 }
 
 type Step<'a> = Pin<Box<dyn Future<Output = Result<(), SyncError>> + Send + 'a>>;
@@ -75,6 +80,7 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
             present: AtomicUsize::new(0),
             manifests: AtomicUsize::new(0),
             referrers: AtomicUsize::new(0),
+            manifest_bytes: AtomicU64::new(0),
         }
     }
 
@@ -155,7 +161,11 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
                 )));
             }
         }
-        let tag_of = |target: &Image| target.tag.clone().unwrap_or_else(|| anchor_tag(&digest));
+        let tag_trusted = self.tag_trusted(&source, &top).await;
+        let tag_of = |target: &Image| match &target.tag {
+            Some(tag) if tag_trusted => tag.clone(),
+            _ => anchor_tag(&digest),
+        };
         let mut missing = Vec::new();
         for target in &targets {
             let tag = tag_of(target);
@@ -184,6 +194,31 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the targets' tags may be pushed: a reference that names a digest names its tag
+    /// only as a word (`app:v1@sha256:OLD` pulls OLD whatever `v1` is), so its tag is written
+    /// only when the source's tag names that digest now (one lookup); otherwise only the anchor
+    /// tag `sha256-HEX` is, and an older build, an index's child or a signature never re-points
+    /// a mirror's tag.
+    async fn tag_trusted(&self, source: &Image, top: &str) -> bool {
+        let (Some(_), Some(tag)) = (&source.digest, &source.tag) else { return true };
+        let now = self.lookup("source lookup", || self.engine.source.resolve(source, tag)).await;
+        if let Ok(Some(now)) = &now
+            && now == top
+        {
+            return true;
+        }
+        let now = match now {
+            Ok(Some(now)) => format!("names {now}"),
+            Ok(None) => "is not there".to_owned(),
+            Err(error) => format!("could not be read ({error})"),
+        };
+        self.note(format!(
+            "the source's tag {tag} {now}, not the digest pulled: written under its anchor tag {} only",
+            anchor_tag(top)
+        ));
+        false
     }
 
     /// `--require-platforms`: `manifest` (what would be pushed) covers every platform asked
@@ -258,18 +293,61 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
 
     /// The manifest `digest` of `source`'s repository (read once per job).
     pub(super) async fn fetch(&self, source: &Image, digest: &str) -> Result<Manifest, SyncError> {
+        self.fetch_sized(source, digest, None).await
+    }
+
+    /// [`Self::fetch`] of a manifest a descriptor says is `size` bytes: refused before it is
+    /// read when it would not fit in what is left of `max_manifest_bytes`.
+    pub(super) async fn fetch_sized(
+        &self,
+        source: &Image,
+        digest: &str,
+        size: Option<u64>,
+    ) -> Result<Manifest, SyncError> {
         if let Some(known) = lock(&self.fetched).get(digest) {
             return Ok(known.clone());
         }
         if lock(&self.fetched).len() >= MAX_MANIFESTS {
             return Err(SyncError::Refused(format!("more than {MAX_MANIFESTS} manifests in one image")));
         }
+        let left = self.manifest_budget_left();
+        if left == 0 || size.is_some_and(|size| size > left) {
+            return Err(self.over_manifest_budget());
+        }
         let manifest = self
             .lookup("source manifest", || self.engine.source.manifest(source, digest))
             .await?
             .ok_or_else(|| SyncError::NotFound(format!("{}/{}@{digest}", source.host(), source.repository())))?;
+        self.spend_manifest_bytes(manifest.bytes.len() as u64)?;
         lock(&self.fetched).insert(digest.to_owned(), manifest.clone());
         Ok(manifest)
+    }
+
+    /// Bytes of manifests and referrer lists this copy may still read.
+    pub(super) fn manifest_budget_left(&self) -> u64 {
+        self.engine.settings.max_manifest_bytes.saturating_sub(self.manifest_bytes.load(Ordering::SeqCst))
+    }
+
+    /// Bytes of manifests and referrer lists read so far.
+    pub fn manifest_bytes(&self) -> u64 {
+        self.manifest_bytes.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn over_manifest_budget(&self) -> SyncError {
+        SyncError::Refused(format!(
+            "the manifests of this image exceed {} (its manifests and referrer lists are read whole)",
+            super::report::bytes(self.engine.settings.max_manifest_bytes)
+        ))
+    }
+
+    /// Counts `read` bytes of manifests or referrer lists read: an error (and what was read
+    /// to be dropped) once the copy has read more than `max_manifest_bytes`.
+    pub(super) fn spend_manifest_bytes(&self, read: u64) -> Result<(), SyncError> {
+        let total = self.manifest_bytes.fetch_add(read, Ordering::SeqCst).saturating_add(read);
+        if total > self.engine.settings.max_manifest_bytes {
+            return Err(self.over_manifest_budget());
+        }
+        Ok(())
     }
 
     /// Writes what `manifest` points at into `target`: an image's blobs, an index's child
@@ -304,7 +382,7 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
                         if held.is_some() {
                             continue;
                         }
-                        let bytes = self.fetch(source, &child.digest).await?;
+                        let bytes = self.fetch_sized(source, &child.digest, Some(child.size)).await?;
                         if bytes.bytes.len() as u64 != child.size {
                             return Err(SyncError::Manifest {
                                 digest: child.digest.clone(),
@@ -418,4 +496,91 @@ impl<'e, S: Source, D: Destination> Copier<'e, S, D> {
 /// The value under `mutex`, poisoned or not.
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::engine::Settings;
+    use super::super::memory::{MemoryMirror, MemorySource};
+    use super::super::progress::Quiet;
+    use super::*;
+
+    fn engine(source: MemorySource, mirror: MemoryMirror) -> Engine<MemorySource, MemoryMirror> {
+        Engine::new(source, mirror, Settings { retries: 0, ..Settings::default() })
+    }
+
+    fn job(source: &str, target: &str) -> Job {
+        Job { source: source.to_owned(), targets: vec![target.to_owned()] }
+    }
+
+    /// An index of many large children: the copy fails once what it read of manifests would
+    /// pass the budget, having read no more than it.
+    #[tokio::test]
+    async fn manifests_past_the_budget_fail_the_image_before_they_are_read() {
+        let mut source = MemorySource::default();
+        let config = source.add_blob(b"{}");
+        let children: Vec<serde_json::Value> = (0..64)
+            .map(|n| {
+                let layer = source.add_blob(format!("layer {n}").as_bytes());
+                let image = serde_json::json!({"schemaVersion": 2, "mediaType": manifest::OCI_MANIFEST,
+                                               "config": config, "layers": [layer]});
+                source.add_manifest(&image, 64 * 1024)
+            })
+            .collect();
+        let index = source.add_manifest(
+            &serde_json::json!({"schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": children}),
+            0,
+        );
+        source.tags.insert("1".into(), index["digest"].as_str().unwrap_or_default().to_owned());
+        let budget = 1024 * 1024;
+        let settings = Settings { retries: 0, max_manifest_bytes: budget, ..Settings::default() };
+        let engine = Engine::new(source, MemoryMirror::default(), settings);
+        let copier = Copier::new(&engine, 0, Arc::new(Quiet));
+        let job = job("src.example.org/app:1", "m.example.org/app:1");
+        let report = copier.report(&job, copier.run(&job).await);
+        match &report.outcome {
+            Outcome::Failed(why) => assert!(why.contains("the manifests of this image exceed 1.0 MiB"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let read = copier.manifest_bytes();
+        assert!(read <= budget && read > budget - 128 * 1024, "{read} bytes of manifests read");
+        assert!(engine.destination.at("1").is_none(), "the tag was written");
+    }
+
+    /// A `tag@digest` reference writes its tag only when the source's tag names that digest
+    /// now; else the anchor tag only, and the mirror's tag stays where it was.
+    #[tokio::test]
+    async fn a_pinned_digest_never_re_points_a_tag_the_source_moved() {
+        let mut source = MemorySource::default();
+        let old = source.add_image(b"old build")["digest"].as_str().unwrap_or_default().to_owned();
+        let new = source.add_image(b"new build")["digest"].as_str().unwrap_or_default().to_owned();
+        source.tags.insert("v1".into(), new.clone());
+        // (reference's digest, the mirror's v1 before, after, the anchor tag written)
+        let table = [(&old, Some(&new), Some(&new), true), (&new, None, Some(&new), false), (&old, None, None, true)];
+        for (pinned, before, after, anchored) in table {
+            let mirror = MemoryMirror::default();
+            if let Some(before) = before {
+                mirror.references.lock().unwrap().insert("v1".into(), before.clone());
+            }
+            let source = MemorySource {
+                manifests: source.manifests.clone(),
+                tags: source.tags.clone(),
+                blobs: source.blobs.clone(),
+                ..MemorySource::default()
+            };
+            let engine = engine(source, mirror);
+            let report = engine
+                .copy(
+                    0,
+                    &job(&format!("src.example.org/app:v1@{pinned}"), &format!("m.example.org/app:v1@{pinned}")),
+                    Arc::new(Quiet),
+                )
+                .await;
+            assert!(!matches!(report.outcome, Outcome::Failed(_)), "{report:?}");
+            let mirror = &engine.destination;
+            assert_eq!(mirror.at("v1").as_ref(), after, "v1 after copying {pinned}");
+            assert_eq!(mirror.at(&anchor_tag(pinned)).is_some(), anchored, "{pinned}");
+            assert_eq!(mirror.at(pinned).as_ref(), Some(pinned));
+        }
+    }
 }

@@ -47,7 +47,13 @@ pub struct Settings {
     pub referrers: bool,
     /// Write nothing; say what would be written.
     pub dry_run: bool,
+    /// The most bytes of manifests and referrer lists one image's copy reads (and so holds):
+    /// a source's index of a thousand 4 MiB children fails the image instead of filling memory.
+    pub max_manifest_bytes: u64,
 }
+
+/// [`Settings::max_manifest_bytes`] for `sync`.
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -61,6 +67,7 @@ impl Default for Settings {
             required_platforms: Vec::new(),
             referrers: true,
             dry_run: false,
+            max_manifest_bytes: MAX_MANIFEST_BYTES,
         }
     }
 }

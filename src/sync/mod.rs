@@ -32,6 +32,8 @@ pub mod copy;
 pub mod engine;
 pub mod error;
 pub mod manifest;
+#[cfg(test)]
+mod memory;
 pub mod miss;
 pub mod name;
 pub mod progress;

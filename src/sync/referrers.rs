@@ -24,7 +24,13 @@ impl<S: Source, D: Destination> Copier<'_, S, D> {
         // One tag list instead of three lookups per manifest, when the source gives one.
         let listed = if walked.is_empty() { None } else { engine.source.tags(source).await };
         for digest in &walked {
-            let referrers = self.lookup("referrers lookup", || engine.source.referrers(source, digest)).await?;
+            if self.manifest_budget_left() == 0 {
+                return Err(self.over_manifest_budget());
+            }
+            let (referrers, read) = self
+                .lookup("referrers lookup", || engine.source.referrers(source, digest, self.manifest_budget_left()))
+                .await?;
+            self.spend_manifest_bytes(read)?;
             if referrers.len() > MAX_REFERRERS {
                 self.note(format!("{digest}: only the first {MAX_REFERRERS} of {} referrers", referrers.len()));
             }
@@ -35,7 +41,7 @@ impl<S: Source, D: Destination> Copier<'_, S, D> {
                 if held.is_some() {
                     continue;
                 }
-                let manifest = self.fetch(source, &referrer.digest).await?;
+                let manifest = self.fetch_sized(source, &referrer.digest, Some(referrer.size)).await?;
                 self.put_tree(source, target, &manifest, 1).await?;
                 self.put_manifest(target, &referrer.digest, &manifest).await?;
                 self.referrers.fetch_add(1, Ordering::SeqCst);

@@ -119,19 +119,26 @@ impl Source for RemoteSource {
         Ok(Box::pin(stream))
     }
 
-    async fn referrers(&self, image: &Image, digest: &str) -> Result<Vec<Descriptor>, SyncError> {
+    async fn referrers(
+        &self,
+        image: &Image,
+        digest: &str,
+        max_bytes: u64,
+    ) -> Result<(Vec<Descriptor>, u64), SyncError> {
         let failed = self.failed(image);
         if lock(&self.no_referrers).contains(image.host()) {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
+        let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         let pages = {
             let _slot = self.slot(image.host()).await;
-            manifests::referrers(&self.registries, &image.repo, digest).await.map_err(failed)?
+            manifests::referrers(&self.registries, &image.repo, digest, max_bytes).await.map_err(failed)?
         };
         let Some(pages) = pages else {
             lock(&self.no_referrers).insert(image.host().to_owned());
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         };
+        let read = pages.iter().map(|page| page.len() as u64).sum();
         let mut found = Vec::new();
         for page in pages {
             let parsed = manifest::parse(&page, digest, manifest::OCI_INDEX)?;
@@ -145,7 +152,7 @@ impl Source for RemoteSource {
                 });
             }
         }
-        Ok(found)
+        Ok((found, read))
     }
 
     async fn tags(&self, image: &Image) -> Option<Vec<String>> {

@@ -41,9 +41,14 @@ pub trait Source: Send + Sync {
     fn blob(&self, image: &Image, blob: &Descriptor) -> impl Future<Output = Result<BlobStream, SyncError>> + Send;
 
     /// The OCI 1.1 referrers of `digest` (signatures, SBOMs, attestations); empty when there
-    /// are none or the source keeps no such list.
-    fn referrers(&self, image: &Image, digest: &str)
-    -> impl Future<Output = Result<Vec<Descriptor>, SyncError>> + Send;
+    /// are none or the source keeps no such list. With the bytes read for them, at most
+    /// `max_bytes` (an error past it, before more is read).
+    fn referrers(
+        &self,
+        image: &Image,
+        digest: &str,
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<(Vec<Descriptor>, u64), SyncError>> + Send;
 
     /// Every tag of `image`'s repository, so that tags that are not there need not be asked
     /// for one by one; `None` (the default) when the source cannot say cheaply.

@@ -254,8 +254,14 @@ impl Source for ArchiveSource {
         Ok(self.stream(&blob.digest, offset, size))
     }
 
-    async fn referrers(&self, _image: &Image, digest: &str) -> Result<Vec<Descriptor>, SyncError> {
-        Ok(self.referrers.get(digest).cloned().unwrap_or_default())
+    async fn referrers(
+        &self,
+        _image: &Image,
+        digest: &str,
+        _max_bytes: u64,
+    ) -> Result<(Vec<Descriptor>, u64), SyncError> {
+        // Read with the archive's index when it was opened: nothing more is read here.
+        Ok((self.referrers.get(digest).cloned().unwrap_or_default(), 0))
     }
 }
 

@@ -21,7 +21,7 @@ pub struct CopyOnMissArgs {
     #[arg(long, env = "MIRRORSWAP_COPY_ON_MISS")]
     pub copy_on_miss: bool,
     /// HOST[:PORT][/PATH] (repeatable, comma-separated): sources copied from even through a
-    /// `default` or `all` rule, and allowed at loopback, link-local or private addresses.
+    /// `default` or `all` rule, a replace rule's wildcard or a bare-host rule's other port, and allowed at loopback, link-local or private addresses.
     /// Matched on path-segment boundaries (`ghcr.io/team` covers `ghcr.io/team/app`, not
     /// `ghcr.io/teammate`); a HOST without a port is port 443.
     #[arg(long = "copy-allow-source", env = "MIRRORSWAP_COPY_ALLOW_SOURCE", value_delimiter = ',',

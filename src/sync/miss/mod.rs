@@ -5,15 +5,17 @@
 //! The Pod's author names the source, so this is a way into the network, and every step is
 //! bounded:
 //!
-//! - Only a source an explicit rule (exact, replace, prefix) names is copied from; one that
-//!   only `default` or `all` send to a mirror, only when `--copy-allow-source` lists it.
+//! - Only a source an explicit rule (exact, replace, prefix) names literally, port included,
+//!   is copied from ([`names_registry`]); one that only `default`, `all`, a replace rule's
+//!   wildcard or a bare-host rule's any-port match send to a mirror, only when
+//!   `--copy-allow-source` lists it. A target is only ever exactly the rule target's registry.
 //! - The source session is held to [`crate::registry::egress`]'s guard (no loopback,
 //!   link-local, private… address unless listed, checked where it connects) and has only the
 //!   `--source-auth` credentials; the mirror's are in another session, used for the mirror.
 //! - At most `--copy-queue` copies wait and `--copy-concurrency` run; one target is queued
 //!   once (a copy waiting or running for it is not queued again); a target whose copy failed
 //!   is not offered again for [`RETRY_AFTER`]; each copy fetches at most `--copy-max-bytes`
-//!   ([`capped`]) within `--copy-timeout`.
+//!   ([`capped`]) and [`MAX_MANIFEST_BYTES`] of manifests within `--copy-timeout`.
 //! - The admission request never waits: [`CopyOnMiss::offer_misses`] only queues, and says
 //!   in the kept image's warning what became of it.
 //!
@@ -38,15 +40,21 @@ use crate::registry::auth_file::AuthFile;
 use crate::registry::egress::{Egress, registry_key};
 use crate::registry::session::{ImageRef, Registries};
 use crate::registry::{Resolved, Resolver, Tried};
-use crate::rewrite::RuleKind;
+use crate::rewrite::mirrored::pulls_from_target;
+use crate::rewrite::reference::{DOCKER_HUB, DOCKER_HUB_ALIASES, is_registry_like};
+use crate::rewrite::{Rule, RuleKind};
 pub use args::CopyOnMissArgs;
 use capped::Capped;
 pub use metrics::CopyMetrics;
 
 /// How long a target whose copy failed is not offered again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(300);
-/// Failed targets remembered at most (the oldest are forgotten past it).
+/// Failed targets remembered at most (the expired, then the oldest, are forgotten past it).
 const MAX_FAILED: usize = 1024;
+/// The most bytes of manifests and referrer lists one copy reads and holds (`sync`'s is
+/// larger): `--copy-concurrency` copies of a hostile source's index stay within the webhook's
+/// memory.
+const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 /// The time one lookup of a copy is given (a manifest, a `HEAD`), and connecting.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -142,7 +150,7 @@ impl CopyOnMiss {
     fn offer(&self, image: &str, first: &Tried<'_>) -> String {
         let shared = &self.shared;
         let target = first.image.as_str();
-        if let Err(why) = self.may_copy(image, first.rule.kind) {
+        if let Err(why) = self.may_copy(image, first) {
             shared.metrics.count("refused");
             return format!("; not copied: {why}");
         }
@@ -169,21 +177,53 @@ impl CopyOnMiss {
         }
     }
 
-    /// Whether `image`'s source may be copied from: an explicit rule (`kind`) names it or
-    /// `--copy-allow-source` lists it, and its host is no address the guard refuses (names
-    /// are checked again where the copy connects).
-    fn may_copy(&self, image: &str, kind: RuleKind) -> Result<(), String> {
+    /// Whether `image`'s source may be copied from: an explicit rule names its registry
+    /// ([`names_registry`]) or `--copy-allow-source` lists it, and its host is no address the
+    /// guard refuses (names are checked again where the copy connects); and whether the
+    /// target is at exactly the registry the rule's target names (never a port or host the
+    /// image chose).
+    fn may_copy(&self, image: &str, first: &Tried<'_>) -> Result<(), String> {
         let egress = &self.shared.settings.egress;
+        if !pulls_from_target(first.rule, &first.image) {
+            return Err(format!("{} is not the registry the rule {} names", registry_of(&first.image), first.rule));
+        }
         let parsed = ImageRef::parse(image).map_err(|error| error.to_string())?;
         let (registry, path) = (parsed.repo.registry.as_str(), &*parsed.repo.repository);
-        let explicit = matches!(kind, RuleKind::Exact | RuleKind::Replace | RuleKind::Prefix);
-        if !explicit && !egress.allows_image(registry, path) {
+        if !names_registry(first.rule, registry) && !egress.allows_image(registry, path) {
             return Err(format!("no explicit rule names {}", registry_key(registry)));
         }
         let url = format!("https://{}/v2/", parsed.repo.endpoint);
         let url = reqwest::Url::parse(&url).map_err(|_| format!("{registry}: not a host"))?;
         egress.check_url(&url).map_err(|refused| refused.0)
     }
+}
+
+/// Whether `rule` names `registry` (an image's, `host[:port]`) literally, port included: an
+/// exact rule's reference, a prefix rule's registry, a replace rule's pattern before its first
+/// `/` when it has no wildcard there. A glob's `*` crosses `/` (`*.example.com/*` matches
+/// `evil.net/a.example.com/x`), and a bare-host rule matches its host on any port
+/// (`quay.io::…` matches `quay.io:8443/x`): neither names the registry the Pod chose.
+fn names_registry(rule: &Rule, registry: &str) -> bool {
+    let source = &*rule.source;
+    let named = match rule.kind {
+        RuleKind::Exact => source.to_owned(),
+        RuleKind::Prefix => format!("{source}/x"),
+        RuleKind::Replace => match source.split_once('/') {
+            Some((first, _)) if !first.contains(['*', '?', '[']) && is_registry_like(first) => format!("{first}/x"),
+            _ => return false,
+        },
+        RuleKind::Default | RuleKind::All => return false,
+    };
+    let key = |registry: &str| {
+        let key = registry_key(registry);
+        if DOCKER_HUB_ALIASES.contains(&key.as_str()) { DOCKER_HUB.to_owned() } else { key }
+    };
+    ImageRef::parse(&named).is_ok_and(|named| key(&named.repo.registry) == key(registry))
+}
+
+/// The registry of `image` (`host[:port]`), or `image` when it does not parse.
+fn registry_of(image: &str) -> String {
+    ImageRef::parse(image).map_or_else(|_| crate::rewrite::excerpt(image).to_string(), |parsed| parsed.repo.registry)
 }
 
 impl Shared {
@@ -199,12 +239,18 @@ impl Shared {
         }
     }
 
+    /// Holds `target` back for [`RETRY_AFTER`]; past [`MAX_FAILED`] targets, the expired ones
+    /// are forgotten, then the oldest (not all: a flood of failures must not free the rest).
     fn remember_failure(&self, target: &str) {
         let mut failed = lock(&self.failed);
-        if failed.len() >= MAX_FAILED {
+        if failed.len() >= MAX_FAILED && !failed.contains_key(target) {
             failed.retain(|_, when| when.elapsed() < RETRY_AFTER);
-            if failed.len() >= MAX_FAILED {
-                failed.clear();
+            while failed.len() >= MAX_FAILED {
+                let Some(oldest) = failed.iter().min_by_key(|(_, when)| **when).map(|(target, _)| target.clone())
+                else {
+                    break;
+                };
+                failed.remove(&oldest);
             }
         }
         failed.insert(target.to_owned(), Instant::now());
@@ -262,6 +308,7 @@ impl Shared {
             retries: 2,
             lookup_timeout: LOOKUP_TIMEOUT,
             blob_timeout: self.settings.timeout,
+            max_manifest_bytes: MAX_MANIFEST_BYTES,
             ..Settings::default()
         };
         let engine = Engine::new(source, RemoteMirror::new(mirror, LOOKUP_TIMEOUT), settings);
@@ -324,7 +371,7 @@ mod tests {
         Arc::new(Resolver::new(&args, OnCheckError::Keep, 32, None).expect("resolver"))
     }
 
-    fn copier(allowed: &[&str], queue: usize) -> (CopyOnMiss, CopyMetrics) {
+    pub(super) fn copier(allowed: &[&str], queue: usize) -> (CopyOnMiss, CopyMetrics) {
         let allowed = allowed.iter().map(|entry| AllowedSource::parse(entry).unwrap()).collect();
         let settings = MissSettings {
             queue,
@@ -388,5 +435,122 @@ mod tests {
         let count = |result: &str| metrics.copies.with_label_values(&[result]).get();
         assert_eq!((count("dropped"), count("refused")), (3, 3));
         assert_eq!(metrics.queue_depth.get(), 1);
+    }
+
+    /// Past `MAX_FAILED` failures, the oldest is forgotten, not every one.
+    #[tokio::test]
+    async fn a_full_failure_hold_forgets_only_the_oldest() {
+        let (copier, _) = copier(&[], 1);
+        let shared = &copier.shared;
+        for n in 0..MAX_FAILED {
+            shared.remember_failure(&format!("m.invalid/app:{n}"));
+            // Instants may tie on a coarse clock: keep them in order.
+            std::thread::sleep(Duration::from_micros(1));
+        }
+        shared.remember_failure("m.invalid/app:new");
+        // (target, still held)
+        let table = [
+            ("m.invalid/app:0", false),
+            ("m.invalid/app:1", true),
+            (&*format!("m.invalid/app:{}", MAX_FAILED - 1), true),
+            ("m.invalid/app:new", true),
+        ];
+        for (target, held) in table {
+            assert_eq!(shared.recently_failed(target), held, "{target}");
+        }
+        assert_eq!(lock(&shared.failed).len(), MAX_FAILED);
+    }
+}
+
+#[cfg(test)]
+mod explicit_tests {
+    use super::*;
+    use crate::registry::Answer;
+    use crate::rewrite::{Options, compile_maps};
+
+    const RULES: &str = "[REPLACE]*.example.com/*::mirror.example.com/lib\n\
+                         [REPLACE]src.example.org/team/*::mirror.example.com/team\n\
+                         [REPLACE]src.example.org:5000/*::mirror.example.com/port\n\
+                         [EXACT]gcr.io/a/b:1::mirror.example.com/gcr/b:1\n\
+                         quay.io::mirror.example.com/quay\nregistry.example.org:5000::mirror.example.com/five\n\
+                         docker.io::mirror.example.com/hub\nother.io::mirror.example.com\ndefault::mirror.example.com/other\n";
+
+    /// Whether the first candidate's rule lets `image` be copied; `allowed` as
+    /// `--copy-allow-source`.
+    async fn may_copy(image: &str, allowed: &[&str]) -> Result<(), String> {
+        let rules = compile_maps(RULES, Options::default()).expect("rules").rules;
+        let candidates = rules.candidates(image).targets;
+        let first = candidates.first().unwrap_or_else(|| panic!("{image}: no candidate"));
+        let tried = Tried {
+            image: first.image.clone(),
+            rule: first.rule,
+            registry: "mirror.example.com",
+            outcome: Ok(Answer::Absent(404)),
+            cached: false,
+        };
+        let (copier, _) = super::tests::copier(allowed, 4);
+        copier.may_copy(image, &tried)
+    }
+
+    #[tokio::test]
+    async fn only_a_rule_naming_the_registry_literally_is_explicit() {
+        let unnamed = |registry: &str| Err(format!("no explicit rule names {registry}"));
+        // (image, --copy-allow-source, expected)
+        let table: [(&str, &[&str], Result<(), String>); 15] = [
+            ("src.example.org/team/app:1", &[], Ok(())),
+            ("src.example.org:5000/app:1", &[], Ok(())),
+            ("gcr.io/a/b:1", &[], Ok(())),
+            ("quay.io/team/app:1", &[], Ok(())),
+            ("quay.io:443/team/app:1", &[], Ok(())),
+            // Rules match as written: only `default` sends it to a mirror.
+            ("QUAY.IO/team/app:1", &[], unnamed("quay.io")),
+            ("nginx:1.25", &[], Ok(())),
+            ("registry.example.org:5000/app:1", &[], Ok(())),
+            // The glob's `*` crossed `/`: the registry is evil.net, which the rule does not name.
+            ("evil.net/a.example.com/nginx:1.25", &[], unnamed("evil.net")),
+            ("evil.net/a.example.com/nginx:1.25", &["evil.net"], Ok(())),
+            // A wildcard in the registry part names no registry.
+            ("a.example.com/nginx:1.25", &[], unnamed("a.example.com")),
+            // A bare-host rule on another port: not the rule's registry.
+            ("quay.io:8443/team/app:1", &[], unnamed("quay.io:8443")),
+            ("quay.io:8443/team/app:1", &["quay.io:8443"], Ok(())),
+            // Through a bare-host target, the image's port would be the target's too: never.
+            (
+                "other.io:8443/app:1",
+                &["other.io:8443"],
+                Err("mirror.example.com:8443 is not the registry the rule other.io::mirror.example.com names".into()),
+            ),
+            ("other.example.org/app:1", &[], unnamed("other.example.org")),
+        ];
+        for (image, allowed, expected) in table {
+            assert_eq!(may_copy(image, allowed).await, expected, "{image} {allowed:?}");
+        }
+    }
+
+    #[test]
+    fn a_port_fallback_match_does_not_name_the_registry() {
+        let compat = compile_maps(RULES, Options::default()).expect("rules").rules;
+        let canonical = Options { docker_hub: crate::rewrite::DockerHubMode::Canonical, ..Options::default() };
+        let canonical = compile_maps(RULES, canonical).expect("rules").rules;
+        // (rules, image, whether its first rule names its registry)
+        let table = [
+            (&compat, "quay.io/x:1", true),
+            (&compat, "quay.io:8443/x:1", false),
+            (&compat, "registry.example.org:5000/x:1", true),
+            (&compat, "src.example.org:5000/x:1", true),
+            (&compat, "nginx:1", true),
+            (&compat, "docker.io:5000/library/nginx:1", false),
+            (&compat, "evil.net/a.example.com/x:1", false),
+            // Only `default` takes Docker Hub's other names, unless they fold into docker.io.
+            (&compat, "index.docker.io/library/nginx:1", false),
+            (&canonical, "index.docker.io/library/nginx:1", true),
+            (&canonical, "registry-1.docker.io/x/y:1", true),
+        ];
+        for (rules, image, named) in table {
+            let candidates = rules.candidates(image).targets;
+            let rule = candidates.first().map(|candidate| candidate.rule).expect("a rule");
+            let registry = ImageRef::parse(image).expect("an image").repo.registry;
+            assert_eq!(names_registry(rule, &registry), named, "{image} through {rule}");
+        }
     }
 }
