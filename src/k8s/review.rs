@@ -21,6 +21,7 @@ use std::fmt;
 use kube::core::admission::Operation;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 use super::workload::{IMAGESWAP_LABEL, ORIGINAL_IMAGES_ANNOTATION, SKIP_KEY};
 
@@ -98,10 +99,20 @@ pub struct Request<'a> {
     /// The subresource, such as `ephemeralcontainers`; absent for the object itself.
     #[serde(default, borrow)]
     pub sub_resource: Option<Cow<'a, str>>,
+    /// `dryRun` as sent, kept as its JSON text and never decoded, so that no value of it can
+    /// fail the review (`1e999999` is out of range for every number type); read it through
+    /// [`Request::is_dry_run`].
+    #[serde(default, borrow)]
+    pub dry_run: Option<&'a RawValue>,
+}
+
+impl Request<'_> {
     /// A dry run (`kubectl --dry-run=server`): nothing is persisted, and a webhook with side
-    /// effects (`serve --copy-on-miss`) must have none.
-    #[serde(default)]
-    pub dry_run: Option<bool>,
+    /// effects (`serve --copy-on-miss`) must have none. Anything but `false` (or no value)
+    /// counts as one, so a malformed `dryRun` never causes a side effect.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run.is_some_and(|raw| raw.get() != "false")
+    }
 }
 
 /// `request.kind` without its version, which does not change where images are.

@@ -112,7 +112,7 @@ async fn respond(state: &Arc<State>, is_json: bool, body: Bytes, work: Work) -> 
                 let mut resolved = resolver.resolve(&rules, &images).await;
                 // `--copy-on-miss`: images absent from every mirror are queued (never on a dry
                 // run, whose webhooks must have no side effects), the warnings say so.
-                if let Some(copier) = state.copier.as_ref().filter(|_| request.dry_run != Some(true)) {
+                if let Some(copier) = state.copier.as_ref().filter(|_| !request.is_dry_run()) {
                     copier.offer_misses(&mut resolved);
                 }
                 cpu_bound(large, || {
