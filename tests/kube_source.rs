@@ -190,18 +190,24 @@ async fn the_registry_info_secret_drives_the_rules_through_the_api() {
     put_registry_info(&client, &mirror_registries("g.example.org")).await;
     nginx_becomes(&server, WITHIN, "g.example.org/docker.io/nginx:1.27").await;
 
-    // Every call mirrorswap made names the one object (which is what lets the Role name it).
-    let calls: Vec<String> = plane
-        .audit_events()
-        .iter()
-        .filter(|event| event["user"]["username"] == SERVICE_ACCOUNT)
-        .map(|event| event["requestURI"].as_str().unwrap().to_owned())
-        .collect();
-    assert!(calls.iter().any(|uri| uri.contains("watch=true")), "{calls:?}");
-    let selector = "fieldSelector=metadata.name%3Dregistry-info";
-    assert!(calls.iter().all(|uri| uri.contains(selector)), "every call names the one object: {calls:?}");
     assert!(server.metric("mirrorswap_rules_source_errors_total").await >= 2.0, "each outage is counted");
+    // A watch is written to the audit log when it ends (a watch cut by the API server's stop is
+    // never written): mirrorswap's open one ends when it stops.
     server.stop().await;
+
+    // Every call mirrorswap made names the one object (which is what lets the Role name it).
+    let calls = || -> Vec<String> {
+        plane
+            .audit_events()
+            .iter()
+            .filter(|event| event["user"]["username"] == SERVICE_ACCOUNT)
+            .map(|event| event["requestURI"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let watched = || calls().iter().any(|uri| uri.contains("watch=true"));
+    assert!(eventually(Duration::from_secs(10), async || watched()).await, "{:?}", calls());
+    let selector = "fieldSelector=metadata.name%3Dregistry-info";
+    assert!(calls().iter().all(|uri| uri.contains(selector)), "every call names the one object: {:?}", calls());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
