@@ -285,6 +285,11 @@ async fn hashed(mut response: Response, image: &ImageRef<'_>) -> Result<Digest, 
         }
         context.update(&chunk);
     }
+    // No bytes is no manifest (a 204, whose body HTTP drops, or an empty 200): its "digest"
+    // would be the empty string's, which names nothing a node could pull.
+    if read == 0 {
+        return Err(CheckError::Unreadable("the registry answered without a manifest (an empty body)".to_owned()));
+    }
     let mut bytes = [0; 32];
     bytes.copy_from_slice(context.finish().as_ref());
     let digest = Digest::of_sha256(bytes);
