@@ -15,30 +15,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::images::inspect_digest;
 use common::registry::{Auth, PASSWORD, Registry, USER, acceptor};
-use common::{Protocol, TestServer, eventually, patched_object, sample};
+use common::{Protocol, TestServer, eventually, images_of, patched_object, pod, warnings_of};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-/// A Pod review whose containers `c0`, `c1`, … run `images`.
-fn pod(images: &[&str]) -> Value {
-    let mut review = sample("pod.json");
-    let containers: Vec<Value> =
-        images.iter().enumerate().map(|(index, image)| json!({"name": format!("c{index}"), "image": image})).collect();
-    review["request"]["object"]["spec"] = json!({ "containers": containers });
-    review
-}
-
-fn images_of(object: &Value) -> Vec<String> {
-    object["spec"]["containers"].as_array().unwrap().iter().map(|c| c["image"].as_str().unwrap().to_owned()).collect()
-}
-
-fn warnings_of(response: &Value) -> Vec<String> {
-    response["response"]["warnings"]
-        .as_array()
-        .map(|list| list.iter().map(|w| w.as_str().unwrap().to_owned()).collect())
-        .unwrap_or_default()
-}
 
 /// A Docker config JSON with a `user:password` login for each host.
 fn logins(entries: &[(&str, &str, &str)]) -> String {

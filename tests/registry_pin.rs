@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::images::{Platform, inspect_digest, push_image, push_index};
 use common::registry::{Auth, Registry};
-use common::{Protocol, TestServer, patched_object, sample};
+use common::{Protocol, TestServer, images_of, patched_object, pod, warnings_of};
 use serde_json::{Value, json};
 
 const AMD64: Platform<'static> = ("linux", "amd64", None);
@@ -20,28 +20,6 @@ const ARM64: Platform<'static> = ("linux", "arm64", None);
 /// Rules sending `src.invalid/team/...` first to `MIRROR/specific`, then to `MIRROR/general/team`.
 fn rules(mirror: &str) -> String {
     format!("src.invalid/team::{mirror}/specific\nsrc.invalid::{mirror}/general\n")
-}
-
-/// A Pod review (`operation` CREATE) whose containers `c0`, `c1`, … run `images`.
-fn pod(images: &[&str]) -> Value {
-    let mut review = sample("pod.json");
-    review["request"]["object"]["spec"] = json!({ "containers": containers(images) });
-    review
-}
-
-fn containers(images: &[&str]) -> Vec<Value> {
-    images.iter().enumerate().map(|(index, image)| json!({"name": format!("c{index}"), "image": image})).collect()
-}
-
-fn images_of(object: &Value) -> Vec<String> {
-    object["spec"]["containers"].as_array().unwrap().iter().map(|c| c["image"].as_str().unwrap().to_owned()).collect()
-}
-
-fn warnings_of(response: &Value) -> Vec<String> {
-    response["response"]["warnings"]
-        .as_array()
-        .map(|list| list.iter().map(|w| w.as_str().unwrap().to_owned()).collect())
-        .unwrap_or_default()
 }
 
 /// The registry's files: an auth file and the rules, in a directory that outlives the server.

@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::registry::{Auth, Blackhole, Registry, docker_config};
-use common::{Protocol, TestServer, patched_object, sample};
-use serde_json::{Value, json};
+use common::{Protocol, TestServer, images_of, patched_object, pod, warnings_of};
+use serde_json::Value;
 
 /// Cases not about the deadline give the first lookup (TLS, auth, HEAD) room on a busy machine.
 const TIMEOUT_FLAG: &str = "--check-timeout";
@@ -19,26 +19,6 @@ const REQUEST_TIMEOUT: [&str; 2] = ["--request-timeout", "10s"];
 /// Rules sending `src.invalid/team/...` first to `MIRROR/specific`, then to `MIRROR/general/team`.
 fn rules(mirror: &str) -> String {
     format!("src.invalid/team::{mirror}/specific\nsrc.invalid::{mirror}/general\n")
-}
-
-/// A Pod review whose containers `c0`, `c1`, … run `images`.
-fn pod(images: &[&str]) -> Value {
-    let mut review = sample("pod.json");
-    let containers: Vec<Value> =
-        images.iter().enumerate().map(|(index, image)| json!({"name": format!("c{index}"), "image": image})).collect();
-    review["request"]["object"]["spec"] = json!({ "containers": containers });
-    review
-}
-
-fn images_of(object: &Value) -> Vec<String> {
-    object["spec"]["containers"].as_array().unwrap().iter().map(|c| c["image"].as_str().unwrap().to_owned()).collect()
-}
-
-fn warnings_of(response: &Value) -> Vec<String> {
-    response["response"]["warnings"]
-        .as_array()
-        .map(|list| list.iter().map(|w| w.as_str().unwrap().to_owned()).collect())
-        .unwrap_or_default()
 }
 
 /// Starts the webhook with the `exists` policy against `registry`, plus `extra` flags.

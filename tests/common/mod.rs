@@ -249,6 +249,35 @@ pub fn sample(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// Containers `c0`, `c1`, … running `images`.
+pub fn containers(images: &[&str]) -> Vec<Value> {
+    images
+        .iter()
+        .enumerate()
+        .map(|(index, image)| serde_json::json!({"name": format!("c{index}"), "image": image}))
+        .collect()
+}
+
+/// The sample Pod review (`operation` CREATE) with [`containers`] running `images`.
+pub fn pod(images: &[&str]) -> Value {
+    let mut review = sample("pod.json");
+    review["request"]["object"]["spec"] = serde_json::json!({ "containers": containers(images) });
+    review
+}
+
+/// The images of a Pod object's containers, in order.
+pub fn images_of(object: &Value) -> Vec<String> {
+    object["spec"]["containers"].as_array().unwrap().iter().map(|c| c["image"].as_str().unwrap().to_owned()).collect()
+}
+
+/// The admission warnings of a response review (none when it has none).
+pub fn warnings_of(response: &Value) -> Vec<String> {
+    response["response"]["warnings"]
+        .as_array()
+        .map(|list| list.iter().map(|w| w.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
 /// The JSON patch of a response review, decoded from base64 (`None` when there is none).
 pub fn patch_of(review: &Value) -> Option<json_patch::Patch> {
     use base64::Engine;
