@@ -15,9 +15,9 @@
 //! present answers leave by their time to live; at the bound, moka's admission weighs a new
 //! answer against the incumbents by their lookups alone, and a new image may stay uncached
 //! until older answers expire (the unit test below shows it). 75,000 present images within
-//! `--check-cache-ttl` is not what a cluster pulls. With pinning the value is needed, so the
-//! warm path reads it with `get` ([`CheckCache::found`]), whose logged reads also feed the
-//! eviction policy.
+//! `--check-cache-ttl` is not what a cluster pulls. With pinning the value is needed: the warm
+//! path reads it with `get` once per worker thread, then from that thread's [`memo`], which
+//! every write to this cache invalidates ([`CheckCache::found`]).
 //!
 //! Keys are hashed with `ahash`, seeded at random per process as the standard SipHash is (image
 //! names come from Pods anyone may create, so a fixed-seed hash would let them collide
@@ -25,12 +25,17 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ahash::RandomState;
 use moka::future::Cache;
 
 use super::client::{Answer, CheckError, Found};
+use super::memo;
+
+/// The identities of caches, for the per-thread memo.
+static CACHE_IDS: AtomicU64 = AtomicU64::new(0);
 
 /// The answer cache.
 #[derive(Clone)]
@@ -39,6 +44,10 @@ pub struct CheckCache {
     present: Cache<String, Found, RandomState>,
     /// The status the registry said "absent" with.
     absent: Cache<String, u16, RandomState>,
+    /// This cache's identity in the per-thread memo.
+    id: u64,
+    /// Bumped after every write to `present`, so a memoized value read before it is dropped.
+    epoch: Arc<AtomicU64>,
 }
 
 /// How a shared lookup ended when the image is not present.
@@ -65,7 +74,14 @@ impl CheckCache {
                 .max_capacity(absent_entries)
                 .time_to_live(absent)
                 .build_with_hasher(RandomState::new()),
+            id: CACHE_IDS.fetch_add(1, Ordering::Relaxed),
+            epoch: Arc::default(),
         }
+    }
+
+    /// Marks a write to `present`: values memoized before it are not served again.
+    fn written(&self) {
+        self.epoch.fetch_add(1, Ordering::Release);
     }
 
     /// Whether `image` is cached present: the warm path, one read of shared state.
@@ -78,9 +94,20 @@ impl CheckCache {
         self.present.contains_key(image) || self.absent.contains_key(image)
     }
 
-    /// What the cached "present" answer for `image` learned, if there is one (a logged read).
+    /// What the cached "present" answer for `image` learned, if there is one: from this
+    /// thread's memo while the entry lives and nothing was written since, else a logged read.
     pub async fn found(&self, image: &str) -> Option<Found> {
-        self.present.get(image).await
+        // Loaded first: a write after it makes what is read now stale, and its bump drops it.
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if !self.present.contains_key(image) {
+            return None;
+        }
+        if let Some(found) = memo::read(self.id, epoch, image) {
+            return Some(found);
+        }
+        let found = self.present.get(image).await?;
+        memo::write(self.id, epoch, image, &found);
+        Some(found)
     }
 
     /// The cached answer for `image`, if any: no lookup, no waiting.
@@ -113,6 +140,7 @@ impl CheckCache {
             Ok(entry) => {
                 let hit = !entry.is_fresh();
                 if !hit {
+                    self.written();
                     // moka evicts in its maintenance pass, which may lag behind a burst of new
                     // entries; run it on every insert (a miss paid a lookup anyway), so the
                     // bound holds at once.
@@ -136,12 +164,14 @@ impl CheckCache {
     pub async fn forget(&self, image: &str) {
         self.present.invalidate(image).await;
         self.absent.invalidate(image).await;
+        self.written();
     }
 
     /// Forgets every answer (credentials changed).
     pub fn clear(&self) {
         self.present.invalidate_all();
         self.absent.invalidate_all();
+        self.written();
     }
 
     /// Entries held now (after pending maintenance).
@@ -183,6 +213,36 @@ mod tests {
         let (judged, hit) = cache.get_or_check("m.io/b:1", async { Ok(lacks.clone()) }).await;
         assert_eq!((judged, hit), (Ok(lacks), false));
         assert!(!cache.knows("m.io/b:1"));
+    }
+
+    #[tokio::test]
+    async fn a_value_read_on_the_warm_path_follows_every_write_and_expiry() {
+        let cache = CheckCache::new(10, Duration::from_millis(300), Duration::from_secs(60));
+        let at = |text: &[u8]| Found { digest: Some(Digest::of(text)), platforms: None };
+        let (_, hit) = cache.get_or_check("m.io/a:1", async { Ok(Answer::Present(at(b"old"))) }).await;
+        assert!(!hit);
+        for _ in 0..3 {
+            assert_eq!(cache.found("m.io/a:1").await, Some(at(b"old")), "read, then memoized");
+        }
+        // Re-copied: forgotten and asked again, the tag now names other content.
+        cache.forget("m.io/a:1").await;
+        assert_eq!(cache.found("m.io/a:1").await, None, "forgotten");
+        let (_, hit) = cache.get_or_check("m.io/a:1", async { Ok(Answer::Present(at(b"new"))) }).await;
+        assert!(!hit);
+        assert_eq!(cache.found("m.io/a:1").await, Some(at(b"new")));
+        // Another image's answer written: still right.
+        let (_, _) = cache.get_or_check("m.io/b:1", async { Ok(Answer::Present(at(b"b"))) }).await;
+        assert_eq!(cache.found("m.io/a:1").await, Some(at(b"new")));
+        cache.clear();
+        assert_eq!(cache.found("m.io/a:1").await, None, "cleared");
+        let (_, _) = cache.get_or_check("m.io/a:1", async { Ok(Answer::Present(at(b"third"))) }).await;
+        assert_eq!(cache.found("m.io/a:1").await, Some(at(b"third")));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(cache.found("m.io/a:1").await, None, "expired, though this thread memoized it");
+        // A second cache never reads the first one's memo.
+        let other = CheckCache::new(10, Duration::from_secs(60), Duration::from_secs(60));
+        let (_, _) = other.get_or_check("m.io/a:1", async { Ok(Answer::Present(at(b"other"))) }).await;
+        assert_eq!(other.found("m.io/a:1").await, Some(at(b"other")));
     }
 
     #[tokio::test]

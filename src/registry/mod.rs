@@ -9,7 +9,8 @@
 //!   [`session`]: authenticated requests to registries (credentials, challenges, tokens of
 //!   [`token`], TLS of [`tls`]) over [`http`]'s transport; [`error`]: why a request gave no
 //!   answer ([`CheckError`]).
-//! - [`cache`]: cached answers with single flight ([`CheckCache`]).
+//! - [`cache`]: cached answers with single flight ([`CheckCache`]), read on the warm path
+//!   through [`memo`] when their values are needed.
 //! - [`hosts`]: lookup slots and backoff per registry host.
 //! - [`policy`]: deadlines, limits and the candidate taken per image ([`Resolver`]), whose
 //!   results are [`verdict`]'s types.
@@ -31,6 +32,7 @@ pub mod found;
 pub mod hosts;
 pub mod http;
 pub mod manifests;
+mod memo;
 pub mod metrics;
 pub mod platform;
 pub mod policy;

@@ -200,6 +200,8 @@ fn decide(
     let mut secrets_needed: Vec<&str> = Vec::new();
     let mut warnings = Vec::new();
     let mut kept = 0_usize;
+    // Counted once per object: the counters are shared by every worker.
+    let (mut pinned, mut no_digest) = (0_u64, 0_u64);
     for (field, verdict) in changes.fields() {
         let ImageField { container, image, .. } = field;
         let left_alone = match verdict {
@@ -225,8 +227,8 @@ fn decide(
             None => rules.rewrite(image),
             Some(Choice::Take(image, rule, pin)) => {
                 match pin {
-                    Pin::To(_) => metrics.pins.pinned.inc(),
-                    Pin::Unknown => metrics.pins.no_digest.inc(),
+                    Pin::To(_) => pinned += 1,
+                    Pin::Unknown => no_digest += 1,
                     Pin::Off => {}
                 }
                 Decision::Rewritten { image, rule }
@@ -270,6 +272,11 @@ fn decide(
                 log_unchanged(&request.uid, image, &reason);
                 metrics.unchanged.with_label_values(&[reason.label()]).inc();
             }
+        }
+    }
+    for (counter, count) in [(&metrics.pins.pinned, pinned), (&metrics.pins.no_digest, no_digest)] {
+        if count > 0 {
+            counter.inc_by(count);
         }
     }
     if kept > MAX_KEPT_WARNINGS {
