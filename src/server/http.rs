@@ -180,7 +180,9 @@ async fn readyz(Shared(state): Shared<Arc<State>>) -> impl IntoResponse {
 /// the work borrows the body, so `spawn_blocking` cannot take it). Small bodies, and a
 /// single-threaded runtime (tests), run it in place.
 fn cpu_bound<T>(large: bool, work: impl FnOnce() -> T) -> T {
+    // The runtime is asked only for a large body: `Handle::current` clones an `Arc` every
+    // worker shares, which a small request need not pay for three times.
     let multi_threaded =
-        tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
-    if large && multi_threaded { tokio::task::block_in_place(work) } else { work() }
+        || tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
+    if large && multi_threaded() { tokio::task::block_in_place(work) } else { work() }
 }
