@@ -212,17 +212,12 @@ fn describe_v6(ip: Ipv6Addr) -> Option<&'static str> {
         return describe_v4(v4);
     }
     let segments = ip.segments();
-    if segments[..3] == [0x64, 0xff9b, 1] {
-        // RFC 8215's local-use NAT64 prefix: its network picks the prefix length. As a /96
-        // (zeros up to the last 32 bits) the IPv4 address is checked; any other length puts
-        // it where it cannot be told from the prefix, so that address is refused.
-        return match segments[3..6] {
-            [0, 0, 0] => describe_v4(Ipv4Addr::from((u32::from(segments[6]) << 16) | u32::from(segments[7]))),
-            _ => Some("a NAT64 local-use"),
-        };
-    }
     let first = segments[0];
     Some(match first {
+        // RFC 8215's local-use NAT64 prefix as a /96 is read by `embedded_v4`; its network
+        // may pick another prefix length, which puts the IPv4 address where it cannot be told
+        // from the prefix, so such an address is refused.
+        _ if segments[..3] == [0x64, 0xff9b, 1] => "a NAT64 local-use",
         _ if segments[..6] == [0, 0, 0, 0, 0xffff, 0] => "an IPv4-translated",
         _ if segments[..2] == [0x2001, 0] => "a Teredo",
         _ if ip.is_loopback() => "a loopback",
@@ -236,18 +231,18 @@ fn describe_v6(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 /// The IPv4 address an IPv6 one stands for: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
-/// (`::a.b.c.d`, but not `::` or `::1`), NAT64 (`64:ff9b::a.b.c.d`) and 6to4
-/// (`2002:AABB:CCDD::/48` for `0xAABBCCDD`).
+/// (`::a.b.c.d`, but not `::` or `::1`), NAT64 (`64:ff9b::a.b.c.d`, and RFC 8215's
+/// `64:ff9b:1::a.b.c.d` as a /96) and 6to4 (`2002:AABB:CCDD::/48` for `0xAABBCCDD`).
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4);
     }
     let segments = ip.segments();
-    let low = Ipv4Addr::from((u32::from(segments[6]) << 16) | u32::from(segments[7]));
+    let v4 = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
     match segments[..6] {
-        [0, 0, 0, 0, 0, 0] if !ip.is_loopback() && !ip.is_unspecified() => Some(low),
-        [0x64, 0xff9b, 0, 0, 0, 0] => Some(low),
-        [0x2002, high, low, ..] => Some(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low))),
+        [0, 0, 0, 0, 0, 0] if !ip.is_loopback() && !ip.is_unspecified() => Some(v4(segments[6], segments[7])),
+        [0x64, 0xff9b, 0 | 1, 0, 0, 0] => Some(v4(segments[6], segments[7])),
+        [0x2002, high, low, ..] => Some(v4(high, low)),
         _ => None,
     }
 }
