@@ -9,6 +9,7 @@ use std::path::Path;
 
 pub use crate::node_config::docker_config::Credential;
 use crate::node_config::docker_config::{self, DockerConfigError};
+use crate::rewrite::reference;
 
 /// Credentials by registry (`host` or `host:port`, lowercase).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -76,11 +77,7 @@ impl AuthFile {
 
 /// Lowercase; Docker Hub's historic hosts are `docker.io`.
 fn canonical(host: &str) -> String {
-    let host = host.trim().to_ascii_lowercase();
-    match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_owned(),
-        _ => host,
-    }
+    reference::fold_docker_hub(&host.trim().to_ascii_lowercase()).to_owned()
 }
 
 #[cfg(test)]

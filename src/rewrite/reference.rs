@@ -24,6 +24,11 @@ use std::fmt;
 pub const DOCKER_HUB: &str = "docker.io";
 /// Other names that reach Docker Hub; folded into [`DOCKER_HUB`] in canonical mode.
 pub const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker.io"];
+
+/// `host` (lowercase), with Docker Hub's other names folded into [`DOCKER_HUB`].
+pub fn fold_docker_hub(host: &str) -> &str {
+    if DOCKER_HUB_ALIASES.contains(&host) { DOCKER_HUB } else { host }
+}
 /// The longest name (registry and path, without tag or digest) a reference may have.
 pub const MAX_NAME_LEN: usize = 255;
 pub(crate) const MAX_TAG_LEN: usize = 128;

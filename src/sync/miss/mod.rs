@@ -41,7 +41,7 @@ use crate::registry::egress::{Egress, registry_key};
 use crate::registry::session::{ImageRef, Registries};
 use crate::registry::{Resolved, Resolver, Tried};
 use crate::rewrite::mirrored::pulls_from_target;
-use crate::rewrite::reference::{DOCKER_HUB, DOCKER_HUB_ALIASES, is_registry_like};
+use crate::rewrite::reference::{fold_docker_hub, is_registry_like};
 use crate::rewrite::{Rule, RuleKind};
 pub use args::CopyOnMissArgs;
 use capped::Capped;
@@ -214,10 +214,7 @@ fn names_registry(rule: &Rule, registry: &str) -> bool {
         },
         RuleKind::Default | RuleKind::All => return false,
     };
-    let key = |registry: &str| {
-        let key = registry_key(registry);
-        if DOCKER_HUB_ALIASES.contains(&key.as_str()) { DOCKER_HUB.to_owned() } else { key }
-    };
+    let key = |registry: &str| fold_docker_hub(&registry_key(registry)).to_owned();
     ImageRef::parse(&named).is_ok_and(|named| key(&named.repo.registry) == key(registry))
 }
 
