@@ -55,7 +55,8 @@ impl<S> Capped<S> {
     }
 
     /// Blob bytes streamed, and reserved by attempts still running.
-    pub fn spent(&self) -> u64 {
+    #[cfg(test)]
+    fn spent(&self) -> u64 {
         *lock(&self.spent)
     }
 
